@@ -1,0 +1,211 @@
+//! tower-sessions' `SessionStore` over our own `sessions` table.
+//!
+//! tower-sessions' PostgreSQL store keeps `(id, data, expiry)` only, so a user's sessions
+//! could not be listed or revoked. Ours keeps the owner and lifetimes in columns: the
+//! [`SessionBinding`] a handler inserts at sign-in is written to those columns (and read
+//! back from them on load), the rest of the session data goes to `data`.
+//!
+//! A record without a binding is refused: only a successful sign-in creates a row, so
+//! anonymous visitors never cost a write.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store,
+};
+
+/// The key under which the binding travels in tower-sessions' data map.
+pub const BINDING_KEY: &str = "portcullis.binding";
+
+/// Who a session belongs to and how long it may live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionBinding {
+    pub user_id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub absolute_expires_at: OffsetDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub prev_sign_in_at: Option<OffsetDateTime>,
+    pub prev_sign_in_ip: Option<String>,
+}
+
+/// The stored form of a session id: SHA-256 of its 16 bytes. A leaked table or backup
+/// holds no usable cookies.
+pub fn token_hash(id: Id) -> Vec<u8> {
+    Sha256::digest(id.0.to_le_bytes()).to_vec()
+}
+
+#[derive(Debug, Clone)]
+pub struct PgSessionStore {
+    pool: PgPool,
+    idle_timeout: time::Duration,
+}
+
+impl PgSessionStore {
+    pub fn new(pool: PgPool, idle_timeout: time::Duration) -> Self {
+        Self { pool, idle_timeout }
+    }
+}
+
+fn backend(err: sqlx::Error) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+fn split(record: &Record) -> session_store::Result<(Option<SessionBinding>, serde_json::Value)> {
+    let mut data = record.data.clone();
+    let binding = data
+        .remove(BINDING_KEY)
+        .map(serde_json::from_value::<SessionBinding>)
+        .transpose()
+        .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+    let data =
+        serde_json::to_value(data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    Ok((binding, data))
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let (binding, data) = split(record)?;
+        let Some(binding) = binding else {
+            return Err(session_store::Error::Encode(
+                "refusing to store a session that no sign-in created".into(),
+            ));
+        };
+        let idle = self.idle_timeout.whole_microseconds() as f64 / 1e6;
+        loop {
+            let inserted = sqlx::query_scalar!(
+                r#"
+                INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
+                                      idle_expires_at, absolute_expires_at, ip, user_agent,
+                                      prev_sign_in_at, prev_sign_in_ip)
+                VALUES ($1, $2, $3, $4, now(),
+                        least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10)
+                ON CONFLICT (token_hash) DO NOTHING
+                RETURNING id
+                "#,
+                token_hash(record.id),
+                binding.user_id,
+                data,
+                binding.created_at,
+                idle,
+                binding.absolute_expires_at,
+                binding.ip,
+                binding.user_agent,
+                binding.prev_sign_in_at,
+                binding.prev_sign_in_ip,
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            if inserted.is_some() {
+                return Ok(());
+            }
+            // A 128-bit collision is practically impossible, but never overwrite a session.
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let (_, data) = split(record)?;
+        // Never resurrects: a session revoked or deleted meanwhile stays gone.
+        sqlx::query!(
+            "UPDATE sessions SET data = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash(record.id),
+            data,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row = sqlx::query!(
+            r#"
+            SELECT user_id, data, created_at, absolute_expires_at, ended_at AS "ended_at!",
+                   ip, user_agent, prev_sign_in_at, prev_sign_in_ip
+            FROM sessions
+            WHERE token_hash = $1 AND ended_at > now()
+            "#,
+            token_hash(*id),
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut data: std::collections::HashMap<String, serde_json::Value> =
+            serde_json::from_value(row.data)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let binding = SessionBinding {
+            user_id: row.user_id,
+            created_at: row.created_at,
+            absolute_expires_at: row.absolute_expires_at,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            prev_sign_in_at: row.prev_sign_in_at,
+            prev_sign_in_ip: row.prev_sign_in_ip,
+        };
+        data.insert(
+            BINDING_KEY.to_owned(),
+            serde_json::to_value(binding)
+                .map_err(|e| session_store::Error::Encode(e.to_string()))?,
+        );
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date: row.ended_at,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query!(
+            "DELETE FROM sessions WHERE token_hash = $1",
+            token_hash(*id)
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Deletes sessions that ended more than `tombstone` ago, in batches, so a large backlog
+/// never becomes one long transaction. Returns how many rows went.
+pub async fn delete_ended(pool: &PgPool, tombstone: time::Duration) -> sqlx::Result<u64> {
+    const BATCH: i64 = 1000;
+    const MAX_BATCHES: usize = 100;
+    let keep = tombstone.whole_microseconds() as f64 / 1e6;
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES {
+        let deleted = sqlx::query!(
+            r#"
+            DELETE FROM sessions WHERE id IN (
+                SELECT id FROM sessions
+                WHERE ended_at < now() - make_interval(secs => $1)
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+            "#,
+            keep,
+            BATCH,
+        )
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < BATCH as u64 {
+            break;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,104 @@
+//! Database selection (DATABASE_URL or the private cluster), pool and migrations.
+
+pub mod cluster;
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::DatabaseArgs;
+pub use cluster::{Cluster, ClusterOptions};
+
+/// The database the app uses, and the private cluster behind it when there is one.
+pub struct Database {
+    pub options: PgConnectOptions,
+    pub cluster: Option<Cluster>,
+}
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const APP_DATABASE: &str = "portcullis";
+
+impl Database {
+    /// Resolves the database: DATABASE_URL when given, else the private cluster in the data
+    /// directory (started now, or joined when already running). Blocking: call at start-up.
+    pub fn open(args: &DatabaseArgs) -> anyhow::Result<Database> {
+        if let Some(url) = &args.database_url {
+            let options = PgConnectOptions::from_str(url)
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+            return Ok(Database {
+                options,
+                cluster: None,
+            });
+        }
+        let cluster = Cluster::start(&ClusterOptions {
+            data_dir: args.data_dir.clone(),
+            ephemeral: false,
+        })?;
+        Ok(Database {
+            options: cluster.connect_options(APP_DATABASE),
+            cluster: Some(cluster),
+        })
+    }
+
+    /// Creates the app's database in the private cluster on first run.
+    pub async fn ensure_created(&self) -> anyhow::Result<()> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let mut conn = cluster
+            .connect_options("postgres")
+            .connect()
+            .await
+            .context("connecting to the private PostgreSQL cluster")?;
+        create_database_if_missing(&mut conn, APP_DATABASE).await?;
+        conn.close().await.ok();
+        Ok(())
+    }
+
+    pub async fn pool(&self, max_connections: u32) -> anyhow::Result<PgPool> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            // A request waits this long for a connection before it gets a 503 page.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(self.options.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
+        Ok(pool)
+    }
+
+    pub fn stop(self) {
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
+    }
+}
+
+pub async fn create_database_if_missing(conn: &mut PgConnection, name: &str) -> anyhow::Result<()> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound; `name` is our own constant or a test's generated name.
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(())
+}
+
+/// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while migrating, so
+/// several instances starting at once apply each migration exactly once.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying database migrations")?;
+    Ok(())
+}

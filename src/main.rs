@@ -1,0 +1,142 @@
+//! The command line: wires configuration to the library and runs it.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use portcullis::{
+    App, cli,
+    config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs, Settings},
+    db::{self, Database},
+};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+const SERVE_LOG: &str = "info,sqlx=warn,tower_sessions=error,tower_sessions_core=error";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::User { db, action }) => {
+            init_tracing(LogFormat::Text, "warn");
+            with_database(&db, |pool| async move {
+                // The CLI enforces the same minimum as a default server.
+                let min = Settings::defaults().password_min_length;
+                cli::run(&pool, action, min).await
+            })
+        }
+        Some(Command::Migrate { db }) => {
+            init_tracing(LogFormat::Text, "info");
+            with_database(&db, |_| async { Ok(()) })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("portcullis: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Opens the database (starting the private cluster if needed and stopping it after),
+/// migrates, and runs `work`.
+fn with_database<F, Fut>(args: &DatabaseArgs, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let database = Database::open(args)?;
+    let result = runtime()?.block_on(async {
+        database.ensure_created().await?;
+        let pool = database.pool(2).await?;
+        db::migrate(&pool).await?;
+        let result = work(pool.clone()).await;
+        pool.close().await;
+        result
+    });
+    database.stop();
+    result
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format, SERVE_LOG);
+    let settings = Settings::from_args(&args)?;
+    let database = Database::open(&args.db)?;
+    if let Some(cluster) = &database.cluster {
+        tracing::info!(
+            data = %cluster.pgdata().display(),
+            joined = !cluster.is_owner(),
+            "using the private PostgreSQL cluster"
+        );
+    }
+    let result = runtime()?.block_on(async {
+        database.ensure_created().await?;
+        let pool = database.pool(10).await?;
+        db::migrate(&pool).await?;
+        if portcullis::auth::users::count(&pool).await? == 0 {
+            tracing::warn!(
+                "no users yet: create the first administrator with \
+                 `portcullis user create NAME --role admin` (same --data-dir/DATABASE_URL)"
+            );
+            eprintln!(
+                "\nNo users yet. Create the first administrator (in another terminal):\n  \
+                 cargo run --release -- user create admin --role admin\n"
+            );
+        }
+        let app = App::build(pool.clone(), settings).await?;
+        let listener = tokio::net::TcpListener::bind(args.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.bind))?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        app.serve(listener, shutdown_signal()).await?;
+        tracing::info!("stopped accepting requests; closing the database pool");
+        pool.close().await;
+        anyhow::Ok(())
+    });
+    database.stop();
+    result
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,203 @@
+//! The 401 and 403 answers, for browsers and for API clients. Every one is logged with
+//! its precise reason (the request id comes from the request's span).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use serde_json::json;
+
+use super::{Chrome, Rendered, Site, negotiate::RequestKind, render_status};
+use crate::auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next};
+
+/// The challenge on every 401. Not `Basic`, so browsers show no password dialog.
+pub const WWW_AUTHENTICATE: &str = r#"Session realm="portcullis""#;
+
+fn site(parts: &Parts) -> Arc<Site> {
+    parts
+        .extensions
+        .get::<Arc<Site>>()
+        .cloned()
+        .unwrap_or_else(|| {
+            Arc::new(Site {
+                css_href: "/static/app.css".into(),
+            })
+        })
+}
+
+fn kind(parts: &Parts) -> RequestKind {
+    RequestKind::of(&parts.method, &parts.uri, &parts.headers)
+}
+
+fn finish(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.extensions_mut().insert(Rendered);
+    response
+}
+
+/// Where to return after signing in: the page itself for a GET, the page the form was on
+/// (same-origin `Referer`) for a form post.
+fn return_to(parts: &Parts) -> Option<String> {
+    if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())?;
+        return safe_next(&target);
+    }
+    let referer = parts.headers.get(header::REFERER)?.to_str().ok()?;
+    let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+    let rest = referer
+        .strip_prefix("http://")
+        .or_else(|| referer.strip_prefix("https://"))?;
+    let path = rest.strip_prefix(host)?;
+    safe_next(path)
+}
+
+/// The sign-in URL for a notice and an optional return path.
+pub fn login_url(notice: Option<Notice>, next: Option<&str>) -> String {
+    let mut query = Vec::new();
+    if let Some(next) = next {
+        query.push(("next", next));
+    }
+    if let Some(notice) = notice {
+        query.push(("notice", notice.key()));
+    }
+    match serde_urlencoded::to_string(&query) {
+        Ok(query) if !query.is_empty() => format!("/login?{query}"),
+        _ => "/login".to_owned(),
+    }
+}
+
+/// The 401 case: not signed in, for any of [`NotSignedIn`]'s reasons.
+pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
+    let kind = kind(parts);
+    tracing::warn!(
+        status = 401,
+        reason = reason.as_str(),
+        method = %parts.method,
+        path = %parts.uri.path(),
+        "denied: not signed in"
+    );
+    let notice = reason.notice();
+    let response = match kind {
+        RequestKind::Browser => {
+            let next = return_to(parts);
+            Redirect::to(&login_url(Some(notice), next.as_deref())).into_response()
+        }
+        RequestKind::Api => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({
+                    "error": "unauthenticated",
+                    "reason": reason.client_reason(),
+                    "message": notice.message(),
+                    "login_url": "/login",
+                })),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
+            response
+        }
+    };
+    finish(response)
+}
+
+#[derive(Template)]
+#[template(path = "forbidden.html")]
+struct ForbiddenPage {
+    chrome: Chrome,
+    username: String,
+    role: Role,
+    required: Role,
+    path: String,
+}
+
+/// The 403 case: signed in, but the role is too low. Says who you are, what the page
+/// needs, and that signing in again will not help.
+pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response {
+    tracing::warn!(
+        status = 403,
+        reason = "insufficient_role",
+        user = %user.username,
+        role = %user.role,
+        required = %required,
+        method = %parts.method,
+        path = %parts.uri.path(),
+        "denied: insufficient role"
+    );
+    let response = match kind(parts) {
+        RequestKind::Browser => render_status(
+            StatusCode::FORBIDDEN,
+            &ForbiddenPage {
+                chrome: Chrome::new(&site(parts), "Access denied", Some(user)),
+                username: user.username.clone(),
+                role: user.role,
+                required,
+                path: parts.uri.path().to_owned(),
+            },
+        ),
+        RequestKind::Api => (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "forbidden",
+                "reason": "insufficient_role",
+                "message": format!("This needs the {required} role; you are signed in as {} ({}). \
+                                    Signing in again will not help: ask an administrator.",
+                                   user.username, user.role),
+                "required_role": required,
+                "role": user.role,
+            })),
+        )
+            .into_response(),
+    };
+    finish(response)
+}
+
+#[derive(Template)]
+#[template(path = "csrf.html")]
+struct CsrfPage {
+    chrome: Chrome,
+    retry_url: String,
+}
+
+/// A form whose CSRF token does not check out while the session is alive (or on the
+/// sign-in form): 403 "form expired, reload".
+pub fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -> Response {
+    tracing::warn!(
+        status = 403,
+        reason = "csrf",
+        user = user.map(|u| u.username.as_str()).unwrap_or("-"),
+        method = %parts.method,
+        path = %parts.uri.path(),
+        "denied: CSRF check failed"
+    );
+    let response = match kind(parts) {
+        RequestKind::Browser => render_status(
+            StatusCode::FORBIDDEN,
+            &CsrfPage {
+                chrome: Chrome::new(&site(parts), "Form expired", user),
+                retry_url: retry_url.to_owned(),
+            },
+        ),
+        RequestKind::Api => (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "forbidden",
+                "reason": "csrf",
+                "message": "The form expired or did not come from this site. Reload the page and try again.",
+            })),
+        )
+            .into_response(),
+    };
+    finish(response)
+}

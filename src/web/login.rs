@@ -1,0 +1,306 @@
+//! Sign-in and sign-out.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use time::OffsetDateTime;
+use tower_cookies::{Cookie, Cookies, cookie::SameSite};
+use tower_sessions::Session;
+
+use super::{AppState, Chrome, denial, render_status};
+use crate::{
+    auth::{
+        Authentication, Notice,
+        csrf::new_cookie_value,
+        next::{DEFAULT_NEXT, safe_next},
+        password::{self, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, Verification},
+        store::{BINDING_KEY, SessionBinding},
+        users::Username,
+    },
+    error::AppError,
+};
+
+/// The one message for every failed sign-in: unknown user, wrong password and disabled
+/// account must be indistinguishable.
+pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
+const MAX_USER_AGENT: usize = 256;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    notice: Option<&'static str>,
+    error: Option<&'static str>,
+    username: String,
+    next: String,
+    csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+/// The anonymous CSRF cookie's value, set now if the browser has none.
+fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
+    let name = state.settings.csrf_cookie_name();
+    if let Some(existing) = cookies.get(name) {
+        let value = existing.value();
+        if value.len() == 43
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return value.to_owned();
+        }
+    }
+    let value = new_cookie_value();
+    let cookie = Cookie::build((name, value.clone()))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build();
+    cookies.add(cookie);
+    value
+}
+
+fn login_page(
+    state: &AppState,
+    cookies: &Cookies,
+    status: StatusCode,
+    notice: Option<Notice>,
+    error: Option<&'static str>,
+    username: String,
+    next: Option<String>,
+) -> Response {
+    let cookie = anonymous_csrf_cookie(state, cookies);
+    render_status(
+        status,
+        &LoginPage {
+            chrome: Chrome::new(&state.site, "Sign in", None),
+            notice: notice.map(Notice::message),
+            error,
+            username,
+            next: next.unwrap_or_default(),
+            csrf: state.csrf.anonymous_token(&cookie),
+        },
+    )
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let notice = query.notice.as_deref().and_then(Notice::from_key);
+    let next = query.next.as_deref().and_then(safe_next);
+    login_page(
+        &state,
+        &cookies,
+        StatusCode::OK,
+        notice,
+        None,
+        String::new(),
+        next,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub fn client_ip(connect: &ConnectInfo<SocketAddr>) -> String {
+    connect.0.ip().to_string()
+}
+
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT)
+                .collect()
+        })
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    session: Session,
+    connect: ConnectInfo<SocketAddr>,
+    parts: Parts,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let next = safe_next(&form.next);
+    let cookie = cookies
+        .get(state.settings.csrf_cookie_name())
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
+        let retry = denial::login_url(None, next.as_deref());
+        return Ok(denial::csrf_failed(&parts, None, &retry));
+    }
+    let typed_username: String = form
+        .username
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if form.username.trim().is_empty() || form.password.is_empty() {
+        return Ok(login_page(
+            &state,
+            &cookies,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("Enter both your username and your password."),
+            typed_username,
+            next,
+        ));
+    }
+    let failed = |state: &AppState| {
+        login_page(
+            state,
+            &cookies,
+            StatusCode::UNAUTHORIZED,
+            None,
+            Some(INVALID_CREDENTIALS),
+            typed_username.clone(),
+            next.clone(),
+        )
+    };
+    // Over-long passwords are refused before hashing; this depends on the input only, so
+    // it reveals nothing about accounts.
+    if form.password.len() > MAX_PASSWORD_BYTES {
+        return Ok(with_challenge(failed(&state)));
+    }
+    let password = password::normalize(&form.password);
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Ok(with_challenge(failed(&state)));
+    }
+
+    let account = match Username::parse(&form.username) {
+        Ok(username) => {
+            sqlx::query!(
+                r#"
+            SELECT id, username, password_hash, disabled_at, last_sign_in_at, last_sign_in_ip
+            FROM users WHERE username_key = $1
+            "#,
+                username.key
+            )
+            .fetch_optional(&state.pool)
+            .await?
+        }
+        Err(_) => None,
+    };
+    // Unknown users verify against a dummy hash: every attempt costs one full hash.
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let verification = state.hasher.verify(password.clone(), stored).await?;
+    let account = match (account, verification) {
+        (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
+            (account, needs_rehash)
+        }
+        (account, _) => {
+            let reason = match (&account, verification) {
+                (None, _) => "unknown_user",
+                (Some(_), Verification::Mismatch) => "bad_password",
+                (Some(_), Verification::Match { .. }) => "disabled",
+            };
+            tracing::warn!(
+                status = 401,
+                reason,
+                username = %typed_username,
+                "sign-in failed"
+            );
+            return Ok(with_challenge(failed(&state)));
+        }
+    };
+    let (account, needs_rehash) = account;
+
+    let ip = client_ip(&connect);
+    let now = OffsetDateTime::now_utc();
+    // A new session id at every sign-in: whatever id the browser had before (perhaps
+    // planted by an attacker) is deleted, never promoted.
+    session.cycle_id().await?;
+    session.clear().await;
+    session
+        .insert(
+            BINDING_KEY,
+            SessionBinding {
+                user_id: account.id,
+                created_at: now,
+                absolute_expires_at: now + state.settings.absolute_timeout,
+                ip: Some(ip.clone()),
+                user_agent: user_agent(&parts.headers),
+                prev_sign_in_at: account.last_sign_in_at,
+                prev_sign_in_ip: account.last_sign_in_ip,
+            },
+        )
+        .await?;
+    sqlx::query!(
+        "UPDATE users SET last_sign_in_at = now(), last_sign_in_ip = $2 WHERE id = $1",
+        account.id,
+        ip
+    )
+    .execute(&state.pool)
+    .await?;
+    if needs_rehash {
+        // Rehashing is not a password change: it must not revoke any session.
+        let hash = state.hasher.hash(password).await?;
+        crate::auth::users::set_password_hash(&state.pool, account.id, &hash).await?;
+        tracing::info!(user = %account.username, "password hash upgraded to current parameters");
+    }
+    tracing::info!(user = %account.username, "signed in");
+    Ok(Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response())
+}
+
+fn with_challenge(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static(denial::WWW_AUTHENTICATE),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Signs out: deletes the session row (a copy of the cookie is dead from now on) and
+/// clears the cookie. A stale form whose session already ended simply lands on sign-in.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    parts: Parts,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, AppError> {
+    if let Some(Authentication::SignedIn(user)) = parts.extensions.get::<Authentication>() {
+        if !state.csrf.verify_session_token(user.token, &form.csrf) {
+            return Ok(denial::csrf_failed(&parts, Some(user), "/"));
+        }
+        tracing::info!(user = %user.username, "signed out");
+    }
+    session.flush().await?;
+    Ok(Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response())
+}

@@ -1,0 +1,319 @@
+//! HTTP: the router, one module per page group, and the pieces every page shares.
+
+pub mod account;
+pub mod admin;
+pub mod api;
+pub mod denial;
+pub mod errors;
+pub mod health;
+pub mod home;
+pub mod login;
+pub mod negotiate;
+pub mod reports;
+
+use std::{sync::Arc, time::Duration};
+
+use askama::Template;
+use axum::{
+    Extension, Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    middleware,
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+
+use crate::{
+    auth::{
+        Role, SessionUser, csrf::CsrfKey, password::PasswordHasher, require_role,
+        session_user::authenticate, store::PgSessionStore,
+    },
+    config::Settings,
+};
+
+/// Largest request body accepted (forms are tiny); larger gets a 413 page.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// A request taking longer than this gets a 408 (slow clients cannot hold a worker forever).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub hasher: PasswordHasher,
+    pub csrf: CsrfKey,
+    pub site: Arc<Site>,
+}
+
+/// Site-wide presentation facts every page (including error pages) needs.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The stylesheet URL with a content hash, so it can be cached for a year.
+    pub css_href: String,
+}
+
+impl Site {
+    pub fn new(settings: &Settings) -> Site {
+        let css = std::fs::read(settings.static_dir.join("app.css")).unwrap_or_default();
+        let digest = Sha256::digest(&css);
+        let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Site {
+            css_href: format!("/static/app.css?v={version}"),
+        }
+    }
+}
+
+/// What the shared layout (`base.html`) shows: title, stylesheet, who is signed in.
+pub struct Chrome {
+    pub title: String,
+    pub css_href: String,
+    pub user: Option<ChromeUser>,
+}
+
+pub struct ChromeUser {
+    pub username: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+impl Chrome {
+    pub fn new(site: &Site, title: impl Into<String>, user: Option<&SessionUser>) -> Chrome {
+        Chrome {
+            title: title.into(),
+            css_href: site.css_href.clone(),
+            user: user.map(|user| ChromeUser {
+                username: user.username.clone(),
+                role: user.role,
+                csrf: user.csrf_token.clone(),
+            }),
+        }
+    }
+}
+
+/// A page behind a role guard. The router takes each page's role from here and the home
+/// page lists them, so the table people read is the table the guards enforce.
+pub struct ProtectedPage {
+    pub path: &'static str,
+    pub title: &'static str,
+    pub role: Role,
+}
+
+pub const PROTECTED_PAGES: [ProtectedPage; 4] = [
+    ProtectedPage {
+        path: "/account",
+        title: "Your account",
+        role: Role::Member,
+    },
+    ProtectedPage {
+        path: "/reports",
+        title: "Reports",
+        role: Role::Editor,
+    },
+    ProtectedPage {
+        path: "/admin",
+        title: "Administration",
+        role: Role::Admin,
+    },
+    ProtectedPage {
+        path: "/api/me",
+        title: "Who am I (JSON)",
+        role: Role::Member,
+    },
+];
+
+/// The role `path` needs; an unlisted path needs the highest (deny by default).
+pub fn role_of(path: &str) -> Role {
+    PROTECTED_PAGES
+        .iter()
+        .find(|page| page.path == path)
+        .map_or(Role::Admin, |page| page.role)
+}
+
+/// Times on pages: UTC, to the second, unambiguous.
+pub fn display_time(at: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// Marks a response whose body is already the page the person should see, so the error
+/// page layer leaves it alone (401/403 pages, a re-rendered form with errors).
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered;
+
+/// Renders a template into an HTML response; a template failure is a logged 500.
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => crate::error::AppError::Internal(err.into()).into_response(),
+    }
+}
+
+/// Renders with a status, marked as a finished page.
+pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
+    let mut response = render(template);
+    if response.status().is_success() {
+        *response.status_mut() = status;
+        response.extensions_mut().insert(Rendered);
+    }
+    response
+}
+
+/// Request ids: random, never taken from the client (a forged id would poison the logs).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let settings = &state.settings;
+    let sessions = SessionManagerLayer::new(PgSessionStore::new(
+        state.pool.clone(),
+        settings.idle_timeout,
+    ))
+    .with_name(settings.session_cookie_name())
+    .with_secure(settings.secure_cookies)
+    .with_http_only(true)
+    .with_same_site(SameSite::Lax)
+    .with_path("/")
+    // A browser-session cookie: it outlives the server-side deadline, so an expired
+    // session is still recognised and the person told "your session has expired".
+    .with_expiry(Expiry::OnSessionEnd);
+    let guarded = |path: &str| middleware::from_fn_with_state(role_of(path), require_role);
+
+    let signed_in_pages = Router::new()
+        .route("/", get(home::show))
+        .route("/logout", post(login::logout))
+        .merge(
+            Router::new()
+                .route("/account", get(account::show))
+                .route_layer(guarded("/account")),
+        )
+        .merge(
+            Router::new()
+                .route("/reports", get(reports::show))
+                .route_layer(guarded("/reports")),
+        )
+        .merge(
+            Router::new()
+                .route("/admin", get(admin::show))
+                .route_layer(guarded("/admin")),
+        )
+        .merge(
+            Router::new()
+                .route("/api/me", get(api::me))
+                .route_layer(guarded("/api/me")),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+
+    let with_sessions = Router::new()
+        .merge(signed_in_pages)
+        .route("/login", get(login::form).post(login::submit))
+        .layer(sessions)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    let static_files = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ))
+        .service(ServeDir::new(&settings.static_dir));
+
+    Router::new()
+        .merge(with_sessions)
+        .merge(health::router())
+        .nest_service("/static", static_files)
+        .fallback(errors::not_found)
+        // Innermost first: the last `.layer` wraps everything above it.
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(middleware::map_response_with_state(
+            state.settings.secure_cookies,
+            security_headers,
+        ))
+        .layer(middleware::from_fn(errors::error_pages))
+        .layer(Extension(Arc::clone(&state.site)))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    request_id = %id,
+                    method = %request.method(),
+                    path = %request.uri().path()
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .with_state(state)
+}
+
+/// Headers on every response: no sniffing, no framing, no referrer leaks, no inline
+/// script (the pages need none); HSTS once the operator says the site is HTTPS.
+async fn security_headers(
+    axum::extract::State(secure): axum::extract::State<bool>,
+    mut response: Response,
+) -> Response {
+    const HEADERS: [(&str, &str); 5] = [
+        (
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+        ),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in HEADERS {
+        headers
+            .entry(HeaderName::from_static(name))
+            .or_insert(HeaderValue::from_static(value));
+    }
+    if secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
