@@ -136,6 +136,19 @@ impl Cluster {
         &self.pgdata
     }
 
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// A `postgres://` URL for `database` over the Unix socket (for tools and subprocesses).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{PORT}/{database}?host={}",
+            self.socket_dir.display()
+        )
+    }
+
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
         PgConnectOptions::new()
             .socket(&self.socket_dir)

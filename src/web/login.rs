@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tower_cookies::{Cookie, Cookies, cookie::SameSite};
 use tower_sessions::Session;
 
-use super::{AppState, Chrome, denial, render_status};
+use super::{AppState, Chrome, denial, negotiate::RequestKind, render_status};
 use crate::{
     auth::{
         Authentication, Notice,
@@ -302,5 +302,13 @@ pub async fn logout(
         tracing::info!(user = %user.username, "signed out");
     }
     session.flush().await?;
-    Ok(Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response())
+    Ok(
+        match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
+            RequestKind::Browser => {
+                Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response()
+            }
+            // Programs are told it worked, not sent to a login page.
+            RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }

@@ -185,6 +185,12 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
+/// `SetRequestIdLayer` keeps an id the client sent; we never want one.
+async fn drop_client_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    request.headers_mut().remove(REQUEST_ID);
+    request
+}
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
@@ -280,6 +286,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .layer(middleware::map_request(drop_client_request_id))
         .with_state(state)
 }
 

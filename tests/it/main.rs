@@ -1,1 +1,10 @@
-fn main() {}
+//! Integration tests: the real app over real HTTP on a real PostgreSQL (one test binary,
+//! one PostgreSQL per run, a fresh database per test).
+
+mod contract;
+mod health;
+mod inputs;
+mod login;
+mod process;
+mod sessions;
+mod support;

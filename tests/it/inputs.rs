@@ -1,0 +1,289 @@
+//! Bad input gets a clear 4xx (page or JSON), never a 500, a panic or a hang.
+
+use portcullis::auth::Role;
+use reqwest::{StatusCode, header::ACCEPT};
+
+use crate::support::*;
+
+async fn post_login_raw(
+    app: &TestApp,
+    browser: &Browser,
+    body: Vec<u8>,
+    content_type: &str,
+) -> reqwest::Response {
+    browser
+        .post(app.url("/login"))
+        .header(ACCEPT, BROWSER_ACCEPT)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST")
+}
+
+fn form_body(csrf: &str, username: &[u8], password: &[u8]) -> Vec<u8> {
+    let mut body = format!("csrf={}&username=", urlencode(csrf)).into_bytes();
+    body.extend_from_slice(username);
+    body.extend_from_slice(b"&password=");
+    body.extend_from_slice(password);
+    body
+}
+
+#[tokio::test]
+async fn hostile_sign_in_forms_get_the_generic_failure_not_an_error() {
+    let app = TestApp::spawn().await;
+    app.create_user("victim", Role::Member).await;
+    let browser = app.client();
+    let csrf = app.login_csrf(&browser).await;
+    let form = "application/x-www-form-urlencoded";
+    for (username, password) in [
+        (&b"victim"[..], &b"%27%20OR%201%3D1%20--"[..]),
+        (b"%27%20OR%20%271%27%3D%271", b"x"),
+        (b"victim%00", b"password"),
+        (b"vic%00tim", b"pass%00word"),
+        (b"%FF%FE%FD", b"%C3%28"),
+        (b"victim", b"%FF%FF%FF%FF"),
+        (b"%E2%80%AEmitciv", b"whatever"),
+        (b"a%0D%0ASet-Cookie%3A%20x%3D1", b"whatever"),
+    ] {
+        let response =
+            post_login_raw(&app, &browser, form_body(&csrf, username, password), form).await;
+        let status = response.status();
+        let body = response.text().await.expect("body");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{username:?}/{password:?}: {body}"
+        );
+        assert!(body.contains("Invalid username or password."), "{body}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+}
+
+#[tokio::test]
+async fn empty_and_missing_fields_ask_for_both() {
+    let app = TestApp::spawn().await;
+    let browser = app.client();
+    let csrf = app.login_csrf(&browser).await;
+    for body in [
+        format!("csrf={}&username=&password=", urlencode(&csrf)),
+        format!("csrf={}&username=bob", urlencode(&csrf)),
+        format!("csrf={}&password=x", urlencode(&csrf)),
+        format!("csrf={}&username=%20%20&password=x", urlencode(&csrf)),
+    ] {
+        let response = post_login_raw(
+            &app,
+            &browser,
+            body.into_bytes(),
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            response
+                .text()
+                .await
+                .expect("body")
+                .contains("Enter both your username and your password.")
+        );
+    }
+}
+
+#[tokio::test]
+async fn over_long_passwords_are_refused_before_hashing() {
+    let app = TestApp::spawn().await;
+    app.create_user("long", Role::Member).await;
+    let browser = app.client();
+    let csrf = app.login_csrf(&browser).await;
+    // Over the policy (4 KiB) but within the body limit: the generic failure, fast.
+    let password = "p".repeat(4096);
+    let started = std::time::Instant::now();
+    let response = post_login_raw(
+        &app,
+        &browser,
+        form_body(&csrf, b"long", password.as_bytes()),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let (hashes, _) = app.hasher.stats();
+    // Only the user's creation and the start-up dummy hash ran (the latter outside stats).
+    assert_eq!(hashes, 1, "the long password was hashed");
+
+    // 10 MB: the body limit answers 413 with a page, before anything is read in full.
+    let huge = vec![b'p'; 10 * 1024 * 1024];
+    let response = post_login_raw(
+        &app,
+        &browser,
+        form_body(&csrf, b"long", &huge),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("Request too large"), "{body}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_friendly_pages_or_json() {
+    let app = TestApp::spawn().await;
+    let browser = app.client();
+    let csrf = app.login_csrf(&browser).await;
+    let cases: Vec<(Vec<u8>, &str, StatusCode)> = vec![
+        // Duplicated fields.
+        (
+            format!("csrf={}&username=a&username=b&password=x", urlencode(&csrf)).into_bytes(),
+            "application/x-www-form-urlencoded",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        // Wrong content type.
+        (
+            br#"{"username":"a","password":"b"}"#.to_vec(),
+            "application/json",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            b"username=a".to_vec(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (body, content_type, expected) in cases {
+        let response = post_login_raw(&app, &browser, body, content_type).await;
+        let status = response.status();
+        let content = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, expected, "{content_type}: {text}");
+        assert!(content.starts_with("text/html"), "{content}");
+        assert!(
+            text.contains("<h1>") && !text.contains("Failed to deserialize"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_pages_for_people_and_json_for_programs() {
+    let app = TestApp::spawn().await;
+    let browser = app.client();
+    let response = app.get(&browser, "/no/such/page").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body = response.text().await.expect("body");
+    assert!(
+        body.contains("Page not found") && body.contains("request id"),
+        "{body}"
+    );
+
+    let response = app.get_json(&browser, "/no/such/page").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let json: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(json["error"], "not_found");
+    assert!(json["request_id"].is_string());
+
+    let response = app.get(&browser, "/logout").await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.headers().get("allow").is_some());
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("Method not allowed")
+    );
+
+    let response = browser
+        .delete(app.url("/login"))
+        .header(ACCEPT, BROWSER_ACCEPT)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_request_id_and_security_headers() {
+    let app = TestApp::spawn().await;
+    let browser = app.client();
+    for path in ["/", "/login", "/account", "/nope", "/healthz"] {
+        let response = app.get(&browser, path).await;
+        let headers = response.headers();
+        let id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(id.len(), 16, "{path}: request id {id:?}");
+        for name in [
+            "content-security-policy",
+            "x-content-type-options",
+            "x-frame-options",
+            "referrer-policy",
+        ] {
+            assert!(headers.contains_key(name), "{path} lacks {name}");
+        }
+    }
+    // A client-supplied request id is not trusted.
+    let response = browser
+        .get(app.url("/"))
+        .header("x-request-id", "forged-id")
+        .send()
+        .await
+        .expect("GET");
+    assert_ne!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("forged-id")
+    );
+}
+
+#[tokio::test]
+async fn static_files_are_cacheable_and_private_pages_are_not() {
+    let app = TestApp::spawn().await;
+    let browser = app.client();
+    let page = app.get(&browser, "/").await.text().await.expect("body");
+    let start = page.find("/static/app.css?v=").expect("stylesheet link");
+    let href = &page[start..page[start..].find('"').map(|e| e + start).expect("end")];
+    let css = app.get(&browser, href).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    let cache = css
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cache.contains("max-age=31536000") && cache.contains("immutable"),
+        "{cache}"
+    );
+    assert!(
+        css.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .starts_with("text/css")
+    );
+
+    let client = app.user_client("cache", Role::Member).await;
+    for path in ["/", "/account", "/api/me"] {
+        let response = app.get(&client, path).await;
+        assert_eq!(
+            response
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{path}"
+        );
+    }
+    // Path traversal out of the static directory is a 404, not a file.
+    let response = app.get(&browser, "/static/../Cargo.toml").await;
+    assert!(
+        response.status() == StatusCode::NOT_FOUND || response.status() == StatusCode::BAD_REQUEST
+    );
+}

@@ -1,0 +1,372 @@
+//! The real binary: the embedded default (private cluster) start/stop/restart, and the CLI.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use portcullis::auth::Role;
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(format!(
+        "/tmp/pc-it-{}-{tag}{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn portcullis(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Runs the CLI with `stdin`; returns (success, stdout, stderr).
+fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = portcullis(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("CLI output");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `serve` on the private cluster in `dir` and waits for "listening on".
+    fn start(dir: &Path) -> Server {
+        let mut child = portcullis(&[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && let Some(at) = line.find("listening on http://") {
+                    let address = line[at + "listening on ".len()..].trim().to_owned();
+                    let _ = tx.send(Ok(address));
+                    sent = true;
+                } else if !sent {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut log = Vec::new();
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Ok(base)) => return Server { child, base },
+                Ok(Err(line)) => log.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("serve did not start:\n{}", log.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn cluster_running(dir: &Path) -> bool {
+    dir.join("postgres/postmaster.pid").exists()
+}
+
+async fn sign_in_works(base: &str, username: &str, password: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login")
+        .text()
+        .await
+        .expect("body");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let response = client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .expect("POST /login");
+    response.status() == StatusCode::SEE_OTHER
+}
+
+#[tokio::test]
+async fn the_embedded_default_starts_stops_with_the_app_and_keeps_its_data() {
+    let dir = scratch_dir("embedded");
+    let dir_arg = dir.display().to_string();
+    let server = Server::start(&dir);
+    assert!(
+        cluster_running(&dir),
+        "the private cluster runs while the app does"
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+
+    // The CLI joins the running cluster.
+    let (ok, out, err) = cli(
+        &[
+            "user",
+            "create",
+            "carol",
+            "--role",
+            "admin",
+            "--data-dir",
+            &dir_arg,
+        ],
+        "carol's long password\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created carol (admin)"), "{out}");
+    assert!(sign_in_works(&server.base, "carol", "carol's long password").await);
+
+    server.stop();
+    assert!(
+        !cluster_running(&dir),
+        "the cluster stops when the app does"
+    );
+
+    // With the server down, the CLI starts the cluster for its own run and stops it again.
+    let (ok, out, err) = cli(&["user", "list", "--data-dir", &dir_arg], "");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("carol") && out.contains("admin"), "{out}");
+    assert!(!cluster_running(&dir));
+
+    // Data survives a restart.
+    let server = Server::start(&dir);
+    assert!(sign_in_works(&server.base, "carol", "carol's long password").await);
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unusable_data_dir_is_one_clear_message() {
+    let (ok, _, err) = cli(&["user", "list", "--data-dir", "/proc/portcullis"], "");
+    assert!(!ok);
+    assert!(
+        err.contains("data directory") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+    assert!(
+        err.lines().filter(|l| !l.trim().is_empty()).count() <= 2,
+        "{err}"
+    );
+
+    if nix::unistd::Uid::effective().is_root() {
+        // The classic trap: a directory the `postgres` user cannot enter.
+        let locked = scratch_dir("locked");
+        std::fs::create_dir_all(&locked).expect("mkdir");
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        let inside = locked.join("data").display().to_string();
+        let (ok, _, err) = cli(&["user", "list", "--data-dir", &inside], "");
+        assert!(!ok);
+        assert!(
+            err.contains("`postgres` user") && err.contains("cannot enter"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&locked);
+    }
+}
+
+#[tokio::test]
+async fn the_cli_manages_users_on_the_same_database_as_the_app() {
+    let app = TestApp::spawn().await;
+    let url = database_url(&app.db_name);
+    let db = ["--database-url", url.as_str()];
+    let run = |args: &[&str], stdin: &str| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&db);
+        cli(&all, stdin)
+    };
+
+    let (ok, out, err) = run(
+        &["user", "create", "Dora", "--role", "editor"],
+        "a fine long password\n",
+    );
+    assert!(ok && out.contains("created Dora (editor)"), "{out}{err}");
+    let (ok, _, err) = run(&["user", "create", "dora"], "another long password\n");
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["user", "create", "eve"], "short\n");
+    assert!(!ok && err.contains("at least 8"), "{err}");
+    let (ok, _, err) = run(&["user", "create", "bad name"], "a fine long password\n");
+    assert!(!ok && err.contains("no spaces"), "{err}");
+    let (ok, _, err) = run(&["user", "set-role", "nobody", "admin"], "");
+    assert!(!ok && err.contains("no user named nobody"), "{err}");
+    let (ok, _, err) = run(&["user", "set-role", "dora", "root"], "");
+    assert!(!ok && err.contains("invalid value"), "{err}");
+
+    // A signed-in session follows every change on its next request.
+    let browser = app.client();
+    let response = app
+        .post_login(&browser, "dora", "a fine long password", "")
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get(&browser, "/reports").await.status(), StatusCode::OK);
+
+    let (ok, out, _) = run(&["user", "set-role", "dora", "member"], "");
+    assert!(
+        ok && out.contains("dora is now member") || out.contains("Dora is now member"),
+        "{out}"
+    );
+    assert_eq!(
+        app.get(&browser, "/reports").await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let (ok, out, _) = run(&["user", "list"], "");
+    assert!(
+        ok && out.contains("Dora") && out.contains("member"),
+        "{out}"
+    );
+
+    let (ok, out, _) = run(&["user", "disable", "dora"], "");
+    assert!(ok && out.contains("1 session(s) signed out"), "{out}");
+    assert_login_redirect(
+        app.get(&browser, "/account").await,
+        "revoked",
+        Some("/account"),
+    )
+    .await;
+    let response = app
+        .post_login(&app.client(), "dora", "a fine long password", "")
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "a disabled user cannot sign in"
+    );
+
+    let (ok, _, _) = run(&["user", "enable", "dora"], "");
+    assert!(ok);
+    app.post_login(&browser, "dora", "a fine long password", "")
+        .await;
+    assert_eq!(app.get(&browser, "/account").await.status(), StatusCode::OK);
+
+    let (ok, out, err) = run(&["user", "set-password", "dora"], "a brand new password\n");
+    assert!(ok && out.contains("1 session(s) signed out"), "{out}{err}");
+    assert_login_redirect(
+        app.get(&browser, "/account").await,
+        "revoked",
+        Some("/account"),
+    )
+    .await;
+    let response = app
+        .post_login(&app.client(), "dora", "a fine long password", "")
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .post_login(&app.client(), "dora", "a brand new password", "")
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    // Users created by the app's own code and by the CLI are the same kind of account.
+    app.create_user("frank", Role::Admin).await;
+    let (ok, out, _) = run(&["user", "list"], "");
+    assert!(ok && out.contains("frank"), "{out}");
+}
+
+#[test]
+fn help_describes_the_commands() {
+    let output = portcullis(&["--help"]).output().expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for word in [
+        "serve",
+        "user",
+        "--bind",
+        "--data-dir",
+        "--idle-timeout",
+        "--absolute-timeout",
+        "--secure-cookies",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+    let output = portcullis(&["user", "--help"]).output().expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for word in [
+        "create",
+        "set-role",
+        "set-password",
+        "disable",
+        "enable",
+        "list",
+    ] {
+        assert!(text.contains(word), "user --help lacks {word}:\n{text}");
+    }
+}

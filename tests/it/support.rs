@@ -1,0 +1,525 @@
+//! Test harness: one PostgreSQL per test process (the private cluster, or DATABASE_URL),
+//! a fresh database per test cloned from a migrated template, and the real app on
+//! 127.0.0.1:0 driven over HTTP by a client that does not follow redirects.
+
+use std::{
+    net::SocketAddr,
+    str::FromStr,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use portcullis::{
+    App,
+    auth::{Role, password::PasswordHasher, users},
+    config::Settings,
+    db::{Cluster, ClusterOptions},
+};
+use reqwest::{
+    Client, Response, StatusCode,
+    cookie::{CookieStore, Jar},
+    header::{ACCEPT, HeaderMap, LOCATION},
+};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool, postgres::PgConnectOptions};
+
+pub const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+struct TestServer {
+    /// Connection to the server's maintenance database, for CREATE DATABASE.
+    admin: PgConnectOptions,
+    template: String,
+    /// URL prefix for subprocesses (CLI tests): append a database name.
+    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
+    /// Keeps the private cluster alive for the whole process; it stops when the process
+    /// exits (parent-death signal), also if the run is killed.
+    _cluster: Option<Mutex<Cluster>>,
+}
+
+static SERVER: OnceLock<TestServer> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+fn pid_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Leftovers of earlier, killed runs: their clusters' directories.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pc-it-")) else {
+            continue;
+        };
+        let pid = pid.split('-').next().unwrap_or_default();
+        if pid.parse::<i32>().is_ok_and(|pid| !pid_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn server() -> &'static TestServer {
+    SERVER.get_or_init(|| {
+        let pid = std::process::id();
+        let template = format!("pc_it_template_{pid}");
+        let server = match std::env::var("DATABASE_URL") {
+            Ok(url) => {
+                let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL parses");
+                let base = url.clone();
+                TestServer {
+                    admin,
+                    template: template.clone(),
+                    url_for: Box::new(move |db| with_database(&base, db)),
+                    _cluster: None,
+                }
+            }
+            Err(_) => {
+                remove_stale_clusters();
+                let dir = std::path::PathBuf::from(format!("/tmp/pc-it-{pid}"));
+                let cluster = Cluster::start(&ClusterOptions {
+                    data_dir: dir,
+                    ephemeral: true,
+                })
+                .unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
+                let admin = cluster.connect_options("postgres");
+                let socket = cluster.socket_dir().to_path_buf();
+                TestServer {
+                    admin,
+                    template: template.clone(),
+                    url_for: Box::new(move |db| {
+                        format!(
+                            "postgres://postgres@localhost:5432/{db}?host={}",
+                            socket.display()
+                        )
+                    }),
+                    _cluster: Some(Mutex::new(cluster)),
+                }
+            }
+        };
+        // The template is built once, on its own runtime (each test has its own runtime,
+        // and a connection must not outlive the runtime that made it).
+        let admin = server.admin.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(build_template(admin, template));
+        })
+        .join()
+        .expect("building the template database");
+        server
+    })
+}
+
+/// Replaces the database name in a URL (keeping its query string).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let root = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+async fn build_template(admin: PgConnectOptions, template: String) {
+    let mut conn = admin.connect().await.expect("connect to the test server");
+    // Databases of earlier runs of this suite whose process is gone (shared servers only).
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pc\\_it\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("list databases");
+    for name in stale {
+        // Names are pc_it_template_<pid> and pc_it_<pid>_<n>.
+        let owner = name
+            .strip_prefix("pc_it_template_")
+            .or_else(|| {
+                name.strip_prefix("pc_it_")
+                    .and_then(|rest| rest.split('_').next())
+            })
+            .and_then(|pid| pid.parse::<i32>().ok());
+        if owner.is_some_and(|pid| !pid_alive(pid)) || name == template {
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await;
+        }
+    }
+    conn.execute(format!("CREATE DATABASE \"{template}\"").as_str())
+        .await
+        .expect("create template");
+    conn.close().await.ok();
+    let pool = PgPool::connect_with(server_options(&admin, &template))
+        .await
+        .expect("connect to template");
+    portcullis::db::migrate(&pool)
+        .await
+        .expect("migrate template");
+    pool.close().await;
+}
+
+fn server_options(admin: &PgConnectOptions, db: &str) -> PgConnectOptions {
+    admin.clone().database(db)
+}
+
+/// A fresh, migrated database for one test.
+pub async fn fresh_database() -> (PgPool, String) {
+    let server = server();
+    let name = format!(
+        "pc_it_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = server.admin.connect().await.expect("connect");
+    conn.execute(
+        format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+            server.template
+        )
+        .as_str(),
+    )
+    .await
+    .expect("create test database");
+    conn.close().await.ok();
+    (pool_for(&name).await, name)
+}
+
+/// Connection options for an existing test database.
+pub fn database_options(name: &str) -> PgConnectOptions {
+    server_options(&server().admin, name)
+}
+
+/// A new pool on an existing test database.
+pub async fn pool_for(name: &str) -> PgPool {
+    portcullis::db::pool_options(5)
+        .connect_with(server_options(&server().admin, name))
+        .await
+        .expect("connect to test database")
+}
+
+/// A connection to the server's maintenance database.
+pub async fn admin_connection() -> sqlx::PgConnection {
+    server()
+        .admin
+        .connect()
+        .await
+        .expect("connect to the maintenance database")
+}
+
+/// `postgres://` URL of a test database, for subprocesses.
+pub fn database_url(name: &str) -> String {
+    (server().url_for)(name)
+}
+
+pub fn test_settings() -> Settings {
+    Settings::defaults()
+}
+
+/// An HTTP client with a cookie jar the test can read, like a browser's.
+pub struct Browser {
+    client: Client,
+    jar: Arc<Jar>,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Browser {
+    /// The `name=value` of a cookie the jar would send to `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        let url = url.parse().ok()?;
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find(|pair| pair.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub db_name: String,
+    pub settings: Settings,
+    pub hasher: PasswordHasher,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let (pool, db_name) = fresh_database().await;
+        Self::spawn_on(pool, db_name, configure).await
+    }
+
+    /// Another instance of the app on the same database (as behind a load balancer).
+    pub async fn spawn_on(
+        pool: PgPool,
+        db_name: String,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut settings = test_settings();
+        configure(&mut settings);
+        let hasher = PasswordHasher::start(0).expect("hasher");
+        let app = App::build_with_hasher(pool.clone(), settings.clone(), hasher.clone())
+            .await
+            .expect("build app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestApp {
+            addr,
+            pool,
+            db_name,
+            settings,
+            hasher,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A browser-like client: own cookie jar, no redirects followed.
+    pub fn client(&self) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let client = Client::builder()
+            .cookie_provider(Arc::clone(&jar))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Browser { client, jar }
+    }
+
+    /// A client without cookies (requests carry exactly the headers a test sets).
+    pub fn bare_client(&self) -> Client {
+        Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    pub async fn create_user(&self, name: &str, role: Role) {
+        users::create(&self.pool, &self.hasher, name, PASSWORD, role, 8)
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+
+    pub async fn get(&self, client: &Client, path: &str) -> Response {
+        client
+            .get(self.url(path))
+            .header(ACCEPT, BROWSER_ACCEPT)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn get_json(&self, client: &Client, path: &str) -> Response {
+        client
+            .get(self.url(path))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// The CSRF token of the sign-in form (also sets the anonymous CSRF cookie).
+    pub async fn login_csrf(&self, client: &Client) -> String {
+        let page = self.get(client, "/login").await.text().await.expect("body");
+        hidden_field(&page, "csrf").expect("login form has a csrf field")
+    }
+
+    pub async fn post_login(
+        &self,
+        client: &Client,
+        username: &str,
+        password: &str,
+        next: &str,
+    ) -> Response {
+        let csrf = self.login_csrf(client).await;
+        client
+            .post(self.url("/login"))
+            .header(ACCEPT, BROWSER_ACCEPT)
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("next", next),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .expect("POST /login")
+    }
+
+    /// Signs in and asserts it worked; returns the redirect target.
+    pub async fn login(&self, client: &Client, username: &str) -> String {
+        let response = self.post_login(client, username, PASSWORD, "").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in of {username} failed: {}",
+            describe(response).await
+        );
+        location(&response)
+    }
+
+    /// A signed-in client for a new user with `role`.
+    pub async fn user_client(&self, name: &str, role: Role) -> Browser {
+        self.create_user(name, role).await;
+        let client = self.client();
+        self.login(&client, name).await;
+        client
+    }
+
+    /// The CSRF token the app put in a signed-in page's forms.
+    pub async fn session_csrf(&self, client: &Client) -> String {
+        let page = self
+            .get(client, "/account")
+            .await
+            .text()
+            .await
+            .expect("body");
+        hidden_field(&page, "csrf").expect("signed-in page has a csrf field")
+    }
+
+    /// The session cookie header value (`name=value`) the client holds.
+    pub fn session_cookie(&self, response_or_jar: &HeaderMap) -> Option<String> {
+        let name = self.settings.session_cookie_name();
+        response_or_jar
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+pub fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of `<input type="hidden" name="{name}" value="...">` in a page.
+pub fn hidden_field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = page[start..].find('"')? + start;
+    Some(page[start..end].to_owned())
+}
+
+/// Status, headers and the start of the body, for assertion messages.
+pub async fn describe(response: Response) -> String {
+    let status = response.status();
+    let headers = format!("{:?}", response.headers());
+    let body = response.text().await.unwrap_or_default();
+    let excerpt: String = body.chars().take(1500).collect();
+    format!("status {status}\nheaders {headers}\nbody {excerpt}")
+}
+
+/// Asserts a 303 to the sign-in page with the given notice and next.
+pub async fn assert_login_redirect(response: Response, notice: &str, next: Option<&str>) {
+    let status = response.status();
+    let location = location(&response);
+    let mut expected = String::from("/login?");
+    if let Some(next) = next {
+        expected.push_str(&format!("next={}&", urlencode(next)));
+    }
+    expected.push_str(&format!("notice={notice}"));
+    assert!(
+        status == StatusCode::SEE_OTHER && location == expected,
+        "expected 303 to {expected}\n{}",
+        describe(response).await
+    );
+}
+
+pub fn urlencode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Asserts an API 401: challenge header, no-store, JSON reason.
+pub async fn assert_api_401(response: Response, reason: &str) {
+    let ok_status = response.status() == StatusCode::UNAUTHORIZED;
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    assert!(
+        ok_status
+            && challenge == r#"Session realm="portcullis""#
+            && cache.contains("no-store")
+            && json["reason"] == reason
+            && json["error"] == "unauthenticated",
+        "expected API 401 with reason {reason}; got challenge {challenge:?}, cache {cache:?}, body {text}"
+    );
+}
+
+pub async fn sleep(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
