@@ -111,6 +111,24 @@ pub struct ServeArgs {
     /// (rather than "please sign in").
     #[arg(long, env = "PORTCULLIS_SESSION_TOMBSTONE", default_value = "7d", value_parser = parse_duration)]
     pub session_tombstone: time::Duration,
+    /// Audit events older than this are deleted.
+    #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub audit_retention: time::Duration,
+    /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (IP or CIDR;
+    /// repeat the flag or separate with commas). None by default.
+    #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    value
+        .parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +157,8 @@ pub struct Settings {
     pub password_min_length: usize,
     pub cleanup_interval: time::Duration,
     pub session_tombstone: time::Duration,
+    pub audit_retention: time::Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
@@ -159,6 +179,8 @@ impl Settings {
             password_min_length: usize::from(args.password_min_length),
             cleanup_interval: args.cleanup_interval,
             session_tombstone: args.session_tombstone,
+            audit_retention: args.audit_retention,
+            trusted_proxies: args.trusted_proxies.clone(),
         })
     }
 
