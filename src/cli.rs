@@ -84,7 +84,20 @@ pub async fn run(
         }
         UserCommand::SetRole { username, role } => {
             let user = users::find(pool, &username).await?;
+            if role != Role::Admin && is_last_admin(pool, &user).await? {
+                bail!(
+                    "{} is the last enabled administrator; make another user an administrator first",
+                    user.username
+                );
+            }
             users::set_role(pool, user.id, role).await?;
+            record(
+                pool,
+                "role_changed",
+                &user.username,
+                json!({ "from": user.role, "to": role }),
+            )
+            .await;
             writeln!(
                 out,
                 "{} is now {role} (effective on their next request)",
@@ -101,6 +114,13 @@ pub async fn run(
             users::set_password_hash(&mut *tx, user.id, &hash).await?;
             let ended = users::revoke_sessions(&mut *tx, user.id, None, "password_changed").await?;
             tx.commit().await?;
+            record(
+                pool,
+                "password_reset",
+                &user.username,
+                json!({ "sessions_revoked": ended }),
+            )
+            .await;
             writeln!(
                 out,
                 "password changed for {}; {ended} session(s) signed out",
