@@ -5,6 +5,8 @@ mod account;
 mod admin;
 mod audit;
 mod contract;
+mod faults;
+mod hardening;
 mod health;
 mod inputs;
 mod login;
