@@ -171,7 +171,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         s.throttle.ip_failures = 10_000;
     })
     .await;
-    const ROUNDS: usize = 15;
+    const ROUNDS: usize = 25;
     for n in 0..ROUNDS {
         users::create(
             &app.pool,
@@ -208,22 +208,24 @@ async fn unknown_and_known_usernames_take_the_same_time() {
             times.push(started.elapsed().as_secs_f64());
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    // The lower quartile: robust against other work on a busy machine delaying a few
+    // attempts, while any systematic difference between the two paths shows in full.
+    let quartile = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v[v.len() / 4]
     };
-    let (k, u) = (median(&mut known), median(&mut unknown));
+    let (k, u) = (quartile(&mut known), quartile(&mut unknown));
     let (_, hash) = app.hasher.stats();
     let gap = (k - u).abs();
     eprintln!(
-        "median known {:.1} ms, unknown {:.1} ms, gap {:.2} ms, hash {:.1} ms",
+        "lower quartile: known {:.1} ms, unknown {:.1} ms, gap {:.2} ms; mean hash {:.1} ms",
         k * 1e3,
         u * 1e3,
         gap * 1e3,
         hash.as_secs_f64() * 1e3
     );
     assert!(
-        gap < 0.25 * hash.as_secs_f64(),
+        gap < 0.2 * hash.as_secs_f64(),
         "timing gap {:.2} ms vs hash time {:.1} ms",
         gap * 1e3,
         hash.as_secs_f64() * 1e3
