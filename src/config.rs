@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// (rather than "please sign in").
     #[arg(long, env = "PORTCULLIS_SESSION_TOMBSTONE", default_value = "7d", value_parser = parse_duration)]
     pub session_tombstone: time::Duration,
+    /// Who people should contact about access, shown on the 403 page and the sign-in
+    /// notices: an e-mail address, an http(s) URL (both become links) or plain text.
+    /// Empty: the pages say "your administrator".
+    #[arg(long, env = "PORTCULLIS_SUPPORT_CONTACT", default_value = "")]
+    pub support_contact: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +144,8 @@ pub struct Settings {
     pub password_min_length: usize,
     pub cleanup_interval: time::Duration,
     pub session_tombstone: time::Duration,
+    /// `--support-contact`, trimmed; `None` when empty.
+    pub support_contact: Option<String>,
 }
 
 impl Settings {
@@ -159,6 +166,9 @@ impl Settings {
             password_min_length: usize::from(args.password_min_length),
             cleanup_interval: args.cleanup_interval,
             session_tombstone: args.session_tombstone,
+            support_contact: Some(args.support_contact.trim())
+                .filter(|contact| !contact.is_empty())
+                .map(str::to_owned),
         })
     }
 

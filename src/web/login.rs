@@ -23,6 +23,7 @@ use crate::{
         store::{BINDING_KEY, SessionBinding},
         users::Username,
     },
+    config::Settings,
     error::AppError,
 };
 
@@ -36,6 +37,10 @@ const MAX_USER_AGENT: usize = 256;
 struct LoginPage {
     chrome: Chrome,
     notice: Option<&'static str>,
+    /// What to do about the notice, in plain words.
+    notice_help: Option<String>,
+    /// Whether the notice ends with "contact your administrator".
+    notice_contact: bool,
     error: Option<&'static str>,
     username: String,
     next: String,
@@ -89,12 +94,53 @@ fn login_page(
         &LoginPage {
             chrome: Chrome::new(&state.site, "Sign in", None),
             notice: notice.map(Notice::message),
+            notice_help: notice.map(|notice| notice_help(notice, &state.settings)),
+            notice_contact: notice == Some(Notice::Revoked),
             error,
             username,
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
         },
     )
+}
+
+/// The second half of each notice: why it happens and what to do (the notice itself,
+/// `Notice::message`, says what happened and is shared with the JSON API).
+fn notice_help(notice: Notice, settings: &Settings) -> String {
+    match notice {
+        Notice::SignInRequired => {
+            "This page is only for signed-in users. Sign in and you will be taken straight \
+             to it."
+                .to_owned()
+        }
+        Notice::Expired => format!(
+            "For your security, a session ends after {} without activity, and {} after \
+             signing in at the latest. Sign in again to carry on where you left off.",
+            plain_duration(settings.idle_timeout),
+            plain_duration(settings.absolute_timeout),
+        ),
+        Notice::Revoked => "Sessions are ended when you sign out everywhere, when your \
+                            password is changed, or by an administrator."
+            .to_owned(),
+        Notice::SignedOut => {
+            "On a shared computer, close the browser window too. To continue, sign in again."
+                .to_owned()
+        }
+    }
+}
+
+/// "30 minutes", "12 hours", "2 seconds": a duration as people say it.
+fn plain_duration(duration: time::Duration) -> String {
+    let seconds = duration.whole_seconds().max(1);
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds % size == 0)
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
+    if count == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{count} {unit}s")
+    }
 }
 
 pub async fn form(
@@ -311,4 +357,20 @@ pub async fn logout(
             RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_duration;
+    use time::Duration;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(plain_duration(Duration::minutes(30)), "30 minutes");
+        assert_eq!(plain_duration(Duration::hours(12)), "12 hours");
+        assert_eq!(plain_duration(Duration::days(1)), "1 day");
+        assert_eq!(plain_duration(Duration::seconds(2)), "2 seconds");
+        assert_eq!(plain_duration(Duration::seconds(90)), "90 seconds");
+        assert_eq!(plain_duration(Duration::minutes(90)), "90 minutes");
+    }
 }
