@@ -4,7 +4,7 @@ use askama::Template;
 use axum::{
     Form,
     extract::{ConnectInfo, Query, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderName, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -41,6 +41,8 @@ struct LoginPage {
     notice_help: Option<String>,
     /// Whether the notice ends with "contact your administrator".
     notice_contact: bool,
+    /// [`FORGET_PAGES`], linked whenever a notice says a session ended (or is needed).
+    forget_pages: Option<&'static str>,
     error: Option<&'static str>,
     username: String,
     next: String,
@@ -96,12 +98,36 @@ fn login_page(
             notice: notice.map(Notice::message),
             notice_help: notice.map(|notice| notice_help(notice, &state.settings)),
             notice_contact: notice == Some(Notice::Revoked),
+            forget_pages: notice.map(|_| FORGET_PAGES),
             error,
             username,
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
         },
     )
+}
+
+/// A stylesheet the sign-in page links when it shows a notice; its response clears the
+/// site's cache (`Clear-Site-Data: "cache"`), which also drops the site's pages from the
+/// back/forward cache.
+///
+/// Why: Chromium now keeps `no-store` pages in its back/forward cache, and after signing
+/// out the back button showed the account page again from memory (browser suite, journey
+/// 3). The sign-out response's own cookie change (or a `Clear-Site-Data` on it) comes too
+/// early: the page being left enters the back/forward cache only after the next page
+/// commits. A request made *by* the next page comes late enough, and needs no script.
+pub const FORGET_PAGES: &str = "/login/forget-pages.css";
+
+pub async fn forget_pages() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (HeaderName::from_static("clear-site-data"), "\"cache\""),
+        ],
+        "/* Signed-in pages are forgotten: see FORGET_PAGES in src/web/login.rs. */\n",
+    )
+        .into_response()
 }
 
 /// The second half of each notice: why it happens and what to do (the notice itself,

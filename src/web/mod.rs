@@ -267,6 +267,7 @@ pub fn router(state: AppState) -> Router {
     let with_sessions = Router::new()
         .merge(signed_in_pages)
         .route("/login", get(login::form).post(login::submit))
+        .route(login::FORGET_PAGES, get(login::forget_pages))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
