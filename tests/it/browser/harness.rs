@@ -18,7 +18,9 @@ use axum::http::Method;
 use base64::Engine;
 use fantoccini::{
     Client, ClientBuilder, Locator,
+    actions::{InputSource, KeyAction, KeyActions},
     elements::Element,
+    key::Key,
     wd::{Capabilities, WebDriverCompatibleCommand},
 };
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -437,6 +439,17 @@ impl Browser {
         }
     }
 
+    /// Presses and releases a key, wherever focus is.
+    pub async fn press(&self, key: Key) {
+        let value = char::from(key);
+        let keys = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+        if let Err(e) = self.client.perform_actions(keys).await {
+            self.fail(format!("pressing {key:?}: {e}")).await;
+        }
+    }
+
     /// Fills in the sign-in form on the current page and sends it.
     pub async fn sign_in(&self, username: &str, password: &str) {
         self.fill("#username", username).await;
@@ -481,24 +494,42 @@ impl Browser {
         }
     }
 
+    /// Waits until `ready` holds for the page, or fails with `what`.
+    async fn wait_until(&self, what: impl Fn() -> String, ready: impl AsyncFn(&Self) -> bool) {
+        let started = Instant::now();
+        while !ready(self).await {
+            if started.elapsed() > SETTLE {
+                self.fail(what()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the page's `h1` reads `expected`.
     pub async fn expect_heading(&self, expected: &str) {
-        let heading = self.heading().await;
-        if heading != expected {
-            self.fail(format!(
-                "expected the heading {expected:?}, got {heading:?}"
-            ))
-            .await;
-        }
+        self.wait_until(
+            || format!("expected the heading {expected:?}"),
+            async |page| page.heading().await == expected,
+        )
+        .await;
     }
 
+    /// Waits until the page says `needle`.
     pub async fn expect_text(&self, needle: &str) {
-        if !self.text().await.contains(needle) {
-            self.fail(format!("expected the page to say {needle:?}"))
-                .await;
-        }
+        self.wait_until(
+            || format!("expected the page to say {needle:?}"),
+            async |page| page.text().await.contains(needle),
+        )
+        .await;
     }
 
+    /// Checks, once the page has loaded (it has an `h1`), that it does not say `needle`.
     pub async fn expect_no_text(&self, needle: &str) {
+        self.wait_until(
+            || "expected a page with a heading".to_owned(),
+            async |page| !page.heading().await.is_empty(),
+        )
+        .await;
         if self.text().await.contains(needle) {
             self.fail(format!("expected the page not to say {needle:?}"))
                 .await;
@@ -529,6 +560,12 @@ impl Browser {
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
         )
         .await;
+    }
+
+    /// Back to the window's own size.
+    pub async fn reset_viewport(&self) {
+        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await;
     }
 
     /// Emulates the person's colour-scheme preference.

@@ -131,13 +131,6 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
             browser.sign_in(username(Role::Member), PASSWORD).await;
         }
     }
-    let heading = browser.heading().await;
-    if heading != case.heading {
-        browser
-            .fail(format!(
-                "page {}: expected the heading {:?}, got {heading:?}",
-                case.name, case.heading
-            ))
-            .await;
-    }
+    // The page must be the one named, before anything looks at it.
+    browser.expect_heading(case.heading).await;
 }
