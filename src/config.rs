@@ -116,6 +116,24 @@ pub struct ServeArgs {
     /// Empty: the pages say "your administrator".
     #[arg(long, env = "PORTCULLIS_SUPPORT_CONTACT", default_value = "")]
     pub support_contact: String,
+    /// Audit events older than this are deleted.
+    #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub audit_retention: time::Duration,
+    /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (IP or CIDR;
+    /// repeat the flag or separate with commas). None by default.
+    #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    value
+        .parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +164,8 @@ pub struct Settings {
     pub session_tombstone: time::Duration,
     /// `--support-contact`, trimmed; `None` when empty.
     pub support_contact: Option<String>,
+    pub audit_retention: time::Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
@@ -169,6 +189,8 @@ impl Settings {
             support_contact: Some(args.support_contact.trim())
                 .filter(|contact| !contact.is_empty())
                 .map(str::to_owned),
+            audit_retention: args.audit_retention,
+            trusted_proxies: args.trusted_proxies.clone(),
         })
     }
 

@@ -3,6 +3,7 @@
 //! `App::build` assembles the web application from a database pool and settings;
 //! `main.rs` only wires the command line to it.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -24,6 +25,7 @@ use crate::{
 
 pub struct App {
     pub state: AppState,
+    audit_writer: audit::AuditWriter,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
     ) -> anyhow::Result<App> {
         let csrf = CsrfKey::load_or_create(&pool).await?;
         let site = Arc::new(Site::new(&settings));
+        let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
         Ok(App {
             state: AppState {
                 pool,
@@ -47,7 +50,9 @@ impl App {
                 hasher,
                 csrf,
                 site,
+                audit,
             },
+            audit_writer,
         })
     }
 
@@ -55,14 +60,14 @@ impl App {
         web::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests. Expired
-    /// sessions are swept in the background meanwhile.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and writes the
+    /// queued audit events. Expired sessions and old audit events are swept meanwhile.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let cleanup = tokio::spawn(sweep_sessions(
+        let cleanup = tokio::spawn(sweep(
             self.state.pool.clone(),
             Arc::clone(&self.state.settings),
         ));
@@ -73,11 +78,19 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await;
         cleanup.abort();
+        let App {
+            state,
+            audit_writer,
+        } = self;
+        drop(state);
+        audit_writer
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
         served
     }
 }
 
-async fn sweep_sessions(pool: PgPool, settings: Arc<Settings>) {
+async fn sweep(pool: PgPool, settings: Arc<Settings>) {
     let period = std::time::Duration::try_from(settings.cleanup_interval)
         .unwrap_or(std::time::Duration::from_secs(300));
     let mut ticker = tokio::time::interval(period);
@@ -87,6 +100,11 @@ async fn sweep_sessions(pool: PgPool, settings: Arc<Settings>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "swept ended sessions"),
             Err(err) => tracing::warn!(error = %err, "session sweep failed; will retry"),
+        }
+        match audit::prune(&pool, settings.audit_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned old audit events"),
+            Err(err) => tracing::warn!(error = %err, "audit pruning failed; will retry"),
         }
     }
 }

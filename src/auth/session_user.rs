@@ -37,6 +37,9 @@ pub struct SessionUser {
     pub prev_sign_in_ip: Option<String>,
     /// This session's CSRF token for the forms on the page.
     pub csrf_token: String,
+    /// The user's live sessions (this one included), newest activity first; loaded only
+    /// where a page lists them (`authenticate_with_sessions`).
+    pub sessions: Vec<SessionSummary>,
 }
 
 /// Why a request is not signed in: the reasons behind every 401.
@@ -58,6 +61,8 @@ pub enum NotSignedIn {
 pub enum Notice {
     SignInRequired,
     Expired,
+    /// A form was posted after its session ended.
+    FormExpired,
     Revoked,
     SignedOut,
 }
@@ -67,6 +72,7 @@ impl Notice {
         match self {
             Notice::SignInRequired => "required",
             Notice::Expired => "expired",
+            Notice::FormExpired => "form_expired",
             Notice::Revoked => "revoked",
             Notice::SignedOut => "signed_out",
         }
@@ -76,6 +82,7 @@ impl Notice {
         [
             Notice::SignInRequired,
             Notice::Expired,
+            Notice::FormExpired,
             Notice::Revoked,
             Notice::SignedOut,
         ]
@@ -87,6 +94,9 @@ impl Notice {
         match self {
             Notice::SignInRequired => "Please sign in to continue.",
             Notice::Expired => "Your session has expired, please sign in again.",
+            Notice::FormExpired => {
+                "Your session expired before the form was sent; sign in and send it again."
+            }
             Notice::Revoked => {
                 "You were signed out of this session. Sign in again; if you did not expect \
                  this, contact your administrator."
@@ -122,13 +132,15 @@ impl NotSignedIn {
         }
     }
 
-    pub fn notice(self) -> Notice {
+    /// The notice for a page view (`form: false`) or a submitted form (`form: true`).
+    pub fn notice(self, form: bool) -> Notice {
         match self {
+            NotSignedIn::Revoked | NotSignedIn::UserDisabled => Notice::Revoked,
+            _ if form => Notice::FormExpired,
             NotSignedIn::NoSession | NotSignedIn::TamperedCookie | NotSignedIn::UnknownSession => {
                 Notice::SignInRequired
             }
             NotSignedIn::ExpiredIdle | NotSignedIn::ExpiredAbsolute => Notice::Expired,
-            NotSignedIn::Revoked | NotSignedIn::UserDisabled => Notice::Revoked,
         }
     }
 }
@@ -148,15 +160,61 @@ impl Authentication {
     }
 }
 
+/// One of the user's live sessions, as listed on the account and admin pages.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SessionSummary {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// Middleware: resolves the request's [`Authentication`] and stores it in the extensions.
 pub async fn authenticate(
     State(state): State<AppState>,
     session: Session,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    let authentication = match resolve(&state, &session, request.headers()).await {
-        Ok(authentication) => authentication,
+    authenticate_inner(state, session, request, next, false).await
+}
+
+/// Like [`authenticate`], and also loads the user's live sessions in the same query (for
+/// the account page, which lists them: still one round trip).
+pub async fn authenticate_with_sessions(
+    State(state): State<AppState>,
+    session: Session,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate_inner(state, session, request, next, true).await
+}
+
+async fn authenticate_inner(
+    state: AppState,
+    session: Session,
+    mut request: Request,
+    next: Next,
+    with_sessions: bool,
+) -> Response {
+    let resolved = resolve(&state, &session, request.headers(), with_sessions).await;
+    let authentication = match resolved {
+        Ok((authentication, Some(expired))) => {
+            let (parts, body) = request.into_parts();
+            crate::web::denial::record(&parts, |meta| {
+                crate::audit::AuditEvent::new("session_expired", meta)
+                    .reason(expired.reason.as_str())
+                    .username(&expired.username)
+            });
+            request = Request::from_parts(parts, body);
+            authentication
+        }
+        Ok((authentication, None)) => authentication,
         Err(err) => return err.into_response(),
     };
     request.extensions_mut().insert(authentication);
@@ -172,49 +230,79 @@ fn has_session_cookie(headers: &HeaderMap, name: &str) -> bool {
         .any(|pair| pair.trim_start().split('=').next() == Some(name))
 }
 
+/// A session seen expired for the first time (recorded once in the audit trail).
+struct NewlyExpired {
+    reason: NotSignedIn,
+    username: String,
+}
+
 async fn resolve(
     state: &AppState,
     session: &Session,
     headers: &HeaderMap,
-) -> Result<Authentication, AppError> {
+    with_sessions: bool,
+) -> Result<(Authentication, Option<NewlyExpired>), AppError> {
     use Authentication::NotSignedIn as Not;
     let Some(token) = session.id() else {
         let cookie = state.settings.session_cookie_name();
-        return Ok(Not(if has_session_cookie(headers, cookie) {
-            NotSignedIn::TamperedCookie
-        } else {
-            NotSignedIn::NoSession
-        }));
+        return Ok((
+            Not(if has_session_cookie(headers, cookie) {
+                NotSignedIn::TamperedCookie
+            } else {
+                NotSignedIn::NoSession
+            }),
+            None,
+        ));
     };
     let row = sqlx::query!(
         r#"
         SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
-               s.prev_sign_in_at, s.prev_sign_in_ip,
-               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+               s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
+               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
+               CASE WHEN $2 THEN (
+                   SELECT coalesce(json_agg(json_build_object(
+                              'id', o.id, 'created_at', o.created_at,
+                              'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
+                              'ip', o.ip, 'user_agent', o.user_agent)
+                          ORDER BY o.last_seen_at DESC), '[]'::json)
+                   FROM (SELECT * FROM sessions
+                         WHERE user_id = s.user_id AND ended_at > now()
+                         ORDER BY last_seen_at DESC LIMIT 50) o)
+               END AS "sessions: sqlx::types::Json<Vec<SessionSummary>>"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
         token_hash(token),
+        with_sessions,
     )
     .fetch_optional(&state.pool)
     .await?;
     let Some(row) = row else {
-        return Ok(Not(NotSignedIn::UnknownSession));
+        return Ok((Not(NotSignedIn::UnknownSession), None));
     };
     // The database's clock decides, so instances with skewed clocks agree.
     let now = row.now;
     if row.disabled_at.is_some() {
-        return Ok(Not(NotSignedIn::UserDisabled));
+        return Ok((Not(NotSignedIn::UserDisabled), None));
     }
     if row.revoked_at.is_some() {
-        return Ok(Not(NotSignedIn::Revoked));
+        return Ok((Not(NotSignedIn::Revoked), None));
     }
-    if now >= row.absolute_expires_at {
-        return Ok(Not(NotSignedIn::ExpiredAbsolute));
-    }
-    if now >= row.idle_expires_at {
-        return Ok(Not(NotSignedIn::ExpiredIdle));
+    let expired = if now >= row.absolute_expires_at {
+        Some(NotSignedIn::ExpiredAbsolute)
+    } else if now >= row.idle_expires_at {
+        Some(NotSignedIn::ExpiredIdle)
+    } else {
+        None
+    };
+    if let Some(reason) = expired {
+        let first_time = row.expiry_noticed_at.is_none() && notice_expiry(state, row.id).await?;
+        let newly = first_time.then(|| NewlyExpired {
+            reason,
+            username: row.username.clone(),
+        });
+        return Ok((Not(reason), newly));
     }
     let mut user = SessionUser {
         session_id: row.id,
@@ -231,11 +319,27 @@ async fn resolve(
         prev_sign_in_at: row.prev_sign_in_at,
         prev_sign_in_ip: row.prev_sign_in_ip,
         csrf_token: state.csrf.session_token(token),
+        sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
     };
     if now - user.last_seen_at >= state.settings.refresh_after() {
         refresh(state, &mut user).await?;
     }
-    Ok(Authentication::SignedIn(Arc::new(user)))
+    Ok((Authentication::SignedIn(Arc::new(user)), None))
+}
+
+/// Marks an expired session as noticed; true if this request was the first to see it.
+async fn notice_expiry(state: &AppState, session_id: i64) -> Result<bool, AppError> {
+    let marked = sqlx::query_scalar!(
+        r#"
+        UPDATE sessions SET expiry_noticed_at = now()
+        WHERE id = $1 AND expiry_noticed_at IS NULL
+        RETURNING id
+        "#,
+        session_id
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(marked.is_some())
 }
 
 /// Slides the idle deadline. Written only when a tenth of the idle window (at most a

@@ -258,6 +258,24 @@ pub async fn revoke_sessions(
     Ok(result.rows_affected())
 }
 
+/// A user's live sessions, most recently active first (at most 50).
+pub async fn live_sessions(
+    pool: &PgPool,
+    user_id: i64,
+) -> sqlx::Result<Vec<super::session_user::SessionSummary>> {
+    sqlx::query_as!(
+        super::session_user::SessionSummary,
+        r#"
+        SELECT id, created_at, last_seen_at, ended_at AS "expires_at!", ip, user_agent
+        FROM sessions WHERE user_id = $1 AND ended_at > now()
+        ORDER BY last_seen_at DESC LIMIT 50
+        "#,
+        user_id
+    )
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,72 @@
-//! The signed-in user's own page.
+//! The signed-in user's own page: session facts, the user's sessions, password change.
 
 use askama::Template;
-use axum::{extract::State, response::Response};
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
 
-use super::{AppState, Chrome, display_time, render};
-use crate::auth::CurrentUser;
+use super::{AppState, Chrome, denial, display_time, form::SignedForm, render_status};
+use crate::{
+    audit::AuditEvent,
+    auth::{
+        CurrentUser, SessionUser,
+        password::{self, Verification},
+        users,
+    },
+    error::AppError,
+};
+
+pub struct SessionLine {
+    pub id: i64,
+    pub current: bool,
+    pub created: String,
+    pub last_seen: String,
+    pub expires: String,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Sessions as shown in tables (account and admin pages).
+pub fn session_lines(
+    sessions: &[crate::auth::session_user::SessionSummary],
+    current: Option<i64>,
+) -> Vec<SessionLine> {
+    sessions
+        .iter()
+        .map(|s| SessionLine {
+            id: s.id,
+            current: Some(s.id) == current,
+            created: display_time(s.created_at),
+            last_seen: display_time(s.last_seen_at),
+            expires: display_time(s.expires_at),
+            ip: s.ip.clone().unwrap_or_else(|| "—".into()),
+            user_agent: s.user_agent.clone().unwrap_or_else(|| "—".into()),
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct PasswordErrors {
+    current: Option<String>,
+    new: Option<String>,
+    confirm: Option<String>,
+}
+
+impl PasswordErrors {
+    fn any(&self) -> bool {
+        self.current.is_some() || self.new.is_some() || self.confirm.is_some()
+    }
+}
 
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
     chrome: Chrome,
+    csrf: String,
     username: String,
     role: String,
     signed_in_at: String,
@@ -17,17 +74,223 @@ struct AccountPage {
     absolute_expires_at: String,
     previous_sign_in: Option<String>,
     previous_ip: Option<String>,
+    sessions: Vec<SessionLine>,
+    other_sessions: usize,
+    done: Option<&'static str>,
+    errors: PasswordErrors,
+    min_password: usize,
 }
 
-pub async fn show(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Response {
-    render(&AccountPage {
-        chrome: Chrome::new(&state.site, "Your account", Some(&user)),
-        username: user.username.clone(),
-        role: user.role.to_string(),
-        signed_in_at: display_time(user.created_at),
-        idle_expires_at: display_time(user.idle_expires_at),
-        absolute_expires_at: display_time(user.absolute_expires_at),
-        previous_sign_in: user.prev_sign_in_at.map(display_time),
-        previous_ip: user.prev_sign_in_ip.clone(),
+#[derive(Debug, Deserialize)]
+pub struct AccountQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+fn done_message(key: &str) -> Option<&'static str> {
+    match key {
+        "password_changed" => {
+            Some("Your password was changed. Your other sessions were signed out.")
+        }
+        "session_revoked" => Some("That session was signed out."),
+        "others_revoked" => Some("All your other sessions were signed out."),
+        _ => None,
+    }
+}
+
+fn account_page(
+    state: &AppState,
+    user: &SessionUser,
+    status: StatusCode,
+    done: Option<&'static str>,
+    errors: PasswordErrors,
+) -> Response {
+    let sessions = session_lines(&user.sessions, Some(user.session_id));
+    let other_sessions = sessions.iter().filter(|s| !s.current).count();
+    render_status(
+        status,
+        &AccountPage {
+            chrome: Chrome::new(&state.site, "Your account", Some(user)),
+            csrf: user.csrf_token.clone(),
+            username: user.username.clone(),
+            role: user.role.to_string(),
+            signed_in_at: display_time(user.created_at),
+            idle_expires_at: display_time(user.idle_expires_at),
+            absolute_expires_at: display_time(user.absolute_expires_at),
+            previous_sign_in: user.prev_sign_in_at.map(display_time),
+            previous_ip: user.prev_sign_in_ip.clone(),
+            sessions,
+            other_sessions,
+            done,
+            errors,
+            min_password: state.settings.password_min_length,
+        },
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<AccountQuery>,
+) -> Response {
+    let done = query.done.as_deref().and_then(done_message);
+    account_page(
+        &state,
+        &user,
+        StatusCode::OK,
+        done,
+        PasswordErrors::default(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// Changes the password: the current one is required; afterwards every other session of
+/// the user is revoked and this one continues under a new id.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    SignedForm { user, form, parts }: SignedForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let mut errors = PasswordErrors::default();
+    let new =
+        match users::check_new_password(&form.new_password, state.settings.password_min_length) {
+            Ok(new) => Some(new),
+            Err(problem) => {
+                errors.new = Some(problem.to_string());
+                None
+            }
+        };
+    if form.confirm_password != form.new_password {
+        errors.confirm = Some("The two new passwords differ.".into());
+    }
+    let stored = sqlx::query_scalar!(
+        "SELECT password_hash FROM users WHERE id = $1",
+        user.user_id
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let current = password::normalize(&form.current_password);
+    let verified = form.current_password.len() <= password::MAX_PASSWORD_BYTES
+        && matches!(
+            state.hasher.verify(current, Some(stored)).await?,
+            Verification::Match { .. }
+        );
+    if !verified {
+        errors.current = Some("That is not your current password.".into());
+        denial::record(&parts, |meta| {
+            AuditEvent::new("password_change_failed", meta)
+                .reason("bad_current_password")
+                .username(&user.username)
+        });
+    }
+    let Some(new) = new.filter(|_| !errors.any()) else {
+        // Reload the session list for the page (the form route does not carry it).
+        let user = with_sessions(&state, &user).await?;
+        return Ok(account_page(
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            None,
+            errors,
+        ));
+    };
+    let hash = state.hasher.hash(new).await?;
+    let mut tx = state.pool.begin().await?;
+    users::set_password_hash(&mut *tx, user.user_id, &hash).await?;
+    let ended = users::revoke_sessions(
+        &mut *tx,
+        user.user_id,
+        Some(user.session_id),
+        "password_changed",
+    )
+    .await?;
+    tx.commit().await?;
+    // The current session continues under a new id (the old id is deleted).
+    session.cycle_id().await?;
+    denial::record(&parts, |meta| {
+        AuditEvent::new("password_changed", meta)
+            .username(&user.username)
+            .detail(serde_json::json!({ "other_sessions_revoked": ended }))
+    });
+    Ok(Redirect::to("/account?done=password_changed").into_response())
+}
+
+/// The user's live sessions, for re-rendering the account page after a POST.
+async fn with_sessions(state: &AppState, user: &SessionUser) -> Result<SessionUser, AppError> {
+    Ok(SessionUser {
+        sessions: users::live_sessions(&state.pool, user.user_id).await?,
+        ..user.clone()
     })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+/// Signs out one of the user's other sessions.
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    SignedForm { user, parts, .. }: SignedForm<Empty>,
+) -> Result<Response, AppError> {
+    if id == user.session_id {
+        // "Sign out this session" on the current one is simply signing out.
+        session.flush().await?;
+        denial::record(&parts, |meta| {
+            AuditEvent::new("sign_out", meta).username(&user.username)
+        });
+        return Ok(Redirect::to(&denial::login_url(
+            Some(crate::auth::Notice::SignedOut),
+            None,
+        ))
+        .into_response());
+    }
+    let revoked = sqlx::query!(
+        r#"
+        UPDATE sessions SET revoked_at = now(), revoked_reason = 'user'
+        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
+        "#,
+        id,
+        user.user_id
+    )
+    .execute(&state.pool)
+    .await?
+    .rows_affected();
+    if revoked == 0 {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    denial::record(&parts, |meta| {
+        AuditEvent::new("session_revoked", meta)
+            .reason("user")
+            .username(&user.username)
+            .target(&user.username)
+            .detail(serde_json::json!({ "session": id }))
+    });
+    Ok(Redirect::to("/account?done=session_revoked").into_response())
+}
+
+/// Signs out every session of the user but this one.
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    SignedForm { user, parts, .. }: SignedForm<Empty>,
+) -> Result<Response, AppError> {
+    let ended =
+        users::revoke_sessions(&state.pool, user.user_id, Some(user.session_id), "user").await?;
+    denial::record(&parts, |meta| {
+        AuditEvent::new("session_revoked", meta)
+            .reason("user_others")
+            .username(&user.username)
+            .target(&user.username)
+            .detail(serde_json::json!({ "count": ended }))
+    });
+    Ok(Redirect::to("/account?done=others_revoked").into_response())
 }

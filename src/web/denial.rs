@@ -12,7 +12,10 @@ use axum::{
 use serde_json::json;
 
 use super::{Chrome, Rendered, Site, negotiate::RequestKind, render_status};
-use crate::auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next};
+use crate::{
+    audit::{AuditEvent, AuditLog, RequestMeta},
+    auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next},
+};
 
 /// The challenge on every 401. Not `Basic`, so browsers show no password dialog.
 pub const WWW_AUTHENTICATE: &str = r#"Session realm="portcullis""#;
@@ -28,6 +31,13 @@ fn site(parts: &Parts) -> Arc<Site> {
                 support: None,
             })
         })
+}
+
+/// Queues an audit event for this request (the log travels in the request extensions).
+pub fn record(parts: &Parts, event: impl FnOnce(RequestMeta) -> AuditEvent) {
+    if let Some(audit) = parts.extensions.get::<AuditLog>() {
+        audit.record(event(RequestMeta::from_parts(parts)));
+    }
 }
 
 fn kind(parts: &Parts) -> RequestKind {
@@ -86,7 +96,14 @@ pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
         path = %parts.uri.path(),
         "denied: not signed in"
     );
-    let notice = reason.notice();
+    record(parts, |meta| {
+        AuditEvent::new("denied", meta)
+            .status(401)
+            .reason(reason.as_str())
+    });
+    let is_form =
+        !(parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD);
+    let notice = reason.notice(is_form);
     let response = match kind {
         RequestKind::Browser => {
             let next = return_to(parts);
@@ -136,6 +153,13 @@ pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response 
         path = %parts.uri.path(),
         "denied: insufficient role"
     );
+    record(parts, |meta| {
+        AuditEvent::new("denied", meta)
+            .status(403)
+            .reason("insufficient_role")
+            .username(&user.username)
+            .detail(json!({ "required": required, "role": user.role }))
+    });
     let response = match kind(parts) {
         RequestKind::Browser => render_status(
             StatusCode::FORBIDDEN,
@@ -182,6 +206,13 @@ pub fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -
         path = %parts.uri.path(),
         "denied: CSRF check failed"
     );
+    record(parts, |meta| {
+        let event = AuditEvent::new("denied", meta).status(403).reason("csrf");
+        match user {
+            Some(user) => event.username(&user.username),
+            None => event,
+        }
+    });
     let response = match kind(parts) {
         RequestKind::Browser => render_status(
             StatusCode::FORBIDDEN,

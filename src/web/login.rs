@@ -3,18 +3,18 @@
 use askama::Template;
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, State},
+    extract::{Query, State},
     http::{HeaderMap, HeaderName, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
-use std::net::SocketAddr;
 use time::OffsetDateTime;
 use tower_cookies::{Cookie, Cookies, cookie::SameSite};
 use tower_sessions::Session;
 
-use super::{AppState, Chrome, denial, negotiate::RequestKind, render_status};
+use super::{AppState, Chrome, client::ClientInfo, denial, negotiate::RequestKind, render_status};
 use crate::{
+    audit::AuditEvent,
     auth::{
         Authentication, Notice,
         csrf::new_cookie_value,
@@ -145,6 +145,11 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
             plain_duration(settings.idle_timeout),
             plain_duration(settings.absolute_timeout),
         ),
+        Notice::FormExpired => format!(
+            "Nothing was changed. A session ends after {} without activity; sign in and you \
+             will be back on the form.",
+            plain_duration(settings.idle_timeout),
+        ),
         Notice::Revoked => "Sessions are ended when you sign out everywhere, when your \
                             password is changed, or by an administrator."
             .to_owned(),
@@ -199,8 +204,13 @@ pub struct LoginForm {
     csrf: String,
 }
 
-pub fn client_ip(connect: &ConnectInfo<SocketAddr>) -> String {
-    connect.0.ip().to_string()
+/// The client's address as the app sees it (through trusted proxies, the real client).
+pub fn client_ip(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ClientInfo>()
+        .map(|client| client.ip.to_string())
+        .unwrap_or_default()
 }
 
 pub fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -219,7 +229,6 @@ pub async fn submit(
     State(state): State<AppState>,
     cookies: Cookies,
     session: Session,
-    connect: ConnectInfo<SocketAddr>,
     parts: Parts,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
@@ -303,12 +312,18 @@ pub async fn submit(
                 username = %typed_username,
                 "sign-in failed"
             );
+            denial::record(&parts, |meta| {
+                AuditEvent::new("sign_in_failed", meta)
+                    .status(401)
+                    .reason(reason)
+                    .username(&typed_username)
+            });
             return Ok(with_challenge(failed(&state)));
         }
     };
     let (account, needs_rehash) = account;
 
-    let ip = client_ip(&connect);
+    let ip = client_ip(&parts);
     let now = OffsetDateTime::now_utc();
     // A new session id at every sign-in: whatever id the browser had before (perhaps
     // planted by an attacker) is deleted, never promoted.
@@ -342,6 +357,9 @@ pub async fn submit(
         tracing::info!(user = %account.username, "password hash upgraded to current parameters");
     }
     tracing::info!(user = %account.username, "signed in");
+    denial::record(&parts, |meta| {
+        AuditEvent::new("sign_in", meta).username(&account.username)
+    });
     Ok(Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response())
 }
 
@@ -372,6 +390,9 @@ pub async fn logout(
             return Ok(denial::csrf_failed(&parts, Some(user), "/"));
         }
         tracing::info!(user = %user.username, "signed out");
+        denial::record(&parts, |meta| {
+            AuditEvent::new("sign_out", meta).username(&user.username)
+        });
     }
     session.flush().await?;
     Ok(

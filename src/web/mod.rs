@@ -3,8 +3,10 @@
 pub mod account;
 pub mod admin;
 pub mod api;
+pub mod client;
 pub mod denial;
 pub mod errors;
+pub mod form;
 pub mod health;
 pub mod home;
 pub mod login;
@@ -37,9 +39,14 @@ use tower_http::{
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
+    audit::AuditLog,
     auth::{
-        Role, SessionUser, csrf::CsrfKey, password::PasswordHasher, require_role,
-        session_user::authenticate, store::PgSessionStore,
+        Role, SessionUser,
+        csrf::CsrfKey,
+        password::PasswordHasher,
+        require_role,
+        session_user::{authenticate, authenticate_with_sessions},
+        store::PgSessionStore,
     },
     config::Settings,
 };
@@ -56,6 +63,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,
     pub site: Arc<Site>,
+    pub audit: AuditLog,
 }
 
 /// Site-wide presentation facts every page (including error pages) needs.
@@ -244,7 +252,15 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(login::logout))
         .merge(
             Router::new()
-                .route("/account", get(account::show))
+                .route("/account/password", post(account::change_password))
+                .route(
+                    "/account/sessions/revoke-others",
+                    post(account::revoke_others),
+                )
+                .route(
+                    "/account/sessions/{id}/revoke",
+                    post(account::revoke_session),
+                )
                 .route_layer(guarded("/account")),
         )
         .merge(
@@ -252,20 +268,25 @@ pub fn router(state: AppState) -> Router {
                 .route("/reports", get(reports::show))
                 .route_layer(guarded("/reports")),
         )
-        .merge(
-            Router::new()
-                .route("/admin", get(admin::show))
-                .route_layer(guarded("/admin")),
-        )
+        .merge(admin::router().route_layer(guarded("/admin")))
         .merge(
             Router::new()
                 .route("/api/me", get(api::me))
                 .route_layer(guarded("/api/me")),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The account page lists the user's sessions: fetched by the same single query.
+    let account_page = Router::new()
+        .route("/account", get(account::show))
+        .route_layer(guarded("/account"))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_with_sessions,
+        ));
 
     let with_sessions = Router::new()
         .merge(signed_in_pages)
+        .merge(account_page)
         .route("/login", get(login::form).post(login::submit))
         .route(login::FORGET_PAGES, get(login::forget_pages))
         .layer(sessions)
@@ -299,6 +320,11 @@ pub fn router(state: AppState) -> Router {
             security_headers,
         ))
         .layer(middleware::from_fn(errors::error_pages))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(state.settings.trusted_proxies.clone()),
+            client::client_info,
+        ))
+        .layer(Extension(state.audit.clone()))
         .layer(Extension(Arc::clone(&state.site)))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

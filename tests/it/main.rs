@@ -1,6 +1,9 @@
 //! Integration tests: the real app over real HTTP on a real PostgreSQL (one test binary,
 //! one PostgreSQL per run, a fresh database per test).
 
+mod account;
+mod admin;
+mod audit;
 mod browser;
 mod contract;
 mod health;

@@ -340,6 +340,34 @@ async fn the_cli_manages_users_on_the_same_database_as_the_app() {
     app.create_user("frank", Role::Admin).await;
     let (ok, out, _) = run(&["user", "list"], "");
     assert!(ok && out.contains("frank"), "{out}");
+    // The last enabled administrator cannot be demoted or disabled from here either.
+    for args in [
+        &["user", "set-role", "frank", "editor"][..],
+        &["user", "disable", "frank"][..],
+    ] {
+        let (ok, _, err) = run(args, "");
+        assert!(
+            !ok && err.contains("last enabled administrator"),
+            "{args:?}: {err}"
+        );
+    }
+    // Every change made here is in the audit trail, by "cli".
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event FROM audit_events WHERE username = 'cli' ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("events");
+    assert_eq!(
+        events,
+        [
+            "user_created",
+            "role_changed",
+            "user_disabled",
+            "user_enabled",
+            "password_reset"
+        ],
+        "refused commands record nothing"
+    );
 }
 
 #[test]

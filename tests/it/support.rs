@@ -258,6 +258,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub hasher: PasswordHasher,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
@@ -295,7 +296,7 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = app
                 .serve(listener, async move {
                     let _ = rx.await;
@@ -309,6 +310,17 @@ impl TestApp {
             settings,
             hasher,
             shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the app gracefully (as on SIGTERM) and waits until it has finished.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
     }
 
@@ -429,12 +441,93 @@ impl TestApp {
             .map(|v| v.split(';').next().unwrap_or_default().to_owned())
     }
 
+    /// POSTs a form as a signed-in browser, with that session's CSRF token.
+    pub async fn post_form(
+        &self,
+        browser: &Browser,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
+        let csrf = self.session_csrf(browser).await;
+        self.post_form_with_csrf(browser, path, fields, &csrf).await
+    }
+
+    pub async fn post_form_with_csrf(
+        &self,
+        browser: &Browser,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: &str,
+    ) -> Response {
+        let mut all: Vec<(&str, &str)> = vec![("csrf", csrf)];
+        all.extend_from_slice(fields);
+        browser
+            .post(self.url(path))
+            .header(ACCEPT, BROWSER_ACCEPT)
+            .form(&all)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn user_id(&self, name: &str) -> i64 {
+        users::find(&self.pool, name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .id
+    }
+
+    /// Audit rows matching `where_sql`, waiting (up to 5 s) until at least `at_least` exist:
+    /// the writer inserts off the request path, a few milliseconds later.
+    pub async fn audit(&self, where_sql: &str, at_least: i64) -> Vec<AuditRow> {
+        let sql = format!(
+            "SELECT event, status, reason, username, target, path, method, ip, request_id, detail \
+             FROM audit_events WHERE {where_sql} ORDER BY id"
+        );
+        for _ in 0..100 {
+            let rows: Vec<AuditRow> = sqlx::query_as(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            if rows.len() as i64 >= at_least {
+                return rows;
+            }
+            sleep(50).await;
+        }
+        let all: Vec<AuditRow> = sqlx::query_as(
+            "SELECT event, status, reason, username, target, path, method, ip, request_id, detail \
+             FROM audit_events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default();
+        panic!("fewer than {at_least} audit rows where {where_sql}; all rows: {all:#?}");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(
+    dead_code,
+    reason = "every field is printed (Debug) when an assertion fails"
+)]
+pub struct AuditRow {
+    pub event: String,
+    pub status: Option<i16>,
+    pub reason: Option<String>,
+    pub username: Option<String>,
+    pub target: Option<String>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
 }
 
 pub fn location(response: &Response) -> String {
