@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// (rather than "please sign in").
     #[arg(long, env = "PORTCULLIS_SESSION_TOMBSTONE", default_value = "7d", value_parser = parse_duration)]
     pub session_tombstone: time::Duration,
+    /// Who people should contact about access, shown on the 403 page and the sign-in
+    /// notices: an e-mail address, an http(s) URL (both become links) or plain text.
+    /// Empty: the pages say "your administrator".
+    #[arg(long, env = "PORTCULLIS_SUPPORT_CONTACT", default_value = "")]
+    pub support_contact: String,
     /// Audit events older than this are deleted.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: time::Duration,
@@ -211,6 +216,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     pub cleanup_interval: time::Duration,
     pub session_tombstone: time::Duration,
+    /// `--support-contact`, trimmed; `None` when empty.
+    pub support_contact: Option<String>,
     pub audit_retention: time::Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -243,6 +250,9 @@ impl Settings {
             metrics_token: args.metrics_token.clone().filter(|t| !t.is_empty()),
             cleanup_interval: args.cleanup_interval,
             session_tombstone: args.session_tombstone,
+            support_contact: Some(args.support_contact.trim())
+                .filter(|contact| !contact.is_empty())
+                .map(str::to_owned),
             audit_retention: args.audit_retention,
             trusted_proxies: args.trusted_proxies.clone(),
         })

@@ -28,6 +28,7 @@ fn site(parts: &Parts) -> Arc<Site> {
         .unwrap_or_else(|| {
             Arc::new(Site {
                 css_href: "/static/app.css".into(),
+                support: None,
             })
         })
 }

@@ -119,6 +119,7 @@ pub async fn error_pages(request: Request, next: Next) -> Response {
             let site = site.unwrap_or_else(|| {
                 Arc::new(Site {
                     css_href: "/static/app.css".into(),
+                    support: None,
                 })
             });
             render(&ErrorPage {

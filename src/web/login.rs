@@ -4,7 +4,7 @@ use askama::Template;
 use axum::{
     Form,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderName, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -27,6 +27,7 @@ use crate::{
         throttle,
         users::Username,
     },
+    config::Settings,
     error::AppError,
 };
 
@@ -40,6 +41,12 @@ const MAX_USER_AGENT: usize = 256;
 struct LoginPage {
     chrome: Chrome,
     notice: Option<&'static str>,
+    /// What to do about the notice, in plain words.
+    notice_help: Option<String>,
+    /// Whether the notice ends with "contact your administrator".
+    notice_contact: bool,
+    /// [`FORGET_PAGES`], linked whenever a notice says a session ended (or is needed).
+    forget_pages: Option<&'static str>,
     error: Option<&'static str>,
     username: String,
     next: String,
@@ -93,12 +100,82 @@ fn login_page(
         &LoginPage {
             chrome: Chrome::new(&state.site, "Sign in", None),
             notice: notice.map(Notice::message),
+            notice_help: notice.map(|notice| notice_help(notice, &state.settings)),
+            notice_contact: notice == Some(Notice::Revoked),
+            forget_pages: notice.map(|_| FORGET_PAGES),
             error,
             username,
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
         },
     )
+}
+
+/// A stylesheet the sign-in page links when it shows a notice; its response clears the
+/// site's cache (`Clear-Site-Data: "cache"`), which also drops the site's pages from the
+/// back/forward cache.
+///
+/// Why: Chromium now keeps `no-store` pages in its back/forward cache, and after signing
+/// out the back button showed the account page again from memory (browser suite, journey
+/// 3). The sign-out response's own cookie change (or a `Clear-Site-Data` on it) comes too
+/// early: the page being left enters the back/forward cache only after the next page
+/// commits. A request made *by* the next page comes late enough, and needs no script.
+pub const FORGET_PAGES: &str = "/login/forget-pages.css";
+
+pub async fn forget_pages() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (HeaderName::from_static("clear-site-data"), "\"cache\""),
+        ],
+        "/* Signed-in pages are forgotten: see FORGET_PAGES in src/web/login.rs. */\n",
+    )
+        .into_response()
+}
+
+/// The second half of each notice: why it happens and what to do (the notice itself,
+/// `Notice::message`, says what happened and is shared with the JSON API).
+fn notice_help(notice: Notice, settings: &Settings) -> String {
+    match notice {
+        Notice::SignInRequired => {
+            "This page is only for signed-in users. Sign in and you will be taken straight \
+             to it."
+                .to_owned()
+        }
+        Notice::Expired => format!(
+            "For your security, a session ends after {} without activity, and {} after \
+             signing in at the latest. Sign in again to carry on where you left off.",
+            plain_duration(settings.idle_timeout),
+            plain_duration(settings.absolute_timeout),
+        ),
+        Notice::FormExpired => format!(
+            "Nothing was changed. A session ends after {} without activity; sign in and you \
+             will be back on the form.",
+            plain_duration(settings.idle_timeout),
+        ),
+        Notice::Revoked => "Sessions are ended when you sign out everywhere, when your \
+                            password is changed, or by an administrator."
+            .to_owned(),
+        Notice::SignedOut => {
+            "On a shared computer, close the browser window too. To continue, sign in again."
+                .to_owned()
+        }
+    }
+}
+
+/// "30 minutes", "12 hours", "2 seconds": a duration as people say it.
+fn plain_duration(duration: time::Duration) -> String {
+    let seconds = duration.whole_seconds().max(1);
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds % size == 0)
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
+    if count == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{count} {unit}s")
+    }
 }
 
 pub async fn form(
@@ -394,4 +471,20 @@ pub async fn logout(
             RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_duration;
+    use time::Duration;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(plain_duration(Duration::minutes(30)), "30 minutes");
+        assert_eq!(plain_duration(Duration::hours(12)), "12 hours");
+        assert_eq!(plain_duration(Duration::days(1)), "1 day");
+        assert_eq!(plain_duration(Duration::seconds(2)), "2 seconds");
+        assert_eq!(plain_duration(Duration::seconds(90)), "90 seconds");
+        assert_eq!(plain_duration(Duration::minutes(90)), "90 minutes");
+    }
 }

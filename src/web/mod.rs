@@ -71,6 +71,8 @@ pub struct AppState {
 pub struct Site {
     /// The stylesheet URL with a content hash, so it can be cached for a year.
     pub css_href: String,
+    /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
+    pub support: Option<SupportContact>,
 }
 
 impl Site {
@@ -80,15 +82,42 @@ impl Site {
         let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Site {
             css_href: format!("/static/app.css?v={version}"),
+            support: settings.support_contact.as_deref().map(SupportContact::new),
         }
     }
 }
 
-/// What the shared layout (`base.html`) shows: title, stylesheet, who is signed in.
+/// The operator's support contact as pages show it: an address or URL becomes a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupportContact {
+    pub text: String,
+    /// Only `mailto:` and `http(s):` links are ever made, so the operator's text cannot
+    /// turn into a `javascript:` URL.
+    pub href: Option<String>,
+}
+
+impl SupportContact {
+    pub fn new(contact: &str) -> SupportContact {
+        let text = contact.trim().to_owned();
+        let lower = text.to_ascii_lowercase();
+        let href = if lower.starts_with("https://") || lower.starts_with("http://") {
+            Some(text.clone())
+        } else if text.contains('@') && !text.contains(char::is_whitespace) && !text.contains(':') {
+            Some(format!("mailto:{text}"))
+        } else {
+            None
+        };
+        SupportContact { text, href }
+    }
+}
+
+/// What the shared layout (`base.html`) shows: title, stylesheet, who is signed in, and
+/// whom to contact (`_contact.html`).
 pub struct Chrome {
     pub title: String,
     pub css_href: String,
     pub user: Option<ChromeUser>,
+    pub support: Option<SupportContact>,
 }
 
 pub struct ChromeUser {
@@ -107,6 +136,7 @@ impl Chrome {
                 role: user.role,
                 csrf: user.csrf_token.clone(),
             }),
+            support: site.support.clone(),
         }
     }
 }
@@ -259,6 +289,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signed_in_pages)
         .merge(account_page)
         .route("/login", get(login::form).post(login::submit))
+        .route(login::FORGET_PAGES, get(login::forget_pages))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -352,4 +383,21 @@ async fn security_headers(
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SupportContact;
+
+    #[test]
+    fn support_contacts_become_safe_links() {
+        let mail = SupportContact::new(" it-help@example.com ");
+        assert_eq!(mail.text, "it-help@example.com");
+        assert_eq!(mail.href.as_deref(), Some("mailto:it-help@example.com"));
+        let web = SupportContact::new("https://help.example.com/access");
+        assert_eq!(web.href.as_deref(), Some("https://help.example.com/access"));
+        for text in ["the IT desk, room 4", "javascript:alert(1)", "a@b:c"] {
+            assert_eq!(SupportContact::new(text).href, None, "{text}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod audit;
+mod browser;
 mod contract;
 mod faults;
 mod hardening;
