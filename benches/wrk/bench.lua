@@ -1,11 +1,10 @@
 -- wrk script for the Portcullis benchmark (driven by `benches/run`; not meant to be run by hand).
 --
--- Arguments after `--`: REQUESTS_FILE EXPECT [LIMIT]
+-- Arguments after `--`: REQUESTS_FILE EXPECT
 --   REQUESTS_FILE  one request per line: METHOD<TAB>PATH<TAB>COOKIE<TAB>BODY (cookie/body may
 --                  be empty). Requests are pre-built in init() and rotated, so every virtual
 --                  client cycles through the session cookies without per-request Lua work.
 --   EXPECT         the status that counts as a success: "200", "403", or a class like "3xx".
---   LIMIT          stop each thread after this many responses (0 or absent: run for -d).
 -- Prints one line "BENCH_JSON {...}" with counts and latency percentiles (microseconds).
 
 local threads = {}
@@ -16,7 +15,6 @@ end
 
 function init(args)
   local file, expect = args[1], args[2]
-  limit = tonumber(args[3] or "0") or 0
   if expect:sub(2) == "xx" then
     lo = tonumber(expect:sub(1, 1)) * 100
     hi = lo + 99
@@ -38,7 +36,7 @@ function init(args)
   end
   -- Threads start at different points of the rotation.
   i = math.random(#reqs)
-  ok, bad, seen = 0, 0, 0
+  ok, bad = 0, 0
   unexpected = ""
   counts = {}
 end
@@ -57,10 +55,6 @@ function response(status, headers, body)
     local parts = {}
     for s, n in pairs(counts) do table.insert(parts, s .. ":" .. n) end
     unexpected = table.concat(parts, ",")
-  end
-  seen = seen + 1
-  if limit > 0 and seen >= limit then
-    wrk.thread:stop()
   end
 end
 

@@ -5,7 +5,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context;
 use portcullis::db::{Cluster, ClusterOptions};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{
     ConnectOptions, Connection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -288,7 +288,7 @@ pub struct DbMark {
     transactions: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueryCalls {
     pub query: String,
     pub calls: u64,
@@ -297,7 +297,7 @@ pub struct QueryCalls {
 }
 
 /// What one server's database did during a measurement.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DbDelta {
     /// Statements executed (pg_stat_statements calls), when available.
     pub statements: Option<u64>,
@@ -329,6 +329,6 @@ impl DbDelta {
                 None => self.queries.push(q.clone()),
             }
         }
-        self.queries.sort_by(|a, b| b.calls.cmp(&a.calls));
+        self.queries.sort_by_key(|q| std::cmp::Reverse(q.calls));
     }
 }

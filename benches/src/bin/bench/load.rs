@@ -126,15 +126,9 @@ impl Load {
         })
     }
 
-    /// Runs wrk for `duration` (or until `limit` responses, when given) with `connections`
-    /// connections on one thread: the machine has two cores to share between the load
+    /// Runs wrk for `duration` with `connections` connections on one thread: the machine has two cores to share between the load
     /// generator, the server and PostgreSQL, and one wrk thread saturates these servers.
-    pub async fn run(
-        &self,
-        connections: u32,
-        duration: Duration,
-        limit: Option<u64>,
-    ) -> anyhow::Result<LoadResult> {
+    pub async fn run(&self, connections: u32, duration: Duration) -> anyhow::Result<LoadResult> {
         let mut command = tokio::process::Command::new("wrk");
         command
             .arg("-t1")
@@ -146,7 +140,6 @@ impl Load {
             .arg("--")
             .arg(&self.requests_file)
             .arg(&self.expect)
-            .arg(limit.unwrap_or(0).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -25,7 +25,7 @@ use std::{
 use anyhow::Context;
 use clap::Parser;
 use portcullis::auth::{Role, password::PasswordHasher, users};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::{
@@ -62,15 +62,23 @@ struct Args {
     /// statements are counted when it preloads pg_stat_statements).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Also record a `perf` profile of each server during its first hot-path round
+    /// (written to the work directory as perf-<server>.data).
+    #[arg(long)]
+    perf: bool,
+    /// Only re-render the Markdown report from this JSON of an earlier run (e.g. after
+    /// editing benches/ANALYSIS.md); runs nothing.
+    #[arg(long, value_name = "JSON")]
+    render: Option<PathBuf>,
     /// The command line as typed, for the report (benches/run sets it).
     #[arg(long, env = "BENCH_COMMAND", hide = true)]
     command: Option<String>,
 }
 
 /// Durations and sizes of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
-    pub mode: &'static str,
+    pub mode: String,
     pub warmup_s: u64,
     pub page_s: u64,
     pub hot_s: u64,
@@ -95,7 +103,7 @@ pub struct Plan {
 impl Plan {
     fn full() -> Plan {
         Plan {
-            mode: "full",
+            mode: "full".into(),
             warmup_s: 3,
             page_s: 6,
             hot_s: 8,
@@ -119,7 +127,7 @@ impl Plan {
 
     fn quick() -> Plan {
         Plan {
-            mode: "quick",
+            mode: "quick".into(),
             warmup_s: 1,
             page_s: 2,
             hot_s: 3,
@@ -139,12 +147,14 @@ impl Plan {
 }
 
 /// One server under one scenario.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
-    pub server: &'static str,
+    pub server: String,
     pub load: LoadResult,
     pub rss_before_kb: u64,
     pub rss_after_kb: u64,
+    /// CPU time the server process used per completed request.
+    pub server_cpu_us_per_request: f64,
     pub db: DbDelta,
 }
 
@@ -157,7 +167,7 @@ impl Measurement {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignIn {
     pub raw_hash_rate: f64,
     pub raw_hash_workers: usize,
@@ -165,23 +175,23 @@ pub struct SignIn {
     pub servers: Vec<Measurement>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Isolation {
-    pub server: &'static str,
+    pub server: String,
     pub alone: LoadResult,
     pub flooded: LoadResult,
     pub flood: LoadResult,
     pub rss_after_kb: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SoakSample {
     pub t_s: f64,
     pub rss_kb: u64,
     pub session_rows: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Soak {
     pub load: LoadResult,
     pub rss_start_kb: u64,
@@ -195,15 +205,15 @@ pub struct Soak {
     pub flags: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Census {
-    pub server: &'static str,
-    pub scenario: &'static str,
+    pub server: String,
+    pub scenario: String,
     pub requests: u64,
     pub round_trips: proxy::Snapshot,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -213,14 +223,14 @@ pub struct Machine {
     pub rustc: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageBytes {
-    pub server: &'static str,
+    pub server: String,
     pub account: usize,
     pub forbidden: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     pub date: String,
     pub command: String,
@@ -252,6 +262,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_main(args: Args) -> anyhow::Result<()> {
+    if let Some(json) = &args.render {
+        let text = std::fs::read_to_string(json).with_context(|| format!("{}", json.display()))?;
+        let results: Results = serde_json::from_str(&text)?;
+        let (markdown, _) = outputs(&args);
+        report::write_markdown(&results, &markdown)?;
+        log(format!("rendered {}", markdown.display()));
+        return Ok(());
+    }
     let started = Instant::now();
     load::ensure_wrk()?;
     std::fs::create_dir_all(&args.work_dir)?;
@@ -372,12 +390,8 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
     let subjects = [&portcullis, &ceiling, &peer];
     for s in subjects {
         let warm = hot_load(&work, s)?;
-        warm.run(
-            plan.page_connections,
-            Duration::from_secs(plan.warmup_s),
-            None,
-        )
-        .await?;
+        warm.run(plan.page_connections, Duration::from_secs(plan.warmup_s))
+            .await?;
     }
 
     log("scenario 1: anonymous GET /account");
@@ -401,9 +415,13 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         for k in 0..subjects.len() {
             let s = subjects[(k + round) % subjects.len()];
             let load = hot_load(&work, s)?;
+            let profile = (args.perf && round == 0).then(|| perf_record(&work, s, plan.hot_s));
             measurements.push(measure(db, s, &load, plan.page_connections, plan.hot_s).await?);
+            if let Some(Ok(mut perf)) = profile {
+                let _ = perf.wait().await;
+            }
         }
-        measurements.sort_by_key(|m| order(m.server));
+        measurements.sort_by_key(|m| order(&m.server));
         hot_rounds.push(measurements);
     }
 
@@ -570,17 +588,19 @@ async fn measure(
 ) -> anyhow::Result<Measurement> {
     let rss_before_kb = s.server.rss_kb();
     let mark = db.mark(s.db_name, &s.pool).await?;
-    let result = load
-        .run(connections, Duration::from_secs(seconds), None)
-        .await?;
+    let cpu_before = s.server.cpu_us();
+    let result = load.run(connections, Duration::from_secs(seconds)).await?;
+    let cpu = s.server.cpu_us().saturating_sub(cpu_before);
     let rss_after_kb = s.server.rss_kb();
     let delta = db.delta(s.db_name, &s.pool, mark).await?;
+    let server_cpu_us_per_request = cpu as f64 / result.requests.max(1) as f64;
     log(format!(
-        "  {:<10} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  errors {}{}",
+        "  {:<10} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  server CPU {:>5.0} µs/req  errors {}{}",
         s.server.name,
         result.rps,
         result.p50_ms,
         result.p99_ms,
+        server_cpu_us_per_request,
         result.errors(),
         if result.unexpected > 0 {
             format!(" ({})", result.unexpected_statuses)
@@ -589,28 +609,42 @@ async fn measure(
         }
     ));
     Ok(Measurement {
-        server: s.server.name,
+        server: s.server.name.into(),
         load: result,
         rss_before_kb,
         rss_after_kb,
+        server_cpu_us_per_request,
         db: delta,
     })
+}
+
+/// `perf record` of the server for `seconds` (a CPU profile of its hot path).
+fn perf_record(work: &Path, s: &Subject, seconds: u64) -> anyhow::Result<tokio::process::Child> {
+    let output = work.join(format!("perf-{}.data", s.server.name));
+    tokio::process::Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p"])
+        .arg(s.server.pid.to_string())
+        .arg("-o")
+        .arg(&output)
+        .args(["--", "sleep"])
+        .arg(seconds.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting perf (is it installed?)")
 }
 
 async fn isolate(work: &Path, s: &Subject, flood: &Load, plan: &Plan) -> anyhow::Result<Isolation> {
     let hot = hot_load(work, s)?;
     let duration = Duration::from_secs(plan.isolation_s);
-    let alone = hot.run(plan.page_connections, duration, None).await?;
+    let alone = hot.run(plan.page_connections, duration).await?;
     // The flood starts first and ends after the hot path, so the whole measured window
     // is under flood.
-    let flood_run = flood.run(
-        plan.login_connections,
-        duration + Duration::from_secs(3),
-        None,
-    );
+    let flood_run = flood.run(plan.login_connections, duration + Duration::from_secs(3));
     let hot_run = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        hot.run(plan.page_connections, duration, None).await
+        hot.run(plan.page_connections, duration).await
     };
     let (flood, flooded) = tokio::join!(flood_run, hot_run);
     let (flood, flooded) = (flood?, flooded?);
@@ -624,7 +658,7 @@ async fn isolate(work: &Path, s: &Subject, flood: &Load, plan: &Plan) -> anyhow:
         flood.errors()
     ));
     Ok(Isolation {
-        server: s.server.name,
+        server: s.server.name.into(),
         alone,
         flooded,
         flood,
@@ -889,11 +923,11 @@ async fn round_trip_census(
             expect,
         )?;
         // Warm: every pooled connection open and its statements prepared.
-        load.run(plan.census_connections, Duration::from_secs(1), None)
+        load.run(plan.census_connections, Duration::from_secs(1))
             .await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = counters.snapshot();
-        let result = load.run(plan.census_connections, seconds, None).await?;
+        let result = load.run(plan.census_connections, seconds).await?;
         // sqlx returns connections to the pool (and pings them) after the response.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let delta = counters.snapshot().since(&before);
@@ -907,8 +941,8 @@ async fn round_trip_census(
             result.requests
         ));
         out.push(Census {
-            server: s.server.name,
-            scenario,
+            server: s.server.name.into(),
+            scenario: scenario.into(),
             requests: result.requests,
             round_trips: delta,
         });
@@ -945,7 +979,6 @@ async fn soak(bins: &Path, db: &Db, work: &Path, logs: &Path, plan: &Plan) -> an
     load.run(
         plan.page_connections,
         Duration::from_secs(plan.warmup_s.max(2)),
-        None,
     )
     .await?;
     let count_rows = |pool: PgPool| async move {
@@ -1007,13 +1040,7 @@ async fn soak(bins: &Path, db: &Db, work: &Path, logs: &Path, plan: &Plan) -> an
             }
         })
     };
-    let result = load
-        .run(
-            plan.page_connections,
-            Duration::from_secs(plan.soak_max_s),
-            Some(plan.soak_requests),
-        )
-        .await;
+    let result = soak_load(&load, plan).await;
     stop.store(true, Ordering::Relaxed);
     let _ = churn.await;
     let _ = sampler.await;
@@ -1054,5 +1081,62 @@ async fn soak(bins: &Path, db: &Db, work: &Path, logs: &Path, plan: &Plan) -> an
         churn_failures: failures.load(Ordering::Relaxed),
         samples,
         flags: flags.join(" "),
+    })
+}
+
+/// Runs the soak's requests as a series of duration-bound wrk runs (wrk's own count limit
+/// stops the connections but not the clock, which would misstate the rate), each sized from
+/// the previous rate, until `soak_requests` are done or `soak_max_s` has passed.
+async fn soak_load(load: &Load, plan: &Plan) -> anyhow::Result<LoadResult> {
+    const CHUNK_S: f64 = 10.0;
+    let started = Instant::now();
+    let mut chunks: Vec<LoadResult> = Vec::new();
+    let mut done = 0u64;
+    let mut rate = 0.0f64;
+    while done < plan.soak_requests && started.elapsed().as_secs() < plan.soak_max_s {
+        let remaining = (plan.soak_requests - done) as f64;
+        let seconds = if rate > 0.0 {
+            (remaining / rate).ceil().clamp(1.0, CHUNK_S)
+        } else {
+            2.0
+        };
+        let chunk = load
+            .run(plan.page_connections, Duration::from_secs_f64(seconds))
+            .await?;
+        rate = chunk.rps;
+        done += chunk.requests;
+        chunks.push(chunk);
+    }
+    let requests: u64 = chunks.iter().map(|c| c.requests).sum();
+    let duration_s: f64 = chunks.iter().map(|c| c.duration_s).sum();
+    let p50s: Vec<f64> = chunks.iter().map(|c| c.p50_ms).collect();
+    let worst = |f: fn(&LoadResult) -> f64| chunks.iter().map(f).fold(0.0, f64::max);
+    let mut statuses: Vec<String> = chunks
+        .iter()
+        .filter(|c| !c.unexpected_statuses.is_empty())
+        .map(|c| c.unexpected_statuses.clone())
+        .collect();
+    statuses.dedup();
+    Ok(LoadResult {
+        connections: plan.page_connections,
+        requests,
+        duration_s,
+        rps: requests as f64 / duration_s.max(1e-9),
+        ok: chunks.iter().map(|c| c.ok).sum(),
+        unexpected: chunks.iter().map(|c| c.unexpected).sum(),
+        unexpected_statuses: statuses.join(";"),
+        socket_errors: chunks.iter().map(|c| c.socket_errors).sum(),
+        bytes: chunks.iter().map(|c| c.bytes).sum(),
+        p50_ms: report::median(p50s),
+        p90_ms: worst(|c| c.p90_ms),
+        // The worst chunk's: a soak is judged by its bad moments.
+        p99_ms: worst(|c| c.p99_ms),
+        p999_ms: worst(|c| c.p999_ms),
+        max_ms: worst(|c| c.max_ms),
+        mean_ms: chunks
+            .iter()
+            .map(|c| c.mean_ms * c.requests as f64)
+            .sum::<f64>()
+            / requests.max(1) as f64,
     })
 }

@@ -18,7 +18,7 @@ use std::{
     },
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream, UnixStream},
@@ -39,7 +39,7 @@ pub struct Counters {
     executes: AtomicU64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Round trips that ran at least one statement (Sync after Execute, or simple Query).
     pub statement_round_trips: u64,

@@ -90,7 +90,7 @@ pub fn machine() -> crate::Machine {
 /// The hot path of one server over all rounds: medians of the rounds' figures, totals of
 /// their counts.
 pub struct HotSummary {
-    pub server: &'static str,
+    pub server: String,
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -103,7 +103,7 @@ pub struct HotSummary {
     pub tuples_written: u64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     match values.len() {
         0 => 0.0,
@@ -125,7 +125,7 @@ pub fn hot_summary(results: &Results, server: &str) -> Option<HotSummary> {
         db.add(&m.db);
     }
     Some(HotSummary {
-        server: first.server,
+        server: first.server.clone(),
         rps: median(rounds.iter().map(|m| m.load.rps).collect()),
         p50_ms: median(rounds.iter().map(|m| m.load.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|m| m.load.p99_ms).collect()),
@@ -242,7 +242,7 @@ fn measurement_table(out: &mut String, rows: &[Measurement], absent: &[(&str, &s
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|---:|---:|---:|");
     let mut rows: Vec<&Measurement> = rows.iter().collect();
-    rows.sort_by_key(|m| order(m.server));
+    rows.sort_by_key(|m| order(&m.server));
     for m in rows {
         let _ = writeln!(
             out,
@@ -741,16 +741,22 @@ pub fn summary(results: &Results) -> String {
     )
 }
 
-pub fn write(results: &Results, markdown_path: &Path, json_path: &Path) -> anyhow::Result<()> {
-    // Hand-written analysis of the latest full run, appended to the generated tables.
+/// Writes the Markdown report, with the hand-written analysis of the latest full run
+/// (`benches/ANALYSIS.md`) appended to the generated tables.
+pub fn write_markdown(results: &Results, markdown_path: &Path) -> anyhow::Result<()> {
     let analysis = std::fs::read_to_string(Path::new(crate::REPO).join("benches/ANALYSIS.md")).ok();
-    for path in [markdown_path, json_path] {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+    if let Some(dir) = markdown_path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
     std::fs::write(markdown_path, markdown(results, analysis.as_deref()))
-        .with_context(|| format!("writing {}", markdown_path.display()))?;
+        .with_context(|| format!("writing {}", markdown_path.display()))
+}
+
+pub fn write(results: &Results, markdown_path: &Path, json_path: &Path) -> anyhow::Result<()> {
+    write_markdown(results, markdown_path)?;
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(json_path, serde_json::to_string_pretty(results)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
     Ok(())

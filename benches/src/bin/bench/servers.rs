@@ -79,10 +79,10 @@ impl Server {
                     self.log_tail()
                 );
             }
-            if let Ok(response) = client.get(&url).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("{} did not become healthy:\n{}", self.name, self.log_tail());
@@ -100,6 +100,11 @@ impl Server {
     /// Resident memory (VmRSS) in KiB.
     pub fn rss_kb(&self) -> u64 {
         rss_of(self.pid)
+    }
+
+    /// CPU time (user + system) the process has used so far, in microseconds.
+    pub fn cpu_us(&self) -> u64 {
+        cpu_us_of(self.pid)
     }
 
     /// SIGTERM (graceful), then SIGKILL after 10 s.
@@ -131,4 +136,25 @@ pub fn rss_of(pid: u32) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) of process `pid` in microseconds, from `/proc/<pid>/stat`
+/// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+pub fn cpu_us_of(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) may contain spaces; the fields after it do not.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // `rest` starts at field 3, so fields 14 and 15 are at indices 11 and 12.
+    (ticks(11) + ticks(12)) * 10_000
 }

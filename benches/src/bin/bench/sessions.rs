@@ -199,7 +199,7 @@ pub async fn preflight(server: &Server, cookie: &str) -> anyhow::Result<PageByte
         anon.status()
     );
     Ok(PageBytes {
-        server: server.name,
+        server: server.name.into(),
         account: account.len(),
         forbidden: forbidden.len(),
     })
