@@ -308,6 +308,13 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
     let _ = writeln!(out, "| Memory | {:.1} GiB |", m.memory_gib);
     let _ = writeln!(out, "| OS | {} (kernel {}) |", m.os, m.kernel);
     let _ = writeln!(out, "| Rust | {} |", m.rustc);
+    if results.load_average.len() == 2 {
+        let _ = writeln!(
+            out,
+            "| Load average (1/5/15 min) | {} at the start, {} at the end (other work shares this machine) |",
+            results.load_average[0], results.load_average[1]
+        );
+    }
     let _ = writeln!(out, "| Database | {} |", results.database);
     let _ = writeln!(
         out,
@@ -579,11 +586,19 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
         out,
         "Raw rate: argon2id m=19456 KiB, t=2, p=1 verifications in this process through \
          `portcullis::auth::password::PasswordHasher` with {} workers (one per core) kept busy for \
-         {} s: **{:.1}/s** (mean {:.1} ms per hash). Then `POST /login` with correct passwords at \
+         {} s, before and after the sign-in runs (rates {}; the higher is used): **{:.1}/s** \
+         (mean {:.1} ms per hash). Then `POST /login` with correct passwords at \
          {} connections for {} s (Portcullis: one anonymous CSRF cookie + token pair reused; the \
          peer has no CSRF).\n",
         results.sign_in.raw_hash_workers,
         plan.raw_hash_s,
+        results
+            .sign_in
+            .raw_hash_rates
+            .iter()
+            .map(|r| format!("{r:.1}/s"))
+            .collect::<Vec<_>>()
+            .join(", "),
         results.sign_in.raw_hash_rate,
         results.sign_in.raw_hash_mean_ms,
         plan.login_connections,
