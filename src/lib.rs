@@ -48,14 +48,14 @@ impl App {
         let site = Arc::new(Site::new(&settings));
         let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
         Ok(App {
-            state: AppState {
+            state: AppState::new(web::Shared {
                 pool,
                 settings: Arc::new(settings),
                 hasher,
                 csrf,
                 site,
                 audit,
-            },
+            }),
             audit_writer,
         })
     }

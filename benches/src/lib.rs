@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     token      text PRIMARY KEY,
     user_id    bigint NOT NULL REFERENCES users (id),
     created_at timestamptz NOT NULL DEFAULT now(),
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    ip         text NOT NULL DEFAULT '127.0.0.1',
+    user_agent text NOT NULL DEFAULT 'wrk'
 );
+CREATE INDEX IF NOT EXISTS tokens_user_id_idx ON tokens (user_id);
 "#;
 
 /// Users of the peer app, as in axum-login's examples (plus a role for the 403 page).

@@ -85,6 +85,83 @@ pub struct Account<'a> {
     pub idle_expires_at: &'a str,
     pub absolute_expires_at: &'a str,
     pub previous_sign_in: Option<&'a str>,
+    /// The user's sessions, as Portcullis lists them (empty where a server cannot know
+    /// them: axum-login's session store has no user column).
+    pub sessions: &'a [SessionLine],
+}
+
+/// One row of the sessions table.
+pub struct SessionLine {
+    pub created: String,
+    pub last_seen: String,
+    pub expires: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub current: bool,
+}
+
+fn sessions_table(csrf: &str, sessions: &[SessionLine]) -> String {
+    let mut rows = String::new();
+    for (n, s) in sessions.iter().enumerate() {
+        rows.push_str(&format!(
+            r#"
+    <tr{class}>
+      <td>{created}{this}</td>
+      <td>{last_seen}</td>
+      <td>{expires}</td>
+      <td>{ip}</td>
+      <td class="ua">{ua}</td>
+      <td>
+        <form method="post" action="/account/sessions/{n}/revoke" class="inline">
+          <input type="hidden" name="csrf" value="{csrf}">
+          <button type="submit" class="secondary">{button}</button>
+        </form>
+      </td>
+    </tr>"#,
+            class = if s.current { r#" class="current""# } else { "" },
+            created = escape(&s.created),
+            this = if s.current {
+                " <strong>(this session)</strong>"
+            } else {
+                ""
+            },
+            last_seen = escape(&s.last_seen),
+            expires = escape(&s.expires),
+            ip = escape(&s.ip),
+            ua = escape(&s.user_agent),
+            csrf = escape(csrf),
+            button = if s.current {
+                "Sign out"
+            } else {
+                "Sign out this session"
+            },
+        ));
+    }
+    format!(
+        r#"
+<h2 id="sessions">Your sessions</h2>
+<p>Every browser or device where you are signed in. Signing one out takes effect on its next request.</p>
+<div class="table-wrap" role="region" aria-labelledby="sessions" tabindex="0">
+<table>
+  <thead><tr><th scope="col">Signed in</th><th scope="col">Last active</th><th scope="col">Ends</th><th scope="col">IP address</th><th scope="col">Browser</th><th scope="col"><span class="visually-hidden">Action</span></th></tr></thead>
+  <tbody>{rows}
+  </tbody>
+</table>
+</div>
+<h2 id="password">Change your password</h2>
+<p>Use at least 15 characters. Changing it signs out all your other sessions.</p>
+<form method="post" action="/account/password" class="stack narrow" novalidate>
+  <input type="hidden" name="csrf" value="{csrf}">
+  <div class="field"><label for="current_password">Current password</label>
+    <input id="current_password" name="current_password" type="password" autocomplete="current-password" required maxlength="512"></div>
+  <div class="field"><label for="new_password">New password</label>
+    <input id="new_password" name="new_password" type="password" autocomplete="new-password" required maxlength="512"></div>
+  <div class="field"><label for="confirm_password">New password again</label>
+    <input id="confirm_password" name="confirm_password" type="password" autocomplete="new-password" required maxlength="512"></div>
+  <button type="submit">Change password</button>
+</form>"#,
+        csrf = escape(csrf),
+    )
 }
 
 pub fn account(viewer: &Viewer<'_>, account: &Account<'_>) -> String {
@@ -104,11 +181,12 @@ pub fn account(viewer: &Viewer<'_>, account: &Account<'_>) -> String {
   <dt>Previous sign-in</dt>
   <dd>{previous}</dd>
 </dl>
-<p class="muted">If the previous sign-in was not you, change your password and tell your administrator.</p>"#,
+<p class="muted">If the previous sign-in was not you, change your password below and tell your administrator.</p>{sessions}"#,
         username = escape(viewer.username),
         started = escape(account.signed_in_at),
         idle = escape(account.idle_expires_at),
         absolute = escape(account.absolute_expires_at),
+        sessions = sessions_table(viewer.csrf, account.sessions),
     );
     layout("Your account", viewer, &content)
 }

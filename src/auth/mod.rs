@@ -1,7 +1,7 @@
-//! Authentication (who are you) and authorization (what may you do).
+//! Authentication (who are you) and authorization (what may you do): two separate
+//! answers, 401 and 403, given by `session_user::gate`.
 
 pub mod csrf;
-pub mod guard;
 pub mod next;
 pub mod password;
 pub mod policy;
@@ -11,6 +11,5 @@ pub mod store;
 pub mod throttle;
 pub mod users;
 
-pub use guard::require_role;
 pub use role::Role;
 pub use session_user::{Authentication, CurrentUser, MaybeUser, NotSignedIn, Notice, SessionUser};

@@ -5,17 +5,9 @@
 //! send them. Through a proxy, the client is the right-most address in `X-Forwarded-For`
 //! that is not itself a trusted proxy (proxies append; the left part is client-supplied).
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
-};
+use std::net::IpAddr;
 
-use axum::{
-    extract::{ConnectInfo, Request, State},
-    http::HeaderMap,
-    middleware::Next,
-    response::Response,
-};
+use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 #[derive(Debug, Clone, Copy)]
@@ -60,21 +52,6 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientIn
         https,
         proxied: true,
     }
-}
-
-/// Middleware: stores the request's [`ClientInfo`] in its extensions.
-pub async fn client_info(
-    State(trusted): State<Arc<Vec<IpNet>>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-    let info = resolve(peer, request.headers(), &trusted);
-    request.extensions_mut().insert(info);
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{Chrome, Rendered, Site, negotiate::RequestKind, render_status};
 use crate::{
-    audit::{AuditEvent, AuditLog, RequestMeta},
+    audit::{AuditEvent, RequestMeta},
     auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next},
 };
 
@@ -23,7 +23,8 @@ pub const WWW_AUTHENTICATE: &str = r#"Session realm="portcullis""#;
 fn site(parts: &Parts) -> Arc<Site> {
     parts
         .extensions
-        .get::<Arc<Site>>()
+        .get::<Arc<super::frame::Frame>>()
+        .map(|frame| &frame.site)
         .cloned()
         .unwrap_or_else(|| {
             Arc::new(Site {
@@ -36,8 +37,8 @@ fn site(parts: &Parts) -> Arc<Site> {
 
 /// Queues an audit event for this request (the log travels in the request extensions).
 pub fn record(parts: &Parts, event: impl FnOnce(RequestMeta) -> AuditEvent) {
-    if let Some(audit) = parts.extensions.get::<AuditLog>() {
-        audit.record(event(RequestMeta::from_parts(parts)));
+    if let Some(frame) = parts.extensions.get::<Arc<super::frame::Frame>>() {
+        frame.audit.record(event(RequestMeta::from_parts(parts)));
     }
 }
 

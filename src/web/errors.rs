@@ -2,19 +2,17 @@
 //! page (axum's own 404/405/413/415/422, timeouts, panics, `AppError`) gets a friendly page
 //! in the site's look, or a JSON error for API clients. Nothing internal is shown.
 
-use std::{any::Any, sync::Arc};
+use std::any::Any;
 
 use askama::Template;
 use axum::{
     Json,
-    extract::Request,
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
-use super::{Chrome, REQUEST_ID, Rendered, Site, negotiate::RequestKind, render};
+use super::{Chrome, Rendered, Site, negotiate::RequestKind, render};
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -89,17 +87,9 @@ fn describe(status: StatusCode) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// Replaces the body of every unfinished error response with the page or JSON error.
-pub async fn error_pages(request: Request, next: Next) -> Response {
-    let kind = RequestKind::of(request.method(), request.uri(), request.headers());
-    let site = request.extensions().get::<Arc<Site>>().cloned();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let response = next.run(request).await;
+/// Replaces the body of an unfinished error response (4xx/5xx without [`Rendered`]) with
+/// the page or JSON error for its status; other responses pass unchanged.
+pub fn finish(response: Response, kind: RequestKind, site: &Site, request_id: &str) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<Rendered>().is_some()
@@ -115,22 +105,13 @@ pub async fn error_pages(request: Request, next: Next) -> Response {
             "request_id": request_id,
         }))
         .into_response(),
-        RequestKind::Browser => {
-            let site = site.unwrap_or_else(|| {
-                Arc::new(Site {
-                    css_href: "/static/app.css".into(),
-                    support: None,
-                    demo: false,
-                })
-            });
-            render(&ErrorPage {
-                chrome: Chrome::new(&site, heading, None),
-                status: status.as_u16(),
-                heading,
-                explanation,
-                request_id,
-            })
-        }
+        RequestKind::Browser => render(&ErrorPage {
+            chrome: Chrome::new(site, heading, None),
+            status: status.as_u16(),
+            heading,
+            explanation,
+            request_id: request_id.to_owned(),
+        }),
     };
     let (body_parts, body) = body.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -149,7 +130,7 @@ pub async fn not_found() -> StatusCode {
     StatusCode::NOT_FOUND
 }
 
-/// A panic becomes a plain 500 here; `error_pages` turns it into the friendly page.
+/// A panic becomes a plain 500 here; `finish` turns it into the friendly page.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let message = panic
         .downcast_ref::<String>()

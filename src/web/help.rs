@@ -6,7 +6,6 @@ use askama::Template;
 use axum::{
     extract::{Request, State},
     http::{HeaderName, HeaderValue, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
@@ -20,19 +19,6 @@ pub fn noindex(response: &mut Response) {
     response
         .headers_mut()
         .insert(ROBOTS_TAG, HeaderValue::from_static("noindex, nofollow"));
-}
-
-/// Middleware: every response except the public home page and static files is
-/// `noindex` — sign-in, 401, 403, help and error pages must neither be indexed nor count
-/// against the site in search results.
-pub async fn noindex_private(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let indexable = path == "/" || path == "/robots.txt" || path.starts_with("/static/");
-    let mut response = next.run(request).await;
-    if !indexable {
-        noindex(&mut response);
-    }
-    response
 }
 
 /// Crawlers are kept out of the private paths. The sign-in and help pages are not listed:

@@ -1,12 +1,10 @@
-//! `GET /metrics` (Prometheus text format) and the per-request metrics middleware.
-
-use std::time::Instant;
+//! `GET /metrics` (Prometheus text format). Request counts and latencies are recorded by
+//! the request frame (`web::frame`).
 
 use axum::{
     Json,
-    extract::{MatchedPath, Request, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -18,24 +16,6 @@ use crate::{
     error::AppError,
     telemetry,
 };
-
-/// Counts requests and their latency by route template (never the raw path: unbounded
-/// label values would grow the registry without bound), method and status.
-pub async fn record(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
-}
 
 fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
     let Some(token) = token else { return false };

@@ -8,6 +8,7 @@ pub mod client;
 pub mod denial;
 pub mod errors;
 pub mod form;
+pub mod frame;
 pub mod health;
 pub mod help;
 pub mod home;
@@ -22,9 +23,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::{
-    Extension, Router,
-    extract::DefaultBodyLimit,
-    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    Router,
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -32,15 +32,7 @@ use axum::{
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    services::ServeDir,
-    set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
-    trace::TraceLayer,
-};
+use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer};
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
@@ -49,8 +41,7 @@ use crate::{
         Role, SessionUser,
         csrf::CsrfKey,
         password::PasswordHasher,
-        require_role,
-        session_user::{authenticate, authenticate_with_sessions},
+        session_user::{self, Gate},
         store::PgSessionStore,
     },
     config::Settings,
@@ -59,14 +50,31 @@ use crate::{
 /// Largest request body accepted (forms are tiny); larger gets a 413 page.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
+/// Everything handlers share. Cloned by every extractor and middleware that takes
+/// `State`, so it is one `Arc`: a clone is one atomic increment, not six.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,
     pub site: Arc<Site>,
     pub audit: AuditLog,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Site-wide presentation facts every page (including error pages) needs.
@@ -223,23 +231,6 @@ pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
     response
 }
 
-/// Request ids: random, never taken from the client (a forged id would poison the logs).
-#[derive(Clone, Copy)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let id = format!("{:016x}", rand::random::<u64>());
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
-    }
-}
-
-/// `SetRequestIdLayer` keeps an id the client sent; we never want one.
-async fn drop_client_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
-    request.headers_mut().remove(REQUEST_ID);
-    request
-}
-
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
@@ -256,61 +247,62 @@ pub fn router(state: AppState) -> Router {
     // A browser-session cookie: it outlives the server-side deadline, so an expired
     // session is still recognised and the person told "your session has expired".
     .with_expiry(Expiry::OnSessionEnd);
-    let guarded =
-        |path: &str| middleware::from_fn_with_state((role_of(path), state.clone()), require_role);
+    // Each group of routes gets one gate: who is asking (one query when there is a session
+    // cookie) and, for protected pages, the role the page needs (`PROTECTED_PAGES`).
+    let gate = |required: Option<Role>, with_sessions: bool| {
+        middleware::from_fn_with_state(
+            Gate {
+                state: state.clone(),
+                required,
+                with_sessions,
+            },
+            session_user::gate,
+        )
+    };
+    let member = Some(role_of("/account"));
 
-    let signed_in_pages = Router::new()
+    let public_pages = Router::new()
         .route("/", get(home::show))
         .route("/logout", post(login::logout))
         .route("/login/complete", get(login::complete))
         .route("/help/access", get(help::access))
-        .merge(
-            Router::new()
-                .route("/account/password", post(account::change_password))
-                .route(
-                    "/account/sessions/revoke-others",
-                    post(account::revoke_others),
-                )
-                .route(
-                    "/account/sessions/{id}/revoke",
-                    post(account::revoke_session),
-                )
-                .route("/access-requests", post(access::request))
-                .route_layer(guarded("/account")),
-        )
-        .merge(
-            Router::new()
-                .route("/reports", get(reports::show))
-                .route_layer(guarded("/reports")),
-        )
-        .merge(admin::router().route_layer(guarded("/admin")))
-        .merge(
-            Router::new()
-                .route("/api/me", get(api::me))
-                .route_layer(guarded("/api/me")),
-        )
         .route("/metrics", get(metrics::show))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(gate(None, false));
+    let member_forms = Router::new()
+        .route("/account/password", post(account::change_password))
+        .route(
+            "/account/sessions/revoke-others",
+            post(account::revoke_others),
+        )
+        .route(
+            "/account/sessions/{id}/revoke",
+            post(account::revoke_session),
+        )
+        .route("/access-requests", post(access::request))
+        .route_layer(gate(member, false));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()
         .route("/account", get(account::show))
-        .route_layer(guarded("/account"))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            authenticate_with_sessions,
-        ));
+        .route_layer(gate(member, true));
+    let reports = Router::new()
+        .route("/reports", get(reports::show))
+        .route_layer(gate(Some(role_of("/reports")), false));
+    let admin = admin::router().route_layer(gate(Some(role_of("/admin")), false));
+    let api = Router::new()
+        .route("/api/me", get(api::me))
+        .route_layer(gate(Some(role_of("/api/me")), false));
 
     let with_sessions = Router::new()
-        .merge(signed_in_pages)
+        .merge(public_pages)
+        .merge(member_forms)
         .merge(account_page)
+        .merge(reports)
+        .merge(admin)
+        .merge(api)
         .route("/login", get(login::form).post(login::submit))
         .route(login::FORGET_PAGES, get(login::forget_pages))
         .route("/setup", get(setup::form).post(setup::submit))
-        .layer(sessions)
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .layer(sessions);
 
     let static_files = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
@@ -325,82 +317,19 @@ pub fn router(state: AppState) -> Router {
         .route("/robots.txt", get(help::robots))
         .nest_service("/static", static_files)
         .fallback(errors::not_found)
-        // Innermost first: the last `.layer` wraps everything above it.
-        .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(middleware::from_fn(metrics::record))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.request_timeout,
-        ))
-        .layer(middleware::map_response_with_state(
-            state.settings.secure_cookies,
-            security_headers,
-        ))
-        .layer(middleware::from_fn(help::noindex_private))
-        .layer(middleware::from_fn(origin::same_origin))
-        .layer(middleware::from_fn(errors::error_pages))
+        // One layer around every route: see `frame` (it also applies the body limit, the
+        // request timeout and catches panics).
         .layer(middleware::from_fn_with_state(
-            Arc::new(state.settings.trusted_proxies.clone()),
-            client::client_info,
-        ))
-        .layer(Extension(state.audit.clone()))
-        .layer(Extension(Arc::clone(&state.site)))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!(
-                    "request",
-                    request_id = %id,
-                    method = %request.method(),
-                    path = %request.uri().path()
-                )
+            Arc::new(frame::Frame {
+                site: Arc::clone(&state.site),
+                audit: state.audit.clone(),
+                trusted_proxies: state.settings.trusted_proxies.clone(),
+                secure: state.settings.secure_cookies,
+                request_timeout: state.settings.request_timeout,
             }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-        .layer(middleware::map_request(drop_client_request_id))
+            frame::frame,
+        ))
         .with_state(state)
-}
-
-/// Headers on every response: no sniffing, no framing, no referrer leaks, no inline
-/// script (the pages need none); HSTS once the operator says the site is HTTPS.
-async fn security_headers(
-    axum::extract::State(secure): axum::extract::State<bool>,
-    mut response: Response,
-) -> Response {
-    const HEADERS: [(&str, &str); 5] = [
-        (
-            "content-security-policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
-        ),
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("referrer-policy", "same-origin"),
-        (
-            "permissions-policy",
-            "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
-        ),
-    ];
-    let headers = response.headers_mut();
-    for (name, value) in HEADERS {
-        headers
-            .entry(HeaderName::from_static(name))
-            .or_insert(HeaderValue::from_static(value));
-    }
-    if secure {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-    }
-    response
 }
 
 #[cfg(test)]

@@ -19,16 +19,19 @@ impl RequestKind {
         if path == "/api" || path.starts_with("/api/") {
             return RequestKind::Api;
         }
-        let accept = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(",")
-            .to_ascii_lowercase();
-        if accept.contains("text/html") || accept.contains("application/xhtml+xml") {
+        // Case-insensitive substring checks over every Accept value, without allocating:
+        // this runs on every request.
+        let accepts = |needle: &str| {
+            headers.get_all(header::ACCEPT).iter().any(|value| {
+                value
+                    .as_bytes()
+                    .windows(needle.len())
+                    .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+            })
+        };
+        if accepts("text/html") || accepts("application/xhtml+xml") {
             RequestKind::Browser
-        } else if accept.contains("json") {
+        } else if accepts("json") {
             RequestKind::Api
         } else if method == Method::GET || method == Method::HEAD {
             RequestKind::Browser

@@ -5,11 +5,7 @@
 use axum::{
     extract::Request,
     http::{Method, header},
-    middleware::Next,
-    response::Response,
 };
-
-use super::denial;
 
 /// `host[:port]` of an absolute URL, lowercased; `None` for anything else (incl. "null").
 fn authority(url: &str) -> Option<String> {
@@ -19,12 +15,14 @@ fn authority(url: &str) -> Option<String> {
     (!authority.is_empty() && !authority.contains('@')).then(|| authority.to_ascii_lowercase())
 }
 
-pub async fn same_origin(request: Request, next: Next) -> Response {
+/// Whether a state-changing request names another site in `Origin` (or, without one,
+/// `Referer`). Safe methods and requests with neither header pass (the CSRF token decides).
+pub fn is_cross_site(request: &Request) -> bool {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
-        return next.run(request).await;
+        return false;
     }
     let headers = request.headers();
     let host = headers
@@ -44,13 +42,9 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
             .map(|referer| referer.to_str().ok().and_then(authority)),
     };
     match (claimed, host) {
-        // Neither header: not a browser's cross-site request; the CSRF token decides.
-        (None, _) => next.run(request).await,
-        (Some(Some(claimed)), Some(host)) if claimed == host => next.run(request).await,
-        _ => {
-            let (parts, _) = request.into_parts();
-            denial::cross_origin(&parts)
-        }
+        (None, _) => false,
+        (Some(Some(claimed)), Some(host)) => claimed != host,
+        _ => true,
     }
 }
 

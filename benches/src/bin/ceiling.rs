@@ -34,6 +34,20 @@ struct Row {
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     now: OffsetDateTime,
+    /// The user's sessions, aggregated in the same query (as Portcullis does for /account).
+    sessions: Option<sqlx::types::Json<Vec<SessionJson>>>,
+    token: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SessionJson {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    ip: String,
+    user_agent: String,
 }
 
 fn token(headers: &HeaderMap) -> Option<&str> {
@@ -59,10 +73,16 @@ async fn signed_in(pool: &PgPool, headers: &HeaderMap, uri: &Uri) -> Result<Row,
         return Err(to_login(uri));
     };
     let row = sqlx::query_as::<_, Row>(
-        "SELECT u.username, u.role, t.created_at, t.expires_at, now() AS now \
+        "SELECT u.username, u.role, t.created_at, t.expires_at, now() AS now, t.token, \
+                CASE WHEN $2 THEN (SELECT json_agg(json_build_object('token', o.token, \
+                    'created_at', o.created_at, 'expires_at', o.expires_at, 'ip', o.ip, \
+                    'user_agent', o.user_agent) ORDER BY o.created_at DESC) \
+                  FROM (SELECT * FROM tokens WHERE user_id = t.user_id AND expires_at > now() \
+                        ORDER BY created_at DESC LIMIT 50) o) END AS sessions \
          FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1",
     )
     .bind(token)
+    .bind(uri.path() == "/account")
     .fetch_optional(pool)
     .await
     .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
@@ -89,6 +109,23 @@ fn account_page(row: &Row) -> String {
             idle_expires_at: &display_time(row.expires_at),
             absolute_expires_at: &display_time(row.expires_at),
             previous_sign_in: None,
+            sessions: &row
+                .sessions
+                .as_ref()
+                .map(|json| {
+                    json.0
+                        .iter()
+                        .map(|s| page::SessionLine {
+                            created: display_time(s.created_at),
+                            last_seen: display_time(s.created_at),
+                            expires: display_time(s.expires_at),
+                            ip: s.ip.clone(),
+                            user_agent: s.user_agent.clone(),
+                            current: s.token == row.token,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
         },
     )
 }

@@ -153,6 +153,8 @@ async fn account(auth_session: AuthSession, session: Session) -> Response {
             idle_expires_at: &expires,
             absolute_expires_at: &expires,
             previous_sign_in: None,
+            // axum-login's session store cannot list a user's sessions (no user column).
+            sessions: &[],
         },
     ))
 }

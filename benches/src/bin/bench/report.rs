@@ -728,8 +728,9 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
          - **statements/req**: `pg_stat_statements` calls in the server's database during the run \
          (reset before it) divided by wrk's completed requests. Includes background work that \
          happened to run (session sweepers).\n\
-         - **rows written/req**: `n_tup_ins + n_tup_upd + n_tup_del` of `pg_stat_user_tables`, \
-         difference across the run, read after PostgreSQL's 1 s statistics flush.\n\
+         - **rows written/req**: rows of the write statements (`INSERT`/`UPDATE`/`DELETE`) in \
+         `pg_stat_statements` during the run (table statistics, flushed up to ten seconds \
+         late by idle backends, would charge a run with an earlier one's writes).\n\
          - **RSS**: `VmRSS` of the server process from `/proc/<pid>/status`.\n\
          - Raw figures, per-query breakdowns and every round: `benches/results/latest.json`."
     );
