@@ -439,6 +439,26 @@ impl Browser {
         }
     }
 
+    /// Clicks the button whose text is exactly `text`.
+    pub async fn click_button(&self, text: &str) {
+        let xpath = format!("//button[normalize-space()='{text}']");
+        let button = match self.client.find(Locator::XPath(&xpath)).await {
+            Ok(button) => button,
+            Err(e) => self.fail(format!("no button {text:?}: {e}")).await,
+        };
+        if let Err(e) = button.click().await {
+            self.fail(format!("clicking button {text:?}: {e}")).await;
+        }
+    }
+
+    /// Chooses the option with this value in a `<select>`.
+    pub async fn choose(&self, css: &str, value: &str) {
+        let select = self.find(css).await;
+        if let Err(e) = select.select_by_value(value).await {
+            self.fail(format!("choosing {value:?} in {css}: {e}")).await;
+        }
+    }
+
     /// Presses and releases a key, wherever focus is.
     pub async fn press(&self, key: Key) {
         let value = char::from(key);

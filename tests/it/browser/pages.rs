@@ -19,6 +19,10 @@ pub enum Reach {
     WrongPassword,
     /// Send the sign-in form after its CSRF cookie was lost: the "form expired" page.
     StaleSignInForm,
+    /// From the administration's user list, open this user's page.
+    AdminUser(&'static str),
+    /// On this user's administration page, press the button with this text.
+    AdminUserButton(&'static str, &'static str),
 }
 
 pub struct PageCase {
@@ -64,7 +68,11 @@ pub const PAGES: &[PageCase] = &[
     page("account", MEMBER, Visit("/account"), "Your account"),
     page("reports", EDITOR, Visit("/reports"), "Reports"),
     page("forbidden", MEMBER, Visit("/reports"), "You do not have access to this page"),
-    page("admin", ADMIN, Visit("/admin"), "Administration"),
+    page("admin-users", ADMIN, Visit("/admin"), "Users"),
+    page("admin-user", ADMIN, AdminUser("mia"), "mia"),
+    page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
+    page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
+    page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
     page("not-found", NOBODY, Visit("/no-such-page"), "Page not found"),
     page("form-expired", NOBODY, StaleSignInForm, "This form has expired"),
 ];
@@ -78,7 +86,8 @@ pub fn username(role: Role) -> &'static str {
     }
 }
 
-/// The app with a support contact and a few accounts, so pages look as in real use.
+/// The app with a support contact, a few accounts and a few refusals, so pages (the
+/// denials dashboard too) look as in real use.
 pub async fn app() -> TestApp {
     let app = TestApp::spawn_with(|settings| {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
@@ -93,6 +102,17 @@ pub async fn app() -> TestApp {
     users::disable(&app.pool, dave.id)
         .await
         .expect("disable dave");
+    // Refusals for the dashboard: a member on editors' and admins' pages (403), someone
+    // not signed in (401), a wrong password (401).
+    let mia = app.client();
+    app.login(&mia, username(Role::Member)).await;
+    for path in ["/reports", "/admin", "/reports"] {
+        app.get(&mia, path).await;
+    }
+    app.get(&app.client(), "/account").await;
+    app.post_login(&app.client(), "mia", "not the password", "")
+        .await;
+    app.audit("status = 403", 3).await;
     app
 }
 
@@ -129,6 +149,16 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
                 .await
                 .expect("delete cookies");
             browser.sign_in(username(Role::Member), PASSWORD).await;
+        }
+        AdminUser(name) => {
+            browser.visit("/admin").await;
+            browser.click_link(name).await;
+        }
+        AdminUserButton(name, button) => {
+            browser.visit("/admin").await;
+            browser.click_link(name).await;
+            browser.expect_heading(name).await;
+            browser.click_button(button).await;
         }
     }
     // The page must be the one named, before anything looks at it.
