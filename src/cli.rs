@@ -107,7 +107,8 @@ pub async fn run(
         UserCommand::SetPassword { username } => {
             let user = users::find(pool, &username).await?;
             let password = read_password(&format!("New password for {}: ", user.username))?;
-            let password = users::check_new_password(&password, min_password_chars)?;
+            let password =
+                users::check_new_password(&password, min_password_chars, Some(&user.username))?;
             let hasher = PasswordHasher::start(1)?;
             let hash = hasher.hash(password).await?;
             let mut tx = pool.begin().await?;

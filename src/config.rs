@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage user accounts.
     User {
         #[command(flatten)]
@@ -101,9 +101,45 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Shortest password accepted.
-    #[arg(long, env = "PORTCULLIS_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(8..=64))]
+    /// Shortest password accepted, in characters. NIST SP 800-63B rev. 4 asks for 15 when
+    /// the password is the only factor; lower values (down to 8) log a warning at start.
+    #[arg(long, env = "PORTCULLIS_PASSWORD_MIN_LENGTH", default_value_t = 15, value_parser = clap::value_parser!(u16).range(8..=64))]
     pub password_min_length: u16,
+    /// Failed sign-ins per account name within the throttle window before each further
+    /// attempt must wait (1 minute, doubling up to the window).
+    #[arg(long, env = "PORTCULLIS_THROTTLE_ACCOUNT_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub throttle_account_failures: u32,
+    /// Failed sign-ins per client address within the throttle window before the address
+    /// must wait for the window to end.
+    #[arg(long, env = "PORTCULLIS_THROTTLE_IP_FAILURES", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub throttle_ip_failures: u32,
+    /// The throttle window.
+    #[arg(long, env = "PORTCULLIS_THROTTLE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub throttle_window: time::Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// A client must send its request headers within this time (slow-loris defence).
+    #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: time::Duration,
+    /// A request must be answered within this time, else 408.
+    #[arg(long, env = "PORTCULLIS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: time::Duration,
+    /// On SIGTERM, how long in-flight requests get to finish before the process exits.
+    #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub drain_timeout: time::Duration,
+    /// Database connections in this instance's pool.
+    #[arg(long, env = "PORTCULLIS_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before it gets a 503.
+    #[arg(long, env = "PORTCULLIS_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub db_acquire_timeout: time::Duration,
+    /// PostgreSQL statement_timeout for the app's connections.
+    #[arg(long, env = "PORTCULLIS_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: time::Duration,
+    /// Bearer token that may read /metrics (besides a signed-in admin). Unset: admins only.
+    #[arg(long, env = "PORTCULLIS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// How often expired sessions are swept from the database.
     #[arg(long, env = "PORTCULLIS_CLEANUP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub cleanup_interval: time::Duration,
@@ -151,6 +187,18 @@ fn parse_duration(value: &str) -> Result<time::Duration, String> {
     Ok(duration)
 }
 
+/// How failed sign-ins are throttled (see `auth::throttle`).
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSettings {
+    pub account_failures: i32,
+    pub ip_failures: i32,
+    pub window: time::Duration,
+}
+
+fn std_duration(duration: time::Duration) -> std::time::Duration {
+    std::time::Duration::try_from(duration).unwrap_or(std::time::Duration::from_secs(1))
+}
+
 /// Settings of the running web application, derived from [`ServeArgs`]. Tests build it
 /// directly.
 #[derive(Debug, Clone)]
@@ -160,6 +208,12 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
+    pub throttle: ThrottleSettings,
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub drain_timeout: std::time::Duration,
+    pub metrics_token: Option<String>,
     pub cleanup_interval: time::Duration,
     pub session_tombstone: time::Duration,
     /// `--support-contact`, trimmed; `None` when empty.
@@ -184,6 +238,16 @@ impl Settings {
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),
+            throttle: ThrottleSettings {
+                account_failures: i32::try_from(args.throttle_account_failures).unwrap_or(5),
+                ip_failures: i32::try_from(args.throttle_ip_failures).unwrap_or(50),
+                window: args.throttle_window,
+            },
+            max_connections: args.max_connections as usize,
+            header_timeout: std_duration(args.header_timeout),
+            request_timeout: std_duration(args.request_timeout),
+            drain_timeout: std_duration(args.drain_timeout),
+            metrics_token: args.metrics_token.clone().filter(|t| !t.is_empty()),
             cleanup_interval: args.cleanup_interval,
             session_tombstone: args.session_tombstone,
             support_contact: Some(args.support_contact.trim())

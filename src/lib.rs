@@ -9,9 +9,11 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod server;
+pub mod telemetry;
 pub mod web;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use axum::Router;
 use sqlx::PgPool;
@@ -40,6 +42,7 @@ impl App {
         settings: Settings,
         hasher: PasswordHasher,
     ) -> anyhow::Result<App> {
+        telemetry::handle();
         let csrf = CsrfKey::load_or_create(&pool).await?;
         let site = Arc::new(Site::new(&settings));
         let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
@@ -71,12 +74,13 @@ impl App {
             self.state.pool.clone(),
             Arc::clone(&self.state.settings),
         ));
-        let service = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let settings = &self.state.settings;
+        let limits = server::ServerLimits {
+            max_connections: settings.max_connections,
+            header_timeout: settings.header_timeout,
+            drain_timeout: settings.drain_timeout,
+        };
+        let served = server::serve(listener, self.router(), limits, shutdown).await;
         cleanup.abort();
         let App {
             state,
@@ -100,6 +104,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "swept ended sessions"),
             Err(err) => tracing::warn!(error = %err, "session sweep failed; will retry"),
+        }
+        if let Err(err) = auth::throttle::sweep(&pool).await {
+            tracing::warn!(error = %err, "throttle sweep failed; will retry");
         }
         match audit::prune(&pool, settings.audit_retention).await {
             Ok(0) => {}

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::User { db, action }) => {
             init_tracing(LogFormat::Text, "warn");
             with_database(&db, |pool| async move {
@@ -73,7 +73,7 @@ where
     let database = Database::open(args)?;
     let result = runtime()?.block_on(async {
         database.ensure_created().await?;
-        let pool = database.pool(2).await?;
+        let pool = database.pool(db::PoolSettings::cli()).await?;
         db::migrate(&pool).await?;
         let result = work(pool.clone()).await;
         pool.close().await;
@@ -86,6 +86,14 @@ where
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format, SERVE_LOG);
     let settings = Settings::from_args(&args)?;
+    if settings.password_min_length < portcullis::auth::policy::RECOMMENDED_MIN {
+        tracing::warn!(
+            min = settings.password_min_length,
+            "--password-min-length is below {}, the NIST SP 800-63B minimum for passwords \
+             used as the only factor",
+            portcullis::auth::policy::RECOMMENDED_MIN
+        );
+    }
     let database = Database::open(&args.db)?;
     if let Some(cluster) = &database.cluster {
         tracing::info!(
@@ -96,7 +104,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let result = runtime()?.block_on(async {
         database.ensure_created().await?;
-        let pool = database.pool(10).await?;
+        let pool = database
+            .pool(db::PoolSettings {
+                size: args.db_pool_size,
+                acquire_timeout: std_duration(args.db_acquire_timeout),
+                statement_timeout: Some(std_duration(args.db_statement_timeout)),
+            })
+            .await?;
         db::migrate(&pool).await?;
         if portcullis::auth::users::count(&pool).await? == 0 {
             tracing::warn!(
@@ -120,6 +134,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     database.stop();
     result
+}
+
+fn std_duration(duration: time::Duration) -> std::time::Duration {
+    std::time::Duration::try_from(duration).unwrap_or(std::time::Duration::from_secs(1))
 }
 
 /// Ctrl-C or SIGTERM.

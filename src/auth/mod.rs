@@ -4,9 +4,11 @@ pub mod csrf;
 pub mod guard;
 pub mod next;
 pub mod password;
+pub mod policy;
 pub mod role;
 pub mod session_user;
 pub mod store;
+pub mod throttle;
 pub mod users;
 
 pub use guard::require_role;

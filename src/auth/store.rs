@@ -35,6 +35,11 @@ pub struct SessionBinding {
     #[serde(with = "time::serde::rfc3339::option")]
     pub prev_sign_in_at: Option<OffsetDateTime>,
     pub prev_sign_in_ip: Option<String>,
+    /// The account's `password_changed_at` when the password was verified. The row is only
+    /// written if it is still the same (and the account still enabled): a sign-in that
+    /// raced a password change or a disable cannot leave a working session behind.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub password_changed_at: Option<OffsetDateTime>,
 }
 
 /// The stored form of a session id: SHA-256 of its 16 bytes. A leaked table or backup
@@ -82,13 +87,20 @@ impl SessionStore for PgSessionStore {
         };
         let idle = self.idle_timeout.whole_microseconds() as f64 / 1e6;
         loop {
+            // FOR SHARE on the user row: a concurrent password change or disable (which
+            // updates that row, then revokes the user's sessions) either waits for this
+            // insert and then revokes it, or has committed and makes this insert find no row.
             let inserted = sqlx::query_scalar!(
                 r#"
                 INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
                                       idle_expires_at, absolute_expires_at, ip, user_agent,
                                       prev_sign_in_at, prev_sign_in_ip)
-                VALUES ($1, $2, $3, $4, now(),
-                        least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10)
+                SELECT $1, u.id, $3, $4, now(),
+                       least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10
+                FROM users u
+                WHERE u.id = $2 AND u.disabled_at IS NULL
+                  AND ($11::timestamptz IS NULL OR u.password_changed_at = $11)
+                FOR SHARE
                 ON CONFLICT (token_hash) DO NOTHING
                 RETURNING id
                 "#,
@@ -102,12 +114,25 @@ impl SessionStore for PgSessionStore {
                 binding.user_agent,
                 binding.prev_sign_in_at,
                 binding.prev_sign_in_ip,
+                binding.password_changed_at,
             )
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
             if inserted.is_some() {
                 return Ok(());
+            }
+            let collided = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE token_hash = $1) AS "exists!""#,
+                token_hash(record.id)
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            if !collided {
+                return Err(session_store::Error::Backend(
+                    "the account was disabled or its password changed during sign-in".into(),
+                ));
             }
             // A 128-bit collision is practically impossible, but never overwrite a session.
             record.id = Id::default();
@@ -131,10 +156,11 @@ impl SessionStore for PgSessionStore {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row = sqlx::query!(
             r#"
-            SELECT user_id, data, created_at, absolute_expires_at, ended_at AS "ended_at!",
-                   ip, user_agent, prev_sign_in_at, prev_sign_in_ip
-            FROM sessions
-            WHERE token_hash = $1 AND ended_at > now()
+            SELECT s.user_id, s.data, s.created_at, s.absolute_expires_at,
+                   s.ended_at AS "ended_at!", s.ip, s.user_agent, s.prev_sign_in_at,
+                   s.prev_sign_in_ip, u.password_changed_at
+            FROM sessions s JOIN users u ON u.id = s.user_id
+            WHERE s.token_hash = $1 AND s.ended_at > now()
             "#,
             token_hash(*id),
         )
@@ -155,6 +181,7 @@ impl SessionStore for PgSessionStore {
             user_agent: row.user_agent,
             prev_sign_in_at: row.prev_sign_in_at,
             prev_sign_in_ip: row.prev_sign_in_ip,
+            password_changed_at: Some(row.password_changed_at),
         };
         data.insert(
             BINDING_KEY.to_owned(),

@@ -4,10 +4,7 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use unicode_normalization::UnicodeNormalization;
 
-use super::{
-    Role,
-    password::{self, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, PasswordHasher},
-};
+use super::{Role, password::PasswordHasher};
 use crate::error::AppError;
 
 pub const MAX_USERNAME_CHARS: usize = 64;
@@ -50,35 +47,16 @@ impl Username {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PasswordProblem {
-    #[error("Enter a password.")]
-    Empty,
-    #[error("Use at least {0} characters.")]
-    TooShort(usize),
-    #[error("Use at most {MAX_PASSWORD_CHARS} characters.")]
-    TooLong,
-}
+pub use super::policy::PasswordProblem;
 
-/// Checks a new password against the policy and returns its normalized form, the one
-/// that gets hashed. Length counts code points after NFKC (NIST SP 800-63B); no
-/// composition rules.
-pub fn check_new_password(raw: &str, min_chars: usize) -> Result<String, PasswordProblem> {
-    if raw.is_empty() {
-        return Err(PasswordProblem::Empty);
-    }
-    if raw.len() > MAX_PASSWORD_BYTES {
-        return Err(PasswordProblem::TooLong);
-    }
-    let normalized = password::normalize(raw);
-    let chars = normalized.chars().count();
-    if chars > MAX_PASSWORD_CHARS {
-        return Err(PasswordProblem::TooLong);
-    }
-    if chars < min_chars {
-        return Err(PasswordProblem::TooShort(min_chars));
-    }
-    Ok(normalized)
+/// Checks a new password against the policy (see `auth::policy`) and returns the
+/// normalized form that gets hashed.
+pub fn check_new_password(
+    raw: &str,
+    min_chars: usize,
+    username: Option<&str>,
+) -> Result<String, PasswordProblem> {
+    super::policy::check(raw, min_chars, username)
 }
 
 #[derive(Debug, Clone)]
@@ -94,9 +72,9 @@ pub struct UserRow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("{0}")]
+    #[error(transparent)]
     Username(#[from] UsernameProblem),
-    #[error("{0}")]
+    #[error(transparent)]
     Password(#[from] PasswordProblem),
     #[error("a user named {0} already exists")]
     Taken(String),
@@ -127,7 +105,7 @@ pub async fn create(
     min_password_chars: usize,
 ) -> Result<UserRow, UserError> {
     let username = Username::parse(raw_username)?;
-    let password = check_new_password(raw_password, min_password_chars)?;
+    let password = check_new_password(raw_password, min_password_chars, Some(&username.display))?;
     let hash = hasher.hash(password).await.map_err(AppError::from)?;
     let row = sqlx::query_as!(
         UserRow,
@@ -235,6 +213,23 @@ pub async fn set_password_hash(
     Ok(())
 }
 
+/// Replaces the hash with a stronger one of the same password (parameter upgrade at
+/// sign-in). Not a password change: `password_changed_at` and sessions stay as they are.
+pub async fn set_password_hash_keeping_sessions(
+    pool: &PgPool,
+    user_id: i64,
+    hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        user_id,
+        hash
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Revokes a user's live sessions, except `keep` (a session row id). Revoked rows stay as
 /// tombstones so their holders are told they were signed out. Returns how many ended.
 pub async fn revoke_sessions(
@@ -309,28 +304,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn password_policy_counts_code_points_after_nfkc() {
-        assert_eq!(check_new_password("", 8), Err(PasswordProblem::Empty));
-        assert_eq!(
-            check_new_password("short", 8),
-            Err(PasswordProblem::TooShort(8))
-        );
-        assert_eq!(
-            check_new_password("ééééééé", 8),
-            Err(PasswordProblem::TooShort(8))
-        );
-        assert!(check_new_password("éééééééé", 8).is_ok());
-        assert!(check_new_password(&"x".repeat(128), 8).is_ok());
-        assert_eq!(
-            check_new_password(&"x".repeat(129), 8),
-            Err(PasswordProblem::TooLong)
-        );
-        assert_eq!(
-            check_new_password(&"x".repeat(10_000_000), 8),
-            Err(PasswordProblem::TooLong)
-        );
     }
 }

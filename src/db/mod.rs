@@ -60,9 +60,16 @@ impl Database {
         Ok(())
     }
 
-    pub async fn pool(&self, max_connections: u32) -> anyhow::Result<PgPool> {
-        let pool = pool_options(max_connections)
-            .connect_with(self.options.clone())
+    pub async fn pool(&self, settings: PoolSettings) -> anyhow::Result<PgPool> {
+        let mut options = self.options.clone();
+        if let Some(timeout) = settings.statement_timeout {
+            // A runaway query cannot hold a connection (and a request) for long.
+            options =
+                options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+        }
+        let pool = pool_options(settings.size)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
             .await
             .context("connecting to PostgreSQL")?;
         Ok(pool)
@@ -71,6 +78,24 @@ impl Database {
     pub fn stop(self) {
         if let Some(cluster) = self.cluster {
             cluster.stop();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub size: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// A small pool for the command line.
+    pub fn cli() -> PoolSettings {
+        PoolSettings {
+            size: 2,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: None,
         }
     }
 }

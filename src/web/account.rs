@@ -15,7 +15,7 @@ use crate::{
     auth::{
         CurrentUser, SessionUser,
         password::{self, Verification},
-        users,
+        throttle, users,
     },
     error::AppError,
 };
@@ -161,16 +161,32 @@ pub async fn change_password(
     SignedForm { user, form, parts }: SignedForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let mut errors = PasswordErrors::default();
-    let new =
-        match users::check_new_password(&form.new_password, state.settings.password_min_length) {
-            Ok(new) => Some(new),
-            Err(problem) => {
-                errors.new = Some(problem.to_string());
-                None
-            }
-        };
+    let new = match users::check_new_password(
+        &form.new_password,
+        state.settings.password_min_length,
+        Some(&user.username),
+    ) {
+        Ok(new) => Some(new),
+        Err(problem) => {
+            errors.new = Some(problem.to_string());
+            None
+        }
+    };
     if form.confirm_password != form.new_password {
         errors.confirm = Some("The two new passwords differ.".into());
+    }
+    // Guessing the current password through this form is throttled like sign-in.
+    let throttle_key = users::Username::parse(&user.username)
+        .map(|u| u.key)
+        .unwrap_or_else(|_| user.username.to_lowercase());
+    let ip = super::login::client_ip(&parts);
+    if let Some(blocked) = throttle::check(&state.pool, &throttle_key, &ip).await? {
+        return Ok(super::login::throttled(
+            &state,
+            &parts,
+            &user.username,
+            blocked,
+        ));
     }
     let stored = sqlx::query_scalar!(
         "SELECT password_hash FROM users WHERE id = $1",
@@ -185,6 +201,7 @@ pub async fn change_password(
             Verification::Match { .. }
         );
     if !verified {
+        throttle::record_failure(&state.pool, &state.settings.throttle, &throttle_key, &ip).await?;
         errors.current = Some("That is not your current password.".into());
         denial::record(&parts, |meta| {
             AuditEvent::new("password_change_failed", meta)

@@ -101,6 +101,8 @@ pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
             .status(401)
             .reason(reason.as_str())
     });
+    metrics::counter!("portcullis_denials_total", "status" => "401", "reason" => reason.as_str())
+        .increment(1);
     let is_form =
         !(parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD);
     let notice = reason.notice(is_form);
@@ -153,6 +155,7 @@ pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response 
         path = %parts.uri.path(),
         "denied: insufficient role"
     );
+    metrics::counter!("portcullis_denials_total", "status" => "403", "reason" => "insufficient_role").increment(1);
     record(parts, |meta| {
         AuditEvent::new("denied", meta)
             .status(403)
@@ -198,16 +201,37 @@ struct CsrfPage {
 /// A form whose CSRF token does not check out while the session is alive (or on the
 /// sign-in form): 403 "form expired, reload".
 pub fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -> Response {
+    forged(parts, user, retry_url, "csrf")
+}
+
+/// A state-changing request from another site (its `Origin` or `Referer` names another
+/// host): refused even before the CSRF token is looked at. Defence in depth.
+pub fn cross_origin(parts: &Parts) -> Response {
+    let user = parts
+        .extensions
+        .get::<crate::auth::Authentication>()
+        .and_then(|auth| auth.user().cloned());
+    forged(parts, user.as_deref(), "/", "cross_origin")
+}
+
+fn forged(
+    parts: &Parts,
+    user: Option<&SessionUser>,
+    retry_url: &str,
+    reason: &'static str,
+) -> Response {
     tracing::warn!(
         status = 403,
-        reason = "csrf",
+        reason,
         user = user.map(|u| u.username.as_str()).unwrap_or("-"),
         method = %parts.method,
         path = %parts.uri.path(),
         "denied: CSRF check failed"
     );
+    metrics::counter!("portcullis_denials_total", "status" => "403", "reason" => reason)
+        .increment(1);
     record(parts, |meta| {
-        let event = AuditEvent::new("denied", meta).status(403).reason("csrf");
+        let event = AuditEvent::new("denied", meta).status(403).reason(reason);
         match user {
             Some(user) => event.username(&user.username),
             None => event,
@@ -225,7 +249,7 @@ pub fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -
             StatusCode::FORBIDDEN,
             Json(json!({
                 "error": "forbidden",
-                "reason": "csrf",
+                "reason": reason,
                 "message": "The form expired or did not come from this site. Reload the page and try again.",
             })),
         )

@@ -12,7 +12,10 @@ use time::OffsetDateTime;
 use tower_cookies::{Cookie, Cookies, cookie::SameSite};
 use tower_sessions::Session;
 
-use super::{AppState, Chrome, client::ClientInfo, denial, negotiate::RequestKind, render_status};
+use super::{
+    AppState, Chrome, client::ClientInfo, denial, display_time, negotiate::RequestKind,
+    render_status,
+};
 use crate::{
     audit::AuditEvent,
     auth::{
@@ -21,6 +24,7 @@ use crate::{
         next::{DEFAULT_NEXT, safe_next},
         password::{self, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, Verification},
         store::{BINDING_KEY, SessionBinding},
+        throttle,
         users::Username,
     },
     config::Settings,
@@ -259,7 +263,7 @@ pub async fn submit(
         ));
     }
     let failed = |state: &AppState| {
-        login_page(
+        with_challenge(login_page(
             state,
             &cookies,
             StatusCode::UNAUTHORIZED,
@@ -267,23 +271,34 @@ pub async fn submit(
             Some(INVALID_CREDENTIALS),
             typed_username.clone(),
             next.clone(),
-        )
+        ))
     };
-    // Over-long passwords are refused before hashing; this depends on the input only, so
-    // it reveals nothing about accounts.
-    if form.password.len() > MAX_PASSWORD_BYTES {
-        return Ok(with_challenge(failed(&state)));
-    }
-    let password = password::normalize(&form.password);
-    if password.chars().count() > MAX_PASSWORD_CHARS {
-        return Ok(with_challenge(failed(&state)));
+
+    // The throttle counts the account *name*, real or not, and answers before any password
+    // is checked: the same for every name.
+    let username = Username::parse(&form.username).ok();
+    let throttle_key = username
+        .as_ref()
+        .map_or_else(|| typed_username.to_lowercase(), |u| u.key.clone());
+    let ip = client_ip(&parts);
+    if let Some(blocked) = throttle::check(&state.pool, &throttle_key, &ip).await? {
+        return Ok(throttled(&state, &parts, &typed_username, blocked));
     }
 
-    let account = match Username::parse(&form.username) {
-        Ok(username) => {
+    // Over-long passwords are refused before hashing; this depends on the input only, so
+    // it reveals nothing about accounts.
+    let password = password::normalize(&form.password);
+    if form.password.len() > MAX_PASSWORD_BYTES || password.chars().count() > MAX_PASSWORD_CHARS {
+        throttle::record_failure(&state.pool, &state.settings.throttle, &throttle_key, &ip).await?;
+        return Ok(failed(&state));
+    }
+
+    let account = match &username {
+        Some(username) => {
             sqlx::query!(
                 r#"
-            SELECT id, username, password_hash, disabled_at, last_sign_in_at, last_sign_in_ip
+            SELECT id, username, password_hash, disabled_at, last_sign_in_at, last_sign_in_ip,
+                   password_changed_at
             FROM users WHERE username_key = $1
             "#,
                 username.key
@@ -291,12 +306,12 @@ pub async fn submit(
             .fetch_optional(&state.pool)
             .await?
         }
-        Err(_) => None,
+        None => None,
     };
     // Unknown users verify against a dummy hash: every attempt costs one full hash.
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verification = state.hasher.verify(password.clone(), stored).await?;
-    let account = match (account, verification) {
+    let (account, needs_rehash) = match (account, verification) {
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
             (account, needs_rehash)
         }
@@ -306,24 +321,21 @@ pub async fn submit(
                 (Some(_), Verification::Mismatch) => "bad_password",
                 (Some(_), Verification::Match { .. }) => "disabled",
             };
-            tracing::warn!(
-                status = 401,
-                reason,
-                username = %typed_username,
-                "sign-in failed"
-            );
+            tracing::warn!(status = 401, reason, username = %typed_username, "sign-in failed");
             denial::record(&parts, |meta| {
                 AuditEvent::new("sign_in_failed", meta)
                     .status(401)
                     .reason(reason)
                     .username(&typed_username)
             });
-            return Ok(with_challenge(failed(&state)));
+            metrics::counter!("portcullis_sign_ins_total", "result" => "failure", "reason" => reason)
+                .increment(1);
+            throttle::record_failure(&state.pool, &state.settings.throttle, &throttle_key, &ip)
+                .await?;
+            return Ok(failed(&state));
         }
     };
-    let (account, needs_rehash) = account;
 
-    let ip = client_ip(&parts);
     let now = OffsetDateTime::now_utc();
     // A new session id at every sign-in: whatever id the browser had before (perhaps
     // planted by an attacker) is deleted, never promoted.
@@ -340,9 +352,17 @@ pub async fn submit(
                 user_agent: user_agent(&parts.headers),
                 prev_sign_in_at: account.last_sign_in_at,
                 prev_sign_in_ip: account.last_sign_in_ip,
+                password_changed_at: Some(account.password_changed_at),
             },
         )
         .await?;
+    // Saved here rather than by the session layer after the response, so a sign-in that
+    // raced a password change or a disable (the store refuses the row) is a failed sign-in.
+    if let Err(err) = session.save().await {
+        tracing::warn!(error = %err, user = %account.username, "sign-in refused: the account changed meanwhile");
+        session.flush().await?;
+        return Ok(failed(&state));
+    }
     sqlx::query!(
         "UPDATE users SET last_sign_in_at = now(), last_sign_in_ip = $2 WHERE id = $1",
         account.id,
@@ -350,17 +370,64 @@ pub async fn submit(
     )
     .execute(&state.pool)
     .await?;
+    throttle::record_success(&state.pool, &throttle_key).await?;
     if needs_rehash {
         // Rehashing is not a password change: it must not revoke any session.
         let hash = state.hasher.hash(password).await?;
-        crate::auth::users::set_password_hash(&state.pool, account.id, &hash).await?;
+        crate::auth::users::set_password_hash_keeping_sessions(&state.pool, account.id, &hash)
+            .await?;
         tracing::info!(user = %account.username, "password hash upgraded to current parameters");
     }
     tracing::info!(user = %account.username, "signed in");
     denial::record(&parts, |meta| {
         AuditEvent::new("sign_in", meta).username(&account.username)
     });
+    metrics::counter!("portcullis_sign_ins_total", "result" => "success", "reason" => "")
+        .increment(1);
     Ok(Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "throttled.html")]
+struct ThrottledPage {
+    chrome: Chrome,
+    locked: bool,
+    minutes: i64,
+    until: String,
+}
+
+/// 429: too many failed attempts for this name or from this address. Says when to try
+/// again; says nothing about whether the account exists.
+pub fn throttled(
+    state: &AppState,
+    parts: &Parts,
+    typed_username: &str,
+    blocked: throttle::Blocked,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let retry_after = blocked.retry_after(now);
+    tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
+    denial::record(parts, |meta| {
+        AuditEvent::new("throttled", meta)
+            .status(429)
+            .reason(blocked.reason())
+            .username(typed_username)
+    });
+    metrics::counter!("portcullis_throttled_total", "scope" => blocked.scope.as_str()).increment(1);
+    let mut response = render_status(
+        StatusCode::TOO_MANY_REQUESTS,
+        &ThrottledPage {
+            chrome: Chrome::new(&state.site, "Too many attempts", None),
+            locked: blocked.locked,
+            minutes: (retry_after + 59) / 60,
+            until: display_time(blocked.until),
+        },
+    );
+    let seconds = if blocked.locked { 86_400 } else { retry_after };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn with_challenge(mut response: Response) -> Response {

@@ -10,10 +10,12 @@ pub mod form;
 pub mod health;
 pub mod home;
 pub mod login;
+pub mod metrics;
 pub mod negotiate;
+pub mod origin;
 pub mod reports;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::{
@@ -53,8 +55,6 @@ use crate::{
 
 /// Largest request body accepted (forms are tiny); larger gets a 413 page.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// A request taking longer than this gets a 408 (slow clients cannot hold a worker forever).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -274,6 +274,7 @@ pub fn router(state: AppState) -> Router {
                 .route("/api/me", get(api::me))
                 .route_layer(guarded("/api/me")),
         )
+        .route("/metrics", get(metrics::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()
@@ -309,16 +310,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(errors::not_found)
         // Innermost first: the last `.layer` wraps everything above it.
         .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(middleware::from_fn(metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            settings.request_timeout,
         ))
         .layer(middleware::map_response_with_state(
             state.settings.secure_cookies,
             security_headers,
         ))
+        .layer(middleware::from_fn(origin::same_origin))
         .layer(middleware::from_fn(errors::error_pages))
         .layer(middleware::from_fn_with_state(
             Arc::new(state.settings.trusted_proxies.clone()),

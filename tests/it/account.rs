@@ -163,7 +163,7 @@ async fn changing_the_password_cycles_this_session_and_revokes_the_others() {
         page.contains("That is not your current password."),
         "{page}"
     );
-    assert!(page.contains("at least 8 characters"), "{page}");
+    assert!(page.contains("at least 15 characters"), "{page}");
     assert!(page.contains("The two new passwords differ."), "{page}");
     assert!(
         page.contains("(this session)"),

@@ -65,7 +65,7 @@ async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let page = response.text().await.expect("body");
     assert!(page.contains("no spaces"), "{page}");
-    assert!(page.contains("at least 8 characters"), "{page}");
+    assert!(page.contains("at least 15 characters"), "{page}");
     assert!(page.contains("Choose a role."), "{page}");
     assert!(
         page.contains(r#"value="bad name""#),

@@ -6,6 +6,8 @@ mod admin;
 mod audit;
 mod browser;
 mod contract;
+mod faults;
+mod hardening;
 mod health;
 mod inputs;
 mod login;

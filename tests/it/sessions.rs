@@ -283,6 +283,7 @@ async fn an_authenticated_page_view_is_one_query_and_no_write() {
                 user_agent: None,
                 prev_sign_in_at: None,
                 prev_sign_in_ip: None,
+                password_changed_at: None,
             })
             .expect("json"),
         )]

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod denials;
+pub mod throttles;
 pub mod users;
 
 use axum::{
@@ -34,4 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/denials", get(denials::show))
         .route("/admin/audit", get(audit::list))
         .route("/admin/audit.csv", get(audit::csv))
+        .route("/admin/throttles", get(throttles::list))
+        .route("/admin/throttles/clear", post(throttles::clear))
 }

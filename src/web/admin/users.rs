@@ -200,9 +200,11 @@ pub async fn create(
     if let Err(problem) = Username::parse(&form.username) {
         errors.username = Some(problem.to_string());
     }
-    if let Err(problem) =
-        users::check_new_password(&form.password, state.settings.password_min_length)
-    {
+    if let Err(problem) = users::check_new_password(
+        &form.password,
+        state.settings.password_min_length,
+        Some(&form.username),
+    ) {
         errors.password = Some(problem.to_string());
     }
     let typed: String = form
@@ -714,7 +716,11 @@ pub async fn reset_password(
         )
         .await;
     }
-    let checked = users::check_new_password(&form.password, state.settings.password_min_length);
+    let checked = users::check_new_password(
+        &form.password,
+        state.settings.password_min_length,
+        Some(&target.username),
+    );
     let problem = match (&checked, confirmed(&form.confirm)) {
         (Err(p), _) => Some(p.to_string()),
         (Ok(_), false) => {

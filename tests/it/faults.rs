@@ -1,0 +1,230 @@
+//! Faults: the database going away and coming back, and graceful shutdown mid-request.
+
+use std::time::{Duration, Instant};
+
+use portcullis::{
+    App,
+    auth::{Role, password::PasswordHasher, users},
+    db::{Cluster, ClusterOptions},
+};
+use reqwest::StatusCode;
+use sqlx::{ConnectOptions, Connection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn start_cluster(dir: std::path::PathBuf) -> Cluster {
+    tokio::task::spawn_blocking(move || {
+        Cluster::start(&ClusterOptions {
+            data_dir: dir,
+            ephemeral: true,
+        })
+        .expect("start the outage test's own cluster")
+    })
+    .await
+    .expect("join")
+}
+
+/// The app on its own PostgreSQL, which the test stops and starts.
+#[tokio::test]
+async fn a_database_outage_is_503_and_the_app_recovers_by_itself() {
+    let dir = std::path::PathBuf::from(format!("/tmp/pc-it-{}-outage", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = start_cluster(dir.clone()).await;
+    let mut admin = cluster
+        .connect_options("postgres")
+        .connect()
+        .await
+        .expect("connect");
+    portcullis::db::create_database_if_missing(&mut admin, "portcullis")
+        .await
+        .expect("create db");
+    admin.close().await.ok();
+    let pool = portcullis::db::pool_options(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(cluster.connect_options("portcullis"))
+        .await
+        .expect("pool");
+    portcullis::db::migrate(&pool).await.expect("migrate");
+    let hasher = PasswordHasher::start(0).expect("hasher");
+    users::create(&pool, &hasher, "steady", PASSWORD, Role::Member, 8)
+        .await
+        .expect("user");
+    let app = App::build_with_hasher(pool.clone(), test_settings(), hasher)
+        .await
+        .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(app.serve(listener, std::future::pending()));
+
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = browser
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let response = browser
+        .post(format!("{base}/login"))
+        .form(&[
+            ("username", "steady"),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser
+            .get(format!("{base}/account"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop");
+    for (path, accept) in [
+        ("/account", BROWSER_ACCEPT),
+        ("/api/me", "application/json"),
+        ("/readyz", "*/*"),
+    ] {
+        let started = Instant::now();
+        let response = browser
+            .get(format!("{base}{path}"))
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path} while the database is down"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        let body = response.text().await.expect("body");
+        assert!(
+            !body.contains("sqlx") && !body.contains("connection refused"),
+            "{path} leaks internals: {body}"
+        );
+        if path == "/account" {
+            assert!(body.contains("Temporarily unavailable"), "{body}");
+        }
+    }
+    assert_eq!(
+        browser
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+
+    let _cluster = start_cluster(dir.clone()).await;
+    // Connections broken by the restart fail once each and are replaced; no restart of the
+    // app is needed, and the session and the account are intact.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..20 {
+        status = browser
+            .get(format!("{base}/account"))
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        if status == StatusCode::OK {
+            break;
+        }
+        sleep(200).await;
+    }
+    assert_eq!(status, StatusCode::OK, "the app did not recover");
+    let me: serde_json::Value = browser
+        .get(format!("{base}/api/me"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["username"], "steady");
+    assert_eq!(
+        browser
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_the_request_in_flight() {
+    let app = TestApp::spawn().await;
+    app.create_user("late", Role::Member).await;
+    let browser = app.client();
+    let csrf = app.login_csrf(&browser).await;
+    let cookie = browser
+        .cookie(&app.url("/"), app.settings.csrf_cookie_name())
+        .expect("csrf cookie");
+    let body = format!(
+        "username=late&password={}&csrf={}",
+        urlencode(PASSWORD),
+        urlencode(&csrf)
+    );
+    let (first, rest) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            format!(
+                "POST /login HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nCookie: {cookie}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{first}",
+                app.addr,
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    sleep(100).await;
+    let addr = app.addr;
+    let stopping = tokio::spawn(app.stop());
+    sleep(200).await;
+    // New connections are refused while draining...
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+    // ...but the request in flight completes.
+    stream.write_all(rest.as_bytes()).await.expect("write rest");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped")
+        .expect("join");
+}
