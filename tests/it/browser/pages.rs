@@ -19,6 +19,8 @@ pub enum Reach {
     WrongPassword,
     /// Send the sign-in form after its CSRF cookie was lost: the "form expired" page.
     StaleSignInForm,
+    /// Fail to sign in as this name until sign-in is throttled.
+    Throttled(&'static str),
     /// From the administration's user list, open this user's page.
     AdminUser(&'static str),
     /// On this user's administration page, press the button with this text.
@@ -73,8 +75,10 @@ pub const PAGES: &[PageCase] = &[
     page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
     page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
     page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
+    page("admin-throttles", ADMIN, Visit("/admin/throttles"), "Sign-in throttles"),
     page("not-found", NOBODY, Visit("/no-such-page"), "Page not found"),
     page("form-expired", NOBODY, StaleSignInForm, "This form has expired"),
+    page("throttled", NOBODY, Throttled("mallory"), "Too many sign-in attempts"),
 ];
 
 /// The person signed in for each role.
@@ -149,6 +153,15 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
                 .await
                 .expect("delete cookies");
             browser.sign_in(username(Role::Member), PASSWORD).await;
+        }
+        Throttled(name) => {
+            browser.visit("/login").await;
+            for _ in 0..10 {
+                if browser.heading().await == case.heading {
+                    break;
+                }
+                browser.sign_in(name, "not the password").await;
+            }
         }
         AdminUser(name) => {
             browser.visit("/admin").await;
