@@ -152,6 +152,11 @@ pub struct ServeArgs {
     /// Empty: the pages say "your administrator".
     #[arg(long, env = "PORTCULLIS_SUPPORT_CONTACT", default_value = "")]
     pub support_contact: String,
+    /// Try Portcullis on this machine: creates (or resets) the accounts `member`, `editor`
+    /// and `admin` with random passwords printed once, and marks every page as a demo.
+    /// Refused together with a non-loopback --bind or --secure-cookies.
+    #[arg(long, env = "PORTCULLIS_DEMO", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub demo: bool,
     /// Audit events older than this are deleted.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: time::Duration,
@@ -218,12 +223,21 @@ pub struct Settings {
     pub session_tombstone: time::Duration,
     /// `--support-contact`, trimmed; `None` when empty.
     pub support_contact: Option<String>,
+    pub demo: bool,
     pub audit_retention: time::Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        if args.demo && (!args.bind.ip().is_loopback() || args.secure_cookies) {
+            anyhow::bail!(
+                "--demo is for trying Portcullis on this machine: its accounts' passwords are \
+                 printed to the terminal. It refuses a --bind address other than loopback \
+                 (127.0.0.1 or ::1) and --secure-cookies (a real, HTTPS deployment). Drop --demo \
+                 and create accounts with `portcullis user create`."
+            );
+        }
         if args.absolute_timeout < args.idle_timeout {
             anyhow::bail!(
                 "--absolute-timeout ({}) is shorter than --idle-timeout ({}); \
@@ -253,6 +267,7 @@ impl Settings {
             support_contact: Some(args.support_contact.trim())
                 .filter(|contact| !contact.is_empty())
                 .map(str::to_owned),
+            demo: args.demo,
             audit_retention: args.audit_retention,
             trusted_proxies: args.trusted_proxies.clone(),
         })

@@ -112,21 +112,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })
             .await?;
         db::migrate(&pool).await?;
-        if portcullis::auth::users::count(&pool).await? == 0 {
-            tracing::warn!(
-                "no users yet: create the first administrator with \
-                 `portcullis user create NAME --role admin` (same --data-dir/DATABASE_URL)"
-            );
-            eprintln!(
-                "\nNo users yet. Create the first administrator (in another terminal):\n  \
-                 cargo run --release -- user create admin --role admin\n"
-            );
-        }
+        let demo = settings.demo;
         let app = App::build(pool.clone(), settings).await?;
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
             .with_context(|| format!("cannot listen on {}", args.bind))?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        // What a person on this machine types into the browser.
+        let site = if address.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", address.port())
+        } else {
+            format!("http://{address}")
+        };
+        if demo {
+            let accounts = portcullis::demo::provision(&pool, &app.state.hasher).await?;
+            eprintln!("\nDemo mode — try every 401/403 case at {site}/ with these accounts");
+            eprintln!("(passwords are new on every start and shown only here):\n");
+            for (name, role, password) in accounts {
+                eprintln!("  {name:<8} {:<7} {password}", role.as_str());
+            }
+            eprintln!();
+        } else if let Some(token) = portcullis::web::setup::issue_token(&pool).await? {
+            tracing::warn!("no users yet: open the one-time setup link printed below");
+            eprintln!(
+                "\nNo users yet. Create the first administrator in the browser (one-time link):\n  \
+                 {site}/setup?token={token}\n\
+                 or on the command line (same --data-dir/DATABASE_URL):\n  \
+                 portcullis user create admin --role admin\n"
+            );
+        }
+        tracing::info!("listening on http://{address}");
         app.serve(listener, shutdown_signal()).await?;
         tracing::info!("stopped accepting requests; closing the database pool");
         pool.close().await;

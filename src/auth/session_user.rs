@@ -40,6 +40,8 @@ pub struct SessionUser {
     /// The user's live sessions (this one included), newest activity first; loaded only
     /// where a page lists them (`authenticate_with_sessions`).
     pub sessions: Vec<SessionSummary>,
+    /// The user's recent access requests (same condition as `sessions`).
+    pub access_requests: Vec<AccessRequestSummary>,
 }
 
 /// Why a request is not signed in: the reasons behind every 401.
@@ -65,6 +67,8 @@ pub enum Notice {
     FormExpired,
     Revoked,
     SignedOut,
+    /// The first administrator was just created at /setup.
+    SetupDone,
 }
 
 impl Notice {
@@ -75,6 +79,7 @@ impl Notice {
             Notice::FormExpired => "form_expired",
             Notice::Revoked => "revoked",
             Notice::SignedOut => "signed_out",
+            Notice::SetupDone => "setup_done",
         }
     }
 
@@ -85,6 +90,7 @@ impl Notice {
             Notice::FormExpired,
             Notice::Revoked,
             Notice::SignedOut,
+            Notice::SetupDone,
         ]
         .into_iter()
         .find(|notice| notice.key() == key)
@@ -102,6 +108,7 @@ impl Notice {
                  this, contact your administrator."
             }
             Notice::SignedOut => "You have been signed out.",
+            Notice::SetupDone => "The administrator account was created. Sign in with it.",
         }
     }
 }
@@ -172,6 +179,20 @@ pub struct SessionSummary {
     pub expires_at: OffsetDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// One of the user's access requests, as the account page lists it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AccessRequestSummary {
+    pub role: String,
+    pub path: String,
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub decision_note: Option<String>,
 }
 
 /// Middleware: resolves the request's [`Authentication`] and stores it in the extensions.
@@ -269,7 +290,16 @@ async fn resolve(
                    FROM (SELECT * FROM sessions
                          WHERE user_id = s.user_id AND ended_at > now()
                          ORDER BY last_seen_at DESC LIMIT 50) o)
-               END AS "sessions: sqlx::types::Json<Vec<SessionSummary>>"
+               END AS "sessions: sqlx::types::Json<Vec<SessionSummary>>",
+               CASE WHEN $2 THEN (
+                   SELECT coalesce(json_agg(json_build_object(
+                              'role', r.role, 'path', r.path, 'status', r.status,
+                              'created_at', r.created_at, 'decided_at', r.decided_at,
+                              'decided_by', r.decided_by, 'decision_note', r.decision_note)
+                          ORDER BY r.created_at DESC), '[]'::json)
+                   FROM (SELECT * FROM access_requests WHERE user_id = s.user_id
+                         ORDER BY created_at DESC LIMIT 10) r)
+               END AS "access_requests: sqlx::types::Json<Vec<AccessRequestSummary>>"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
@@ -320,6 +350,7 @@ async fn resolve(
         prev_sign_in_ip: row.prev_sign_in_ip,
         csrf_token: state.csrf.session_token(token),
         sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
+        access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),
     };
     if now - user.last_seen_at >= state.settings.refresh_after() {
         refresh(state, &mut user).await?;

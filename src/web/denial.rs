@@ -29,6 +29,7 @@ fn site(parts: &Parts) -> Arc<Site> {
             Arc::new(Site {
                 css_href: "/static/app.css".into(),
                 support: None,
+                demo: false,
             })
         })
 }
@@ -140,11 +141,20 @@ struct ForbiddenPage {
     role: Role,
     required: Role,
     path: String,
+    csrf: String,
+    request: Option<super::access::AccessRequestView>,
+    request_pending: bool,
+    request_id: String,
 }
 
 /// The 403 case: signed in, but the role is too low. Says who you are, what the page
 /// needs, and that signing in again will not help.
-pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response {
+pub async fn forbidden(
+    parts: &Parts,
+    user: &SessionUser,
+    required: Role,
+    state: &super::AppState,
+) -> Response {
     tracing::warn!(
         status = 403,
         reason = "insufficient_role",
@@ -164,16 +174,35 @@ pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response 
             .detail(json!({ "required": required, "role": user.role }))
     });
     let response = match kind(parts) {
-        RequestKind::Browser => render_status(
-            StatusCode::FORBIDDEN,
-            &ForbiddenPage {
-                chrome: Chrome::new(&site(parts), "Access denied", Some(user)),
-                username: user.username.clone(),
-                role: user.role,
-                required,
-                path: parts.uri.path().to_owned(),
-            },
-        ),
+        RequestKind::Browser => {
+            // What happened to the person's last request for this role, if any.
+            let request = match super::access::latest(&state.pool, user.user_id, required).await {
+                Ok(request) => request,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not load access requests for the 403 page");
+                    None
+                }
+            };
+            render_status(
+                StatusCode::FORBIDDEN,
+                &ForbiddenPage {
+                    chrome: Chrome::new(&site(parts), "Access denied", Some(user)),
+                    username: user.username.clone(),
+                    role: user.role,
+                    required,
+                    path: parts.uri.path().to_owned(),
+                    csrf: user.csrf_token.clone(),
+                    request_pending: request.as_ref().is_some_and(|r| r.pending()),
+                    request,
+                    request_id: parts
+                        .headers
+                        .get(super::REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned(),
+                },
+            )
+        }
         RequestKind::Api => (
             StatusCode::FORBIDDEN,
             Json(json!({
@@ -184,6 +213,7 @@ pub fn forbidden(parts: &Parts, user: &SessionUser, required: Role) -> Response 
                                    user.username, user.role),
                 "required_role": required,
                 "role": user.role,
+                "request_access": "/access-requests",
             })),
         )
             .into_response(),

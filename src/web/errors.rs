@@ -120,6 +120,7 @@ pub async fn error_pages(request: Request, next: Next) -> Response {
                 Arc::new(Site {
                     css_href: "/static/app.css".into(),
                     support: None,
+                    demo: false,
                 })
             });
             render(&ErrorPage {

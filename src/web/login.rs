@@ -62,7 +62,7 @@ pub struct LoginQuery {
 }
 
 /// The anonymous CSRF cookie's value, set now if the browser has none.
-fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
+pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
     let name = state.settings.csrf_cookie_name();
     if let Some(existing) = cookies.get(name) {
         let value = existing.value();
@@ -161,11 +161,14 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
             "On a shared computer, close the browser window too. To continue, sign in again."
                 .to_owned()
         }
+        Notice::SetupDone => "The setup link no longer works. Add more users from the \
+                              administration page once you are signed in."
+            .to_owned(),
     }
 }
 
 /// "30 minutes", "12 hours", "2 seconds": a duration as people say it.
-fn plain_duration(duration: time::Duration) -> String {
+pub fn plain_duration(duration: time::Duration) -> String {
     let seconds = duration.whole_seconds().max(1);
     let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
         .into_iter()
@@ -242,6 +245,12 @@ pub async fn submit(
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
     if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
+        // The form came from our page (it has a token) but the cookie set with it did not
+        // come back: cookies are blocked, or secure cookies meet plain HTTP. Say so,
+        // rather than showing the form again and again.
+        if cookie.is_empty() && !form.csrf.is_empty() {
+            return Ok(cookies_not_returned(&state, &parts, false));
+        }
         let retry = denial::login_url(None, next.as_deref());
         return Ok(denial::csrf_failed(&parts, None, &retry));
     }
@@ -384,7 +393,92 @@ pub async fn submit(
     });
     metrics::counter!("portcullis_sign_ins_total", "result" => "success", "reason" => "")
         .increment(1);
-    Ok(Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response())
+    // Through /login/complete, which checks that the new session cookie comes back.
+    Ok(Redirect::to(&complete_url(next.as_deref())).into_response())
+}
+
+fn complete_url(next: Option<&str>) -> String {
+    let next = next.unwrap_or(DEFAULT_NEXT);
+    match serde_urlencoded::to_string([("next", next)]) {
+        Ok(query) => format!("/login/complete?{query}"),
+        Err(_) => "/login/complete".into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompleteQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// The landing step after a successful sign-in: the session cookie set by the sign-in
+/// must arrive here. If it does, on to `next`; if it does not, the browser (or a proxy)
+/// drops it, and signing in again would only loop: explain instead.
+pub async fn complete(
+    State(state): State<AppState>,
+    parts: Parts,
+    Query(query): Query<CompleteQuery>,
+) -> Response {
+    if let Some(Authentication::SignedIn(_)) = parts.extensions.get::<Authentication>() {
+        let next = query.next.as_deref().and_then(safe_next);
+        return Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response();
+    }
+    cookies_not_returned(&state, &parts, true)
+}
+
+#[derive(Template)]
+#[template(path = "cookies.html")]
+struct CookiesPage {
+    chrome: Chrome,
+    insecure_transport: bool,
+    after_sign_in: bool,
+    request_id: String,
+}
+
+/// Why the sign-in loops, for the person and the operator: cookies blocked, or the site
+/// set `Secure` cookies while being reached over plain HTTP.
+fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) -> Response {
+    let https = parts
+        .extensions
+        .get::<ClientInfo>()
+        .is_some_and(|client| client.https);
+    let insecure_transport = state.settings.secure_cookies && !https;
+    let reason = match (insecure_transport, after_sign_in) {
+        (true, _) => "secure_cookie_over_http",
+        (false, true) => "session_cookie_not_returned",
+        (false, false) => "cookies_blocked",
+    };
+    let status = if after_sign_in {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    tracing::warn!(
+        status = status.as_u16(),
+        reason,
+        "sign-in cannot work: the cookie did not come back"
+    );
+    denial::record(parts, |meta| {
+        AuditEvent::new("denied", meta)
+            .status(status.as_u16())
+            .reason(reason)
+    });
+    metrics::counter!("portcullis_denials_total", "status" => status.as_str().to_owned(), "reason" => reason)
+        .increment(1);
+    render_status(
+        status,
+        &CookiesPage {
+            chrome: Chrome::new(&state.site, "Cookies are not coming back", None),
+            insecure_transport,
+            after_sign_in,
+            request_id: parts
+                .headers
+                .get(super::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned(),
+        },
+    )
 }
 
 #[derive(Template)]

@@ -1,5 +1,6 @@
 //! HTTP: the router, one module per page group, and the pieces every page shares.
 
+pub mod access;
 pub mod account;
 pub mod admin;
 pub mod api;
@@ -8,12 +9,14 @@ pub mod denial;
 pub mod errors;
 pub mod form;
 pub mod health;
+pub mod help;
 pub mod home;
 pub mod login;
 pub mod metrics;
 pub mod negotiate;
 pub mod origin;
 pub mod reports;
+pub mod setup;
 
 use std::sync::Arc;
 
@@ -73,6 +76,8 @@ pub struct Site {
     pub css_href: String,
     /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
     pub support: Option<SupportContact>,
+    /// `--demo`: every page says so.
+    pub demo: bool,
 }
 
 impl Site {
@@ -83,6 +88,7 @@ impl Site {
         Site {
             css_href: format!("/static/app.css?v={version}"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
+            demo: settings.demo,
         }
     }
 }
@@ -118,6 +124,9 @@ pub struct Chrome {
     pub css_href: String,
     pub user: Option<ChromeUser>,
     pub support: Option<SupportContact>,
+    pub demo: bool,
+    /// Pending access requests, shown in the admin navigation (admin pages only).
+    pub pending_requests: Option<i64>,
 }
 
 pub struct ChromeUser {
@@ -137,6 +146,8 @@ impl Chrome {
                 csrf: user.csrf_token.clone(),
             }),
             support: site.support.clone(),
+            demo: site.demo,
+            pending_requests: None,
         }
     }
 }
@@ -245,11 +256,14 @@ pub fn router(state: AppState) -> Router {
     // A browser-session cookie: it outlives the server-side deadline, so an expired
     // session is still recognised and the person told "your session has expired".
     .with_expiry(Expiry::OnSessionEnd);
-    let guarded = |path: &str| middleware::from_fn_with_state(role_of(path), require_role);
+    let guarded =
+        |path: &str| middleware::from_fn_with_state((role_of(path), state.clone()), require_role);
 
     let signed_in_pages = Router::new()
         .route("/", get(home::show))
         .route("/logout", post(login::logout))
+        .route("/login/complete", get(login::complete))
+        .route("/help/access", get(help::access))
         .merge(
             Router::new()
                 .route("/account/password", post(account::change_password))
@@ -261,6 +275,7 @@ pub fn router(state: AppState) -> Router {
                     "/account/sessions/{id}/revoke",
                     post(account::revoke_session),
                 )
+                .route("/access-requests", post(access::request))
                 .route_layer(guarded("/account")),
         )
         .merge(
@@ -290,6 +305,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account_page)
         .route("/login", get(login::form).post(login::submit))
         .route(login::FORGET_PAGES, get(login::forget_pages))
+        .route("/setup", get(setup::form).post(setup::submit))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -306,6 +322,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(with_sessions)
         .merge(health::router())
+        .route("/robots.txt", get(help::robots))
         .nest_service("/static", static_files)
         .fallback(errors::not_found)
         // Innermost first: the last `.layer` wraps everything above it.
@@ -321,6 +338,7 @@ pub fn router(state: AppState) -> Router {
             state.settings.secure_cookies,
             security_headers,
         ))
+        .layer(middleware::from_fn(help::noindex_private))
         .layer(middleware::from_fn(origin::same_origin))
         .layer(middleware::from_fn(errors::error_pages))
         .layer(middleware::from_fn_with_state(

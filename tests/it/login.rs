@@ -44,8 +44,11 @@ async fn signing_in_lands_on_next_or_the_account_page() {
     let response = app
         .post_login(&client, "alice", PASSWORD, "/reports?tab=2")
         .await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&response), "/reports?tab=2");
+    assert_eq!(
+        location(&response),
+        "/login/complete?next=%2Freports%3Ftab%3D2"
+    );
+    assert_eq!(app.landing(&client, response).await, "/reports?tab=2");
     assert_eq!(
         app.get(&client, "/reports?tab=2").await.status(),
         StatusCode::OK
@@ -54,7 +57,7 @@ async fn signing_in_lands_on_next_or_the_account_page() {
     let other = app.client();
     let response = app.post_login(&other, "ALICE", PASSWORD, "").await;
     assert_eq!(
-        location(&response),
+        app.landing(&other, response).await,
         "/account",
         "usernames are case-insensitive"
     );
@@ -92,10 +95,18 @@ async fn open_redirects_are_refused() {
         let response = app.post_login(&client, "olga", PASSWORD, evil).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{evil}");
         assert_eq!(
-            location(&response),
+            app.landing(&client, response).await,
             "/account",
             "next={evil:?} must fall back"
         );
+        // The landing step checks `next` again.
+        let response = app
+            .get(
+                &client,
+                &format!("/login/complete?next={}", urlencode(evil)),
+            )
+            .await;
+        assert_eq!(location(&response), "/account", "{evil}");
         // Nor is it echoed into the form.
         let page = app
             .get(&app.client(), &format!("/login?next={}", urlencode(evil)))

@@ -7,6 +7,7 @@ mod audit;
 mod browser;
 mod contract;
 mod faults;
+mod first_run;
 mod hardening;
 mod health;
 mod inputs;

@@ -535,3 +535,99 @@ async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
         }
     }
 }
+
+/// A first start on an empty database prints a working one-time setup link.
+#[tokio::test]
+async fn a_first_start_prints_a_setup_link() {
+    let (pool, db) = fresh_database().await;
+    pool.close().await;
+    let url = database_url(&db);
+    let (server, log) = Server::start_with(&["--database-url", &url], &[]);
+    let link = log
+        .lock()
+        .expect("lock")
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("http://")
+                .filter(|l| l.contains("/setup?token="))
+                .map(|l| format!("http://{l}"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no setup link in:\n{}",
+                log.lock().expect("lock").join("\n")
+            )
+        });
+    let response = reqwest::get(&link).await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK, "{link}");
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("Set up Portcullis")
+    );
+    server.stop();
+}
+
+/// `serve --demo`: refused where it would be unsafe; otherwise three accounts whose
+/// passwords are printed once and change on every start, and a banner on every page.
+#[tokio::test]
+async fn demo_mode_is_local_only_and_prints_its_accounts() {
+    let (pool, db) = fresh_database().await;
+    pool.close().await;
+    let url = database_url(&db);
+    for extra in [
+        &["--bind", "0.0.0.0:0"][..],
+        &["--bind", "127.0.0.1:0", "--secure-cookies"][..],
+    ] {
+        let mut args = vec!["serve", "--demo", "--database-url", url.as_str()];
+        args.extend_from_slice(extra);
+        let output = portcullis(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra:?} must be refused");
+        assert!(
+            err.contains("--demo is for trying Portcullis on this machine"),
+            "{err}"
+        );
+    }
+    let mut previous_admin_password = None;
+    for round in 0..2 {
+        let (server, log) = Server::start_with(&["--database-url", &url, "--demo"], &[]);
+        let lines = log.lock().expect("lock").clone();
+        let password_of = |name: &str| -> String {
+            lines
+                .iter()
+                .find_map(|line| {
+                    let mut words = line.split_whitespace();
+                    (words.next() == Some(name))
+                        .then(|| words.nth(1).map(str::to_owned))
+                        .flatten()
+                })
+                .unwrap_or_else(|| panic!("no {name} account printed:\n{}", lines.join("\n")))
+        };
+        let admin = password_of("admin");
+        for name in ["member", "editor"] {
+            assert!(
+                sign_in_works(&server.base, name, &password_of(name)).await,
+                "{name}"
+            );
+        }
+        assert!(sign_in_works(&server.base, "admin", &admin).await);
+        let home = reqwest::get(format!("{}/", server.base))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        assert!(home.contains("Demo mode."), "{home}");
+        if let Some(old) = previous_admin_password.replace(admin) {
+            assert!(
+                !sign_in_works(&server.base, "admin", &old).await,
+                "round {round}: old password still works"
+            );
+        }
+        server.stop();
+    }
+}

@@ -32,7 +32,7 @@ async fn an_idle_session_expires_with_a_notice() {
     assert!(page.contains("Your session has expired, please sign in again."));
     // Signing in again returns to where the person was.
     let response = app.post_login(&browser, "ida", PASSWORD, "/account").await;
-    assert_eq!(location(&response), "/account");
+    assert_eq!(app.landing(&browser, response).await, "/account");
     assert_eq!(app.get(&browser, "/account").await.status(), StatusCode::OK);
 }
 

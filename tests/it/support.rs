@@ -399,6 +399,26 @@ impl TestApp {
             .expect("POST /login")
     }
 
+    /// Follows a successful sign-in's redirect through `/login/complete` (which checks the
+    /// session cookie came back) and returns where the person finally lands.
+    pub async fn landing(&self, browser: &Client, response: Response) -> String {
+        let status = response.status();
+        let complete = location(&response);
+        assert!(
+            status == StatusCode::SEE_OTHER && complete.starts_with("/login/complete"),
+            "expected a redirect to /login/complete: {}",
+            describe(response).await
+        );
+        let response = self.get(browser, &complete).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            describe(response).await
+        );
+        location(&response)
+    }
+
     /// Signs in and asserts it worked; returns the redirect target.
     pub async fn login(&self, client: &Client, username: &str) -> String {
         let response = self.post_login(client, username, PASSWORD, "").await;

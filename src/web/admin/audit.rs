@@ -189,7 +189,7 @@ pub fn lines(rows: Vec<Row>) -> Vec<Line> {
 }
 
 /// Events a filter can name (the ones the app records).
-pub const EVENTS: [&str; 18] = [
+pub const EVENTS: [&str; 20] = [
     "denied",
     "sign_in",
     "sign_in_failed",
@@ -207,7 +207,9 @@ pub const EVENTS: [&str; 18] = [
     "sessions_revoked",
     "throttled",
     "throttle_cleared",
-    "cookie_not_returned",
+    "access_requested",
+    "access_granted",
+    "access_declined",
 ];
 
 #[derive(Template)]
@@ -215,7 +217,7 @@ pub const EVENTS: [&str; 18] = [
 struct AuditPage {
     chrome: Chrome,
     filters: Filters,
-    events: [&'static str; 18],
+    events: [&'static str; 20],
     lines: Vec<Line>,
     total: i64,
     page: i64,
@@ -233,7 +235,7 @@ pub async fn list(
     let page = filters.page.unwrap_or(1).clamp(1, pages);
     let rows = fetch(&state, &filters, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
     Ok(render(&AuditPage {
-        chrome: Chrome::new(&state.site, "Audit log", Some(&user)),
+        chrome: super::admin_chrome(&state, "Audit log", &user).await?,
         query: filters.query(),
         filters,
         events: EVENTS,

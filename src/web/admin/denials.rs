@@ -356,7 +356,7 @@ pub async fn show(
     .await?;
 
     Ok(render(&DashboardPage {
-        chrome: Chrome::new(&state.site, "401/403 dashboard", Some(&user)),
+        chrome: super::admin_chrome(&state, "401/403 dashboard", &user).await?,
         window_key: window.key,
         window_label: window.label,
         windows: WINDOWS.map(|w| (w.key, w.label)),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod denials;
+pub mod requests;
 pub mod throttles;
 pub mod users;
 
@@ -11,7 +12,25 @@ use axum::{
     routing::{get, post},
 };
 
-use super::AppState;
+use super::{AppState, Chrome};
+use crate::{auth::SessionUser, error::AppError};
+
+/// The page chrome of admin pages: with the number of pending access requests, shown in
+/// the admin navigation.
+pub async fn admin_chrome(
+    state: &AppState,
+    title: impl Into<String>,
+    user: &SessionUser,
+) -> Result<Chrome, AppError> {
+    let pending = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM access_requests WHERE status = 'pending'"#
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let mut chrome = Chrome::new(&state.site, title, Some(user));
+    chrome.pending_requests = Some(pending);
+    Ok(chrome)
+}
 
 /// Routes under `/admin`; the caller mounts them behind the admin guard.
 pub fn router() -> Router<AppState> {
@@ -35,6 +54,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/denials", get(denials::show))
         .route("/admin/audit", get(audit::list))
         .route("/admin/audit.csv", get(audit::csv))
+        .route("/admin/requests", get(requests::list))
+        .route("/admin/requests/{id}/grant", post(requests::grant))
+        .route("/admin/requests/{id}/decline", post(requests::decline))
         .route("/admin/throttles", get(throttles::list))
         .route("/admin/throttles/clear", post(throttles::clear))
 }

@@ -71,7 +71,7 @@ pub async fn list(
         })
         .collect();
     Ok(render(&ThrottlesPage {
-        chrome: Chrome::new(&state.site, "Sign-in throttles", Some(&user)),
+        chrome: super::admin_chrome(&state, "Sign-in throttles", &user).await?,
         csrf: user.csrf_token.clone(),
         lines,
         account_failures: settings.account_failures,

@@ -146,7 +146,7 @@ async fn users_page(
     Ok(render_status(
         status,
         &UsersPage {
-            chrome: Chrome::new(&state.site, "Users", Some(user)),
+            chrome: super::admin_chrome(state, "Users", user).await?,
             csrf: user.csrf_token.clone(),
             q,
             page,
@@ -375,11 +375,7 @@ async fn user_page(
     Ok(render_status(
         status,
         &UserPage {
-            chrome: Chrome::new(
-                &state.site,
-                format!("User {}", target.username),
-                Some(admin),
-            ),
+            chrome: super::admin_chrome(state, format!("User {}", target.username), admin).await?,
             csrf: admin.csrf_token.clone(),
             id: target.id,
             is_self: admin.user_id == target.id,
