@@ -17,7 +17,7 @@ pub enum Reach {
     Visit(&'static str),
     /// Send the sign-in form with a wrong password.
     WrongPassword,
-    /// Send the sign-in form after its CSRF cookie was lost: the "form expired" page.
+    /// Send the sign-in form after its cookie was lost: the "cookies refused" page.
     StaleSignInForm,
     /// Fail to sign in as this name until sign-in is throttled.
     Throttled(&'static str),
@@ -76,8 +76,10 @@ pub const PAGES: &[PageCase] = &[
     page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
     page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
     page("admin-throttles", ADMIN, Visit("/admin/throttles"), "Sign-in throttles"),
+    page("admin-requests", ADMIN, Visit("/admin/requests"), "Access requests"),
+    page("help", NOBODY, Visit("/help/access"), "Signing in and access: what happened and what to do"),
     page("not-found", NOBODY, Visit("/no-such-page"), "Page not found"),
-    page("form-expired", NOBODY, StaleSignInForm, "This form has expired"),
+    page("cookies-refused", NOBODY, StaleSignInForm, "Signing in needs cookies, and they are not coming back"),
     page("throttled", NOBODY, Throttled("mallory"), "Too many sign-in attempts"),
 ];
 
