@@ -92,6 +92,12 @@ pub struct Turn {
     _lock: MutexGuard<'static, ()>,
 }
 
+/// For timing-sensitive tests elsewhere: waits until no browser test runs (Chromium
+/// loads both cores), and keeps them from starting until the guard is dropped.
+pub async fn quiet_machine() -> MutexGuard<'static, ()> {
+    ONE_BROWSER_AT_A_TIME.lock().await
+}
+
 /// Waits for this test's turn at the browser; `None` (after saying so) without Chromium.
 pub async fn turn() -> Option<Turn> {
     let tools = match tools() {
