@@ -92,6 +92,12 @@ pub struct Turn {
     _lock: MutexGuard<'static, ()>,
 }
 
+/// For timing-sensitive tests elsewhere: waits until no browser test runs (Chromium
+/// loads both cores), and keeps them from starting until the guard is dropped.
+pub async fn quiet_machine() -> MutexGuard<'static, ()> {
+    ONE_BROWSER_AT_A_TIME.lock().await
+}
+
 /// Waits for this test's turn at the browser; `None` (after saying so) without Chromium.
 pub async fn turn() -> Option<Turn> {
     let tools = match tools() {
@@ -421,21 +427,57 @@ impl Browser {
         }
     }
 
+    /// Clicks what matches `css` and waits for the page it leads to.
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
-        if let Err(e) = element.click().await {
-            self.fail(format!("clicking {css}: {e}")).await;
-        }
+        self.navigate_by(element, css).await;
     }
 
-    /// Clicks the link whose text is exactly `text`.
+    /// Clicks `element`, which leads to another page (a link, a form's button), and waits
+    /// until the old page is gone: a form re-shown at the same address (a failed
+    /// sign-in) would otherwise pass for the new page before it has arrived.
+    async fn navigate_by(&self, element: Element, what: &str) {
+        let old_page = self.find("html").await;
+        if let Err(e) = element.click().await {
+            self.fail(format!("clicking {what}: {e}")).await;
+        }
+        self.wait_until(
+            || format!("clicking {what} did not lead to a new page"),
+            async |_| {
+                matches!(
+                    old_page.tag_name().await,
+                    Err(fantoccini::error::CmdError::Standard(e))
+                        if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                )
+            },
+        )
+        .await;
+    }
+
+    /// Clicks the link whose text is exactly `text`, and waits for the page it leads to.
     pub async fn click_link(&self, text: &str) {
         let link = match self.client.find(Locator::LinkText(text)).await {
             Ok(link) => link,
             Err(e) => self.fail(format!("no link {text:?}: {e}")).await,
         };
-        if let Err(e) = link.click().await {
-            self.fail(format!("clicking link {text:?}: {e}")).await;
+        self.navigate_by(link, &format!("link {text:?}")).await;
+    }
+
+    /// Clicks the button whose text is exactly `text`, and waits for the page it leads to.
+    pub async fn click_button(&self, text: &str) {
+        let xpath = format!("//button[normalize-space()='{text}']");
+        let button = match self.client.find(Locator::XPath(&xpath)).await {
+            Ok(button) => button,
+            Err(e) => self.fail(format!("no button {text:?}: {e}")).await,
+        };
+        self.navigate_by(button, &format!("button {text:?}")).await;
+    }
+
+    /// Chooses the option with this value in a `<select>`.
+    pub async fn choose(&self, css: &str, value: &str) {
+        let select = self.find(css).await;
+        if let Err(e) = select.select_by_value(value).await {
+            self.fail(format!("choosing {value:?} in {css}: {e}")).await;
         }
     }
 

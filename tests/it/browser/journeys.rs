@@ -3,7 +3,7 @@
 //! again with JavaScript off (`every_journey_works_without_javascript`): the app has no
 //! script at all, so nothing may depend on one.
 
-use portcullis::auth::{Role, users};
+use portcullis::auth::Role;
 
 use super::{
     harness::{Js, Turn, turn},
@@ -161,7 +161,7 @@ async fn idle_expiry_then_back_where_you_were(turn: &Turn, js: Js) {
     browser.close().await;
 }
 
-/// 5. One person, two browsers: ending the other sessions from one signs the other out
+/// 5. One person, two browsers: "Sign out all other sessions" in one signs the other out
 ///    on its next navigation, with a notice saying so (and back shows nothing private);
 ///    the first stays signed in.
 async fn signing_out_other_sessions_reaches_the_other_browser(turn: &Turn, js: Js) {
@@ -175,20 +175,11 @@ async fn signing_out_other_sessions_reaches_the_other_browser(turn: &Turn, js: J
         browser.expect_location("/account").await;
     }
 
-    // LIBRARY CALL, NOT UI: the "sign out all other sessions" button on /account and the
-    // admin's revoke are being built on main. Until they are merged this does what the
-    // button will do; then click it in `first` instead.
-    let sam = users::find(&app.pool, "sam").await.expect("sam exists");
-    let first_session: i64 =
-        sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id LIMIT 1")
-            .bind(sam.id)
-            .fetch_one(&app.pool)
-            .await
-            .expect("the first browser's session");
-    let ended = users::revoke_sessions(&app.pool, sam.id, Some(first_session), "signed_out_others")
-        .await
-        .expect("revoke");
-    assert_eq!(ended, 1, "exactly the second browser's session ends");
+    first.visit("/account").await;
+    first.click_button("Sign out all other sessions (1)").await;
+    first
+        .expect_text("All your other sessions were signed out.")
+        .await;
 
     second.click_link("Account").await;
     second
@@ -268,22 +259,32 @@ async fn wrong_password_keeps_username_and_focuses_password(turn: &Turn, js: Js)
     browser.close().await;
 }
 
-/// 7. The administration pages. Today: the users table; the admin issue on main adds
-///    create user, change role, revoke sessions and the denials dashboard — their
-///    journeys go here once merged.
+/// 7. The administration pages: create a user, change a role, sign someone out
+///    everywhere (their browser notices on its next click), and the 401/403 dashboard
+///    shows its chart with the refusal just made.
 async fn admin_pages(turn: &Turn, js: Js) {
     let app = app().await;
     app.create_user("ada", Role::Admin).await;
     app.create_user("mia", Role::Member).await;
-    let browser = turn.browser(&app, js).await;
+    let admin = turn.browser(&app, js).await;
+    let member = turn.browser(&app, js).await;
 
-    browser.visit("/login").await;
-    browser.sign_in("ada", PASSWORD).await;
-    browser.expect_location("/account").await;
-    browser.click_link("Admin").await;
-    browser.expect_location("/admin").await;
-    browser.expect_heading("Administration").await;
-    let rows = browser
+    // A member is refused the administration (and that refusal reaches the dashboard).
+    member.visit("/login").await;
+    member.sign_in("mia", PASSWORD).await;
+    member.expect_location("/account").await;
+    member.click_link("Admin").await;
+    member
+        .expect_heading("You do not have access to this page")
+        .await;
+
+    admin.visit("/login").await;
+    admin.sign_in("ada", PASSWORD).await;
+    admin.expect_location("/account").await;
+    admin.click_link("Admin").await;
+    admin.expect_location("/admin").await;
+    admin.expect_heading("Users").await;
+    let rows = admin
         .client
         .find_all(fantoccini::Locator::Css("main table tbody tr"))
         .await
@@ -301,7 +302,78 @@ async fn admin_pages(turn: &Turn, js: Js) {
                 .any(|l| l.starts_with("mia") && l.contains("member")),
         "the users table lists ada (admin) and mia (member): {lines:?}"
     );
-    browser.close().await;
+
+    // Create a user.
+    admin.fill("#new-username", "newbie").await;
+    admin.fill("#new-password", PASSWORD).await;
+    admin.choose("#new-role", "editor").await;
+    admin.click_button("Create user").await;
+    admin.expect_heading("newbie").await;
+    admin.expect_text("User created.").await;
+    assert_eq!(
+        admin
+            .find("dl.facts .badge")
+            .await
+            .text()
+            .await
+            .ok()
+            .as_deref(),
+        Some("editor")
+    );
+
+    // Change the role.
+    admin.choose("#role", "member").await;
+    admin.click_button("Change role").await;
+    admin.expect_text("Role changed.").await;
+    assert_eq!(
+        admin
+            .find("dl.facts .badge")
+            .await
+            .text()
+            .await
+            .ok()
+            .as_deref(),
+        Some("member")
+    );
+
+    // Sign mia out everywhere; her browser finds out on its next click.
+    admin.click_link("Users").await;
+    admin.expect_heading("Users").await;
+    admin.click_link("mia").await;
+    admin.expect_heading("mia").await;
+    admin.click_button("Sign out everywhere…").await;
+    admin.expect_heading("Sign mia out everywhere?").await;
+    admin.click_button("Yes, sign out everywhere").await;
+    admin.expect_heading("mia").await;
+    admin.expect_text("Sessions signed out.").await;
+    member.click_link("Account").await;
+    member
+        .expect_location("/login?next=%2Faccount&notice=revoked")
+        .await;
+    member
+        .expect_text("You were signed out of this session.")
+        .await;
+
+    // The dashboard draws the refusal. (Audit events are written off the request path.)
+    app.audit("status = 403", 1).await;
+    admin.click_link("401/403 dashboard").await;
+    admin.expect_heading("401/403 dashboard").await;
+    let chart = admin.find("svg.chart").await;
+    assert!(
+        chart.is_displayed().await.unwrap_or(false),
+        "the chart shows"
+    );
+    assert!(
+        admin
+            .client
+            .find_all(fantoccini::Locator::Css("svg.chart rect.bar-403"))
+            .await
+            .is_ok_and(|bars| !bars.is_empty()),
+        "the chart has a 403 bar"
+    );
+    admin.expect_text("403 — not allowed").await;
+    admin.close().await;
+    member.close().await;
 }
 
 #[tokio::test]
@@ -341,7 +413,7 @@ async fn wrong_password_keeps_username_clears_password_and_focuses_it() {
 }
 
 #[tokio::test]
-async fn admin_sees_the_users_table() {
+async fn admin_creates_a_user_changes_a_role_signs_someone_out_and_sees_the_dashboard() {
     let Some(turn) = turn().await else { return };
     admin_pages(&turn, Js::On).await;
 }

@@ -14,7 +14,7 @@
 //!   demand, see README).
 
 mod a11y;
-mod harness;
+pub(crate) mod harness;
 mod journeys;
 mod pages;
 mod screenshots;

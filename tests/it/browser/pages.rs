@@ -17,8 +17,14 @@ pub enum Reach {
     Visit(&'static str),
     /// Send the sign-in form with a wrong password.
     WrongPassword,
-    /// Send the sign-in form after its CSRF cookie was lost: the "form expired" page.
+    /// Send the sign-in form after its cookie was lost: the "cookies refused" page.
     StaleSignInForm,
+    /// Fail to sign in as this name until sign-in is throttled.
+    Throttled(&'static str),
+    /// From the administration's user list, open this user's page.
+    AdminUser(&'static str),
+    /// On this user's administration page, press the button with this text.
+    AdminUserButton(&'static str, &'static str),
 }
 
 pub struct PageCase {
@@ -64,9 +70,17 @@ pub const PAGES: &[PageCase] = &[
     page("account", MEMBER, Visit("/account"), "Your account"),
     page("reports", EDITOR, Visit("/reports"), "Reports"),
     page("forbidden", MEMBER, Visit("/reports"), "You do not have access to this page"),
-    page("admin", ADMIN, Visit("/admin"), "Administration"),
+    page("admin-users", ADMIN, Visit("/admin"), "Users"),
+    page("admin-user", ADMIN, AdminUser("mia"), "mia"),
+    page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
+    page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
+    page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
+    page("admin-throttles", ADMIN, Visit("/admin/throttles"), "Sign-in throttles"),
+    page("admin-requests", ADMIN, Visit("/admin/requests"), "Access requests"),
+    page("help", NOBODY, Visit("/help/access"), "Signing in and access: what happened and what to do"),
     page("not-found", NOBODY, Visit("/no-such-page"), "Page not found"),
-    page("form-expired", NOBODY, StaleSignInForm, "This form has expired"),
+    page("cookies-refused", NOBODY, StaleSignInForm, "Signing in needs cookies, and they are not coming back"),
+    page("throttled", NOBODY, Throttled("mallory"), "Too many sign-in attempts"),
 ];
 
 /// The person signed in for each role.
@@ -78,7 +92,8 @@ pub fn username(role: Role) -> &'static str {
     }
 }
 
-/// The app with a support contact and a few accounts, so pages look as in real use.
+/// The app with a support contact, a few accounts and a few refusals, so pages (the
+/// denials dashboard too) look as in real use.
 pub async fn app() -> TestApp {
     let app = TestApp::spawn_with(|settings| {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
@@ -93,6 +108,17 @@ pub async fn app() -> TestApp {
     users::disable(&app.pool, dave.id)
         .await
         .expect("disable dave");
+    // Refusals for the dashboard: a member on editors' and admins' pages (403), someone
+    // not signed in (401), a wrong password (401).
+    let mia = app.client();
+    app.login(&mia, username(Role::Member)).await;
+    for path in ["/reports", "/admin", "/reports"] {
+        app.get(&mia, path).await;
+    }
+    app.get(&app.client(), "/account").await;
+    app.post_login(&app.client(), "mia", "not the password", "")
+        .await;
+    app.audit("status = 403", 3).await;
     app
 }
 
@@ -129,6 +155,25 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
                 .await
                 .expect("delete cookies");
             browser.sign_in(username(Role::Member), PASSWORD).await;
+        }
+        Throttled(name) => {
+            browser.visit("/login").await;
+            for _ in 0..10 {
+                if browser.heading().await == case.heading {
+                    break;
+                }
+                browser.sign_in(name, "not the password").await;
+            }
+        }
+        AdminUser(name) => {
+            browser.visit("/admin").await;
+            browser.click_link(name).await;
+        }
+        AdminUserButton(name, button) => {
+            browser.visit("/admin").await;
+            browser.click_link(name).await;
+            browser.expect_heading(name).await;
+            browser.click_button(button).await;
         }
     }
     // The page must be the one named, before anything looks at it.
