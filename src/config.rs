@@ -76,6 +76,10 @@ pub struct DatabaseArgs {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// DATABASE_URL points at PgBouncer in transaction pooling mode: use unnamed prepared
+    /// statements and send no startup options (a small cost per query; see README).
+    #[arg(long, env = "PORTCULLIS_DB_PGBOUNCER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub db_pgbouncer: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,7 +129,11 @@ pub struct ServeArgs {
     /// A request must be answered within this time, else 408.
     #[arg(long, env = "PORTCULLIS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: time::Duration,
-    /// On SIGTERM, how long in-flight requests get to finish before the process exits.
+    /// On SIGTERM, how long to keep serving while `/readyz` answers 503 and every response
+    /// closes its connection, so load balancers move on before connections are refused.
+    #[arg(long, env = "PORTCULLIS_DRAIN_GRACE", default_value = "2s", value_parser = parse_duration_or_zero)]
+    pub drain_grace: time::Duration,
+    /// On SIGTERM, after the grace period, how long in-flight requests get to finish.
     #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: time::Duration,
     /// Database connections in this instance's pool.
@@ -152,6 +160,10 @@ pub struct ServeArgs {
     /// Empty: the pages say "your administrator".
     #[arg(long, env = "PORTCULLIS_SUPPORT_CONTACT", default_value = "")]
     pub support_contact: String,
+    /// Do not apply migrations at start; refuse to start if the schema is older than this
+    /// build needs (run `portcullis migrate` first). For deploy pipelines and PgBouncer.
+    #[arg(long, env = "PORTCULLIS_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_migrate: bool,
     /// Try Portcullis on this machine: creates (or resets) the accounts `member`, `editor`
     /// and `admin` with random passwords printed once, and marks every page as a demo.
     /// Refused together with a non-loopback --bind or --secure-cookies.
@@ -164,6 +176,13 @@ pub struct ServeArgs {
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+fn parse_duration_or_zero(value: &str) -> Result<time::Duration, String> {
+    if value.trim() == "0" {
+        return Ok(time::Duration::ZERO);
+    }
+    parse_duration(value)
 }
 
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
@@ -218,6 +237,7 @@ pub struct Settings {
     pub header_timeout: std::time::Duration,
     pub request_timeout: std::time::Duration,
     pub drain_timeout: std::time::Duration,
+    pub drain_grace: std::time::Duration,
     pub metrics_token: Option<String>,
     pub cleanup_interval: time::Duration,
     pub session_tombstone: time::Duration,
@@ -261,6 +281,7 @@ impl Settings {
             header_timeout: std_duration(args.header_timeout),
             request_timeout: std_duration(args.request_timeout),
             drain_timeout: std_duration(args.drain_timeout),
+            drain_grace: std::time::Duration::try_from(args.drain_grace).unwrap_or_default(),
             metrics_token: args.metrics_token.clone().filter(|t| !t.is_empty()),
             cleanup_interval: args.cleanup_interval,
             session_tombstone: args.session_tombstone,

@@ -55,6 +55,7 @@ impl App {
                 csrf,
                 site,
                 audit,
+                draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
             audit_writer,
         })
@@ -79,7 +80,9 @@ impl App {
         let limits = server::ServerLimits {
             max_connections: settings.max_connections,
             header_timeout: settings.header_timeout,
+            drain_grace: settings.drain_grace,
             drain_timeout: settings.drain_timeout,
+            draining: Arc::clone(&self.state.draining),
         };
         let served = server::serve(listener, self.router(), limits, shutdown).await;
         cleanup.abort();

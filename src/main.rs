@@ -71,16 +71,21 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let database = Database::open(args)?;
-    let result = runtime()?.block_on(async {
-        database.ensure_created().await?;
-        let pool = database.pool(db::PoolSettings::cli()).await?;
-        db::migrate(&pool).await?;
-        let result = work(pool.clone()).await;
-        pool.close().await;
+    runtime()?.block_on(async {
+        let result = async {
+            database.ensure_created().await?;
+            let pool = database
+                .pool(db::PoolSettings::cli(args.db_pgbouncer))
+                .await?;
+            db::migrate(&pool).await?;
+            let result = work(pool.clone()).await;
+            pool.close().await;
+            result
+        }
+        .await;
+        database.release().await;
         result
-    });
-    database.stop();
-    result
+    })
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -102,75 +107,85 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "using the private PostgreSQL cluster"
         );
     }
-    let result = runtime()?.block_on(async {
-        database.ensure_created().await?;
-        let pool = database
-            .pool(db::PoolSettings {
-                size: args.db_pool_size,
-                acquire_timeout: std_duration(args.db_acquire_timeout),
-                statement_timeout: Some(std_duration(args.db_statement_timeout)),
-            })
-            .await?;
+    runtime()?.block_on(async {
+        let result = run_server(&args, settings, &database).await;
+        database.release().await;
+        result
+    })
+}
+
+async fn run_server(
+    args: &ServeArgs,
+    settings: Settings,
+    database: &Database,
+) -> anyhow::Result<()> {
+    database.ensure_created().await?;
+    let pool = database
+        .pool(db::PoolSettings {
+            size: args.db_pool_size,
+            acquire_timeout: std_duration(args.db_acquire_timeout),
+            statement_timeout: Some(std_duration(args.db_statement_timeout)),
+            pgbouncer: args.db.db_pgbouncer,
+        })
+        .await?;
+    if args.no_migrate {
+        db::check_schema(&pool).await?;
+    } else {
         db::migrate(&pool).await?;
-        let demo = settings.demo;
-        let app = App::build(pool.clone(), settings).await?;
-        let listener = tokio::net::TcpListener::bind(args.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.bind))?;
-        let address = listener.local_addr()?;
-        // What a person on this machine types into the browser.
-        let site = if address.ip().is_unspecified() {
-            format!("http://127.0.0.1:{}", address.port())
-        } else {
-            format!("http://{address}")
-        };
-        if demo {
-            let accounts = portcullis::demo::provision(&pool, &app.state.hasher).await?;
-            eprintln!("\nDemo mode — try every 401/403 case at {site}/ with these accounts");
-            eprintln!("(passwords are new on every start and shown only here):\n");
-            for (name, role, password) in accounts {
-                eprintln!("  {name:<8} {:<7} {password}", role.as_str());
-            }
-            eprintln!();
-        } else if let Some(token) = portcullis::web::setup::issue_token(&pool).await? {
-            tracing::warn!("no users yet: open the one-time setup link printed below");
-            eprintln!(
-                "\nNo users yet. Create the first administrator in the browser (one-time link):\n  \
-                 {site}/setup?token={token}\n\
-                 or on the command line (same --data-dir/DATABASE_URL):\n  \
-                 portcullis user create admin --role admin\n"
-            );
+    }
+    let demo = settings.demo;
+    let app = App::build(pool.clone(), settings).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    // What a person on this machine types into the browser.
+    let site = if address.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", address.port())
+    } else {
+        format!("http://{address}")
+    };
+    if demo {
+        let accounts = portcullis::demo::provision(&pool, &app.state.hasher).await?;
+        eprintln!("\nDemo mode — try every 401/403 case at {site}/ with these accounts");
+        eprintln!("(passwords are new on every start and shown only here):\n");
+        for (name, role, password) in accounts {
+            eprintln!("  {name:<8} {:<7} {password}", role.as_str());
         }
-        tracing::info!("listening on http://{address}");
-        app.serve(listener, shutdown_signal()).await?;
-        tracing::info!("stopped accepting requests; closing the database pool");
-        pool.close().await;
-        anyhow::Ok(())
-    });
-    database.stop();
-    result
+        eprintln!();
+    } else if let Some(token) = portcullis::web::setup::issue_token(&pool).await? {
+        tracing::warn!("no users yet: open the one-time setup link printed below");
+        eprintln!(
+            "\nNo users yet. Create the first administrator in the browser (one-time link):\n  \
+             {site}/setup?token={token}\n\
+             or on the command line (same --data-dir/DATABASE_URL):\n  \
+             portcullis user create admin --role admin\n"
+        );
+    }
+    let shutdown = shutdown_signal()?;
+    tracing::info!("listening on http://{address}");
+    app.serve(listener, shutdown).await?;
+    tracing::info!("all requests finished; closing the database pool");
+    pool.close().await;
+    Ok(())
 }
 
 fn std_duration(duration: time::Duration) -> std::time::Duration {
     std::time::Duration::try_from(duration).unwrap_or(std::time::Duration::from_secs(1))
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C or SIGTERM. The handlers are installed now, not when the future is first polled:
+/// a SIGTERM arriving right after "listening on" must not kill the process outright.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested");
+    })
 }

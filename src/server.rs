@@ -7,7 +7,14 @@
 //! `max_connections` are served at once (the rest wait in the kernel's accept queue), and
 //! shutdown stops accepting first, then lets in-flight requests finish (up to a deadline).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{Router, extract::ConnectInfo};
 use hyper::body::Incoming;
@@ -19,14 +26,28 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::ServiceExt;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// After the shutdown signal, how long to keep accepting and serving while telling
+    /// everyone the instance is going (`/readyz` 503, `Connection: close`), so load
+    /// balancers move on before connections are refused.
+    pub drain_grace: Duration,
+    /// Then, how long in-flight requests get to finish.
     pub drain_timeout: Duration,
+    /// Set when the grace period starts; read by `/readyz` and the request frame.
+    pub draining: Arc<AtomicBool>,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+fn start_draining(limits: &ServerLimits, grace_ends: &mut Option<tokio::time::Instant>) {
+    tracing::info!(grace = ?limits.drain_grace, "shutting down: not ready any more, still serving");
+    limits.draining.store(true, Ordering::Release);
+    *grace_ends = Some(tokio::time::Instant::now() + limits.drain_grace);
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, keeps serving for the grace
+/// period while saying it is going, then stops accepting and drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -40,13 +61,28 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
+    // Set once the shutdown signal arrives: accept until then, then stop.
+    let mut grace_ends: Option<tokio::time::Instant> = None;
     loop {
+        let deadline = grace_ends;
+        let waiting_for_signal = grace_ends.is_none();
+        let grace = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut grace = std::pin::pin!(grace);
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if waiting_for_signal => {
+                start_draining(&limits, &mut grace_ends);
+                continue;
+            }
+            () = &mut grace => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,7 +94,11 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if waiting_for_signal => {
+                start_draining(&limits, &mut grace_ends);
+                continue;
+            }
+            () = &mut grace => break,
         };
         let _ = stream.set_nodelay(true);
         let service = router

@@ -3,9 +3,14 @@
 //! Hand-written rather than `postgresql_embedded`: that crate downloads PostgreSQL on first
 //! use (our machines have no such network) and listens on TCP; what we need is small —
 //! find the installed server binaries, `initdb` once, run `postgres` on a Unix socket only,
-//! and stop it when we exit. The server runs as our child, started from a keeper thread
-//! that lives as long as it does, with a parent-death signal: if this process dies without
-//! stopping it (kill -9, a crashed test run) the kernel tells PostgreSQL to shut down.
+//! and stop it when we exit. Several processes may use one cluster (a second `serve`, the
+//! CLI beside the server): whoever finds it running joins it, and whoever leaves last
+//! stops it (`release`). The server runs in its own process group, so a Ctrl-C meant for
+//! one Portcullis process does not take the database from under another.
+//!
+//! Throw-away test clusters (`ephemeral`) are instead tied to the process that started
+//! them with a parent-death signal: if the test run dies (kill -9, a crash), the kernel
+//! tells PostgreSQL to shut down.
 
 use std::{
     fs,
@@ -60,7 +65,8 @@ pub enum ClusterError {
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub data_dir: PathBuf,
-    /// For throw-away test clusters: skip fsync everywhere. Never for real data.
+    /// For throw-away test clusters: skip fsync everywhere, and stop with the process that
+    /// started it. Never for real data.
     pub ephemeral: bool,
 }
 
@@ -77,7 +83,7 @@ struct RunAs {
 pub struct Cluster {
     pgdata: PathBuf,
     socket_dir: PathBuf,
-    /// Present when this process started the server (and so must stop it).
+    /// Present when this process started the server.
     server: Option<Server>,
 }
 
@@ -157,19 +163,58 @@ impl Cluster {
             .database(database)
     }
 
-    /// Fast shutdown (PostgreSQL's "fast" mode: roll back open transactions, checkpoint,
-    /// exit cleanly). Does nothing when we joined someone else's server.
+    /// Stops the server — PostgreSQL's "fast" mode: roll back open transactions,
+    /// checkpoint, exit cleanly — unless other processes are still connected to it (another
+    /// `serve` on the same data directory, the CLI): then the last one to leave stops it.
+    /// Call after closing this process's own connections.
+    pub async fn release(self) {
+        let others = match self.other_clients().await {
+            Ok(others) => others,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot ask the private cluster who else uses it; stopping it");
+                0
+            }
+        };
+        if others > 0 {
+            tracing::info!(
+                others,
+                "other processes still use the private PostgreSQL cluster; leaving it running"
+            );
+            return;
+        }
+        tokio::task::spawn_blocking(move || self.stop()).await.ok();
+    }
+
+    async fn other_clients(&self) -> sqlx::Result<i64> {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = self.connect_options("postgres").connect().await?;
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        conn.close().await.ok();
+        Ok(others)
+    }
+
+    /// Fast shutdown of the server, whoever started it.
     pub fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
+            return;
         }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop();
+        let pid = fs::read_to_string(self.pgdata.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let pid = Pid::from_raw(pid);
+            if kill(pid, Signal::SIGINT).is_ok() {
+                let deadline = Instant::now() + STOP_TIMEOUT;
+                while kill(pid, None).is_ok() && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(25));
+                }
+            }
         }
     }
 }
@@ -394,14 +439,21 @@ fn spawn_server(
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
     }
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
-    // SAFETY: prctl is async-signal-safe; it runs in the child after fork (and after the
-    // uid switch, which would otherwise clear it) and touches no shared state.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(io::Error::from));
+    // Its own process group: a terminal's Ctrl-C reaches Portcullis, which decides.
+    cmd.process_group(0);
+    if options.ephemeral {
+        // SAFETY: prctl is async-signal-safe; it runs in the child after fork (and after
+        // the uid switch, which would otherwise clear it) and touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(io::Error::from)
+            });
+        }
     }
 
-    // The keeper thread spawns and waits for the server: the parent-death signal fires
-    // when the *thread* that forked the child exits, so that thread must outlive it.
+    // The keeper thread spawns and waits for the server: a parent-death signal (test
+    // clusters) fires when the *thread* that forked the child exits, so that thread must
+    // outlive it.
     let (started_tx, started_rx) = mpsc::channel();
     let (exited_tx, exited_rx) = mpsc::channel();
     thread::Builder::new()

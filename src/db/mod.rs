@@ -19,8 +19,6 @@ pub struct Database {
     pub cluster: Option<Cluster>,
 }
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 const APP_DATABASE: &str = "portcullis";
 
 impl Database {
@@ -75,9 +73,11 @@ impl Database {
         Ok(pool)
     }
 
-    pub fn stop(self) {
+    /// Lets go of the private cluster: stops it unless other processes still use it.
+    /// Call after closing the pool.
+    pub async fn release(self) {
         if let Some(cluster) = self.cluster {
-            cluster.stop();
+            cluster.release().await;
         }
     }
 }
@@ -87,15 +87,18 @@ pub struct PoolSettings {
     pub size: u32,
     pub acquire_timeout: Duration,
     pub statement_timeout: Option<Duration>,
+    /// Connecting through PgBouncer in transaction pooling mode (see `pool`).
+    pub pgbouncer: bool,
 }
 
 impl PoolSettings {
     /// A small pool for the command line.
-    pub fn cli() -> PoolSettings {
+    pub fn cli(pgbouncer: bool) -> PoolSettings {
         PoolSettings {
             size: 2,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: None,
+            pgbouncer,
         }
     }
 }
@@ -128,12 +131,41 @@ pub async fn create_database_if_missing(conn: &mut PgConnection, name: &str) -> 
     Ok(())
 }
 
+/// The migrations this build knows, tolerating newer ones in the database: during a
+/// rolling upgrade the new version migrates first (expand), and instances of the old
+/// version must keep starting against that schema.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while migrating, so
-/// several instances starting at once apply each migration exactly once.
+/// several instances starting at once apply each migration exactly once. (Session-level
+/// advisory locks do not survive PgBouncer's transaction pooling: migrate directly against
+/// PostgreSQL, e.g. `portcullis migrate` in the deploy pipeline.)
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
+    migrator()
         .run(pool)
         .await
         .context("applying database migrations")?;
     Ok(())
+}
+
+/// For `serve --no-migrate`: refuses a schema older than this build needs, with what to do.
+pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let needed = migrator().iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(None);
+    match applied {
+        Some(applied) if applied >= needed => Ok(()),
+        applied => anyhow::bail!(
+            "the database schema is at migration {} but this build needs {needed}: run \
+             `portcullis migrate` (same DATABASE_URL) before starting it with --no-migrate",
+            applied.map_or_else(|| "none".to_owned(), |v| v.to_string())
+        ),
+    }
 }

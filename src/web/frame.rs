@@ -45,6 +45,7 @@ pub struct Frame {
     /// `--secure-cookies`: the site is HTTPS, so responses carry HSTS.
     pub secure: bool,
     pub request_timeout: std::time::Duration,
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Whether the request announces a body longer than the limit.
@@ -191,6 +192,13 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
         help::noindex(&mut response);
     }
     response.headers_mut().insert(REQUEST_ID, id_header);
+    if frame.draining.load(std::sync::atomic::Ordering::Acquire) {
+        // Shutting down: no more requests on this connection; the proxy opens a new one,
+        // to another instance once this one stops accepting.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 
     let status = status.as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.clone())

@@ -24,8 +24,11 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready to serve pages: the database answers within two seconds.
+/// Ready to serve pages: not shutting down, and the database answers within two seconds.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return not_ready("draining");
+    }
     let ping = sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => Json(json!({ "status": "ready" })).into_response(),

@@ -62,6 +62,8 @@ pub struct Shared {
     pub csrf: CsrfKey,
     pub site: Arc<Site>,
     pub audit: AuditLog,
+    /// Set on shutdown: `/readyz` says 503 and responses close their connections.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -326,6 +328,7 @@ pub fn router(state: AppState) -> Router {
                 trusted_proxies: state.settings.trusted_proxies.clone(),
                 secure: state.settings.secure_cookies,
                 request_timeout: state.settings.request_timeout,
+                draining: Arc::clone(&state.draining),
             }),
             frame::frame,
         ))

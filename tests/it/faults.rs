@@ -228,3 +228,58 @@ async fn a_graceful_stop_finishes_the_request_in_flight() {
         .expect("stopped")
         .expect("join");
 }
+
+/// On SIGTERM an instance first says it is going (`/readyz` 503, `Connection: close` on
+/// every response) while still serving, so load balancers move on; then it stops accepting.
+#[tokio::test]
+async fn shutting_down_says_so_before_refusing_connections() {
+    let app = TestApp::spawn_with(|s| s.drain_grace = Duration::from_millis(1500)).await;
+    let addr = app.addr;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(url("/readyz"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+    let stopping = tokio::spawn(app.stop());
+    sleep(300).await;
+    let response = client
+        .get(url("/readyz"))
+        .send()
+        .await
+        .expect("still serving");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    let json: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(json["reason"], "draining");
+    let response = client
+        .get(url("/healthz"))
+        .send()
+        .await
+        .expect("still serving");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "pages are still served during the grace"
+    );
+    sleep(1700).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped")
+        .expect("join");
+}

@@ -631,3 +631,82 @@ async fn demo_mode_is_local_only_and_prints_its_accounts() {
         server.stop();
     }
 }
+
+/// Two `serve` processes on one data directory share its private cluster; it stops when
+/// the last of them does, not the first.
+#[tokio::test]
+async fn a_second_serve_joins_the_private_cluster_and_the_last_one_stops_it() {
+    let dir = scratch_dir("shared");
+    let dir_arg = dir.display().to_string();
+    let first = Server::start(&dir);
+    let second = Server::start(&dir);
+    let (ok, out, err) = cli(
+        &["user", "create", "sharer", "--data-dir", &dir_arg],
+        "a long shared password here\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(sign_in_works(&first.base, "sharer", "a long shared password here").await);
+    assert!(sign_in_works(&second.base, "sharer", "a long shared password here").await);
+    first.stop();
+    assert!(
+        cluster_running(&dir),
+        "the second server still uses the cluster"
+    );
+    assert!(sign_in_works(&second.base, "sharer", "a long shared password here").await);
+    second.stop();
+    assert!(!cluster_running(&dir), "the last one out stops it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `serve --no-migrate` refuses a schema older than it needs, saying what to run;
+/// `portcullis migrate` brings it up to date. A database migrated by a newer build (an
+/// unknown migration) is accepted: old instances keep running during a rolling upgrade.
+#[tokio::test]
+async fn no_migrate_refuses_an_old_schema_and_tolerates_a_newer_one() {
+    let (pool, db) = fresh_database_unmigrated().await;
+    let url = database_url(&db);
+    let output = portcullis(&[
+        "serve",
+        "--no-migrate",
+        "--bind",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+    ])
+    .output()
+    .expect("run");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("run `portcullis migrate`"), "{err}");
+    let output = portcullis(&["migrate", "--database-url", &url])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A newer build's expand migration, applied before this build restarts.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer build', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("insert");
+    sqlx::query("CREATE TABLE newer_build_table (id int)")
+        .execute(&pool)
+        .await
+        .expect("expand");
+    let server = Server::start_with(&["--no-migrate", "--database-url", &url], &[]).0;
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+    server.stop();
+    let server = Server::start_with(&["--database-url", &url], &[]).0;
+    server.stop();
+}

@@ -206,6 +206,22 @@ pub async fn pool_for(name: &str) -> PgPool {
         .expect("connect to test database")
 }
 
+/// A fresh, empty database (no migrations), for tests of the migration commands.
+pub async fn fresh_database_unmigrated() -> (PgPool, String) {
+    let server = server();
+    let name = format!(
+        "pc_it_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = server.admin.connect().await.expect("connect");
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    (pool_for(&name).await, name)
+}
+
 /// A connection to the server's maintenance database.
 pub async fn admin_connection() -> sqlx::PgConnection {
     server()
@@ -221,7 +237,10 @@ pub fn database_url(name: &str) -> String {
 }
 
 pub fn test_settings() -> Settings {
-    Settings::defaults()
+    let mut settings = Settings::defaults();
+    // Tests stop instances often; the drain grace has a test of its own.
+    settings.drain_grace = Duration::ZERO;
+    settings
 }
 
 /// An HTTP client with a cookie jar the test can read, like a browser's.
