@@ -39,6 +39,18 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of `serve` with these flags and environment
+    /// (secrets masked) and warn about unsafe combinations; exits 1 if there is a warning.
+    Check(Box<ServeArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +143,7 @@ pub struct ServeArgs {
     pub request_timeout: time::Duration,
     /// On SIGTERM, how long to keep serving while `/readyz` answers 503 and every response
     /// closes its connection, so load balancers move on before connections are refused.
-    #[arg(long, env = "PORTCULLIS_DRAIN_GRACE", default_value = "2s", value_parser = parse_duration_or_zero)]
+    #[arg(long, env = "PORTCULLIS_DRAIN_GRACE", default_value = "5s", value_parser = parse_duration_or_zero)]
     pub drain_grace: time::Duration,
     /// On SIGTERM, after the grace period, how long in-flight requests get to finish.
     #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]

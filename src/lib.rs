@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod db;
 pub mod demo;
 pub mod error;

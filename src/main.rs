@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use portcullis::{
     App, cli,
-    config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs, Settings},
+    config::{Cli, Command, ConfigCommand, DatabaseArgs, LogFormat, ServeArgs, Settings},
     db::{self, Database},
 };
 use tracing_subscriber::EnvFilter;
@@ -42,6 +42,9 @@ fn main() -> ExitCode {
                 cli::run(&pool, action, min).await
             })
         }
+        Some(Command::Config {
+            action: ConfigCommand::Check(args),
+        }) => config_check(&args),
         Some(Command::Migrate { db }) => {
             init_tracing(LogFormat::Text, "info");
             with_database(&db, |_| async { Ok(()) })
@@ -54,6 +57,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn config_check(args: &ServeArgs) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Text, "error");
+    let report = runtime()?.block_on(portcullis::config_check::check(args))?;
+    print!("{}", report.text);
+    if !report.warnings.is_empty() {
+        anyhow::bail!("{} warning(s)", report.warnings.len());
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -117,6 +117,14 @@ impl Cluster {
         })
     }
 
+    /// The server already serving the private cluster in `data_dir`, if one is running
+    /// (never starts one).
+    pub fn find_running(data_dir: &Path) -> Option<Cluster> {
+        let pgdata = absolute(data_dir).ok()?.join("postgres");
+        let socket_dir = socket_dir_for(&pgdata);
+        Self::running(&pgdata, &socket_dir)
+    }
+
     /// A server already serving this data directory, if any.
     fn running(pgdata: &Path, socket_dir: &Path) -> Option<Cluster> {
         let pid_file = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;

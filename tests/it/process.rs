@@ -710,3 +710,74 @@ async fn no_migrate_refuses_an_old_schema_and_tolerates_a_newer_one() {
     let server = Server::start_with(&["--database-url", &url], &[]).0;
     server.stop();
 }
+
+/// `config check` prints the effective configuration with secrets masked and warns about
+/// unsafe combinations (exit status 1), including a database running with fsync off.
+#[tokio::test]
+async fn config_check_masks_secrets_and_warns() {
+    let output = portcullis(&[
+        "config",
+        "check",
+        "--bind",
+        "127.0.0.1:3000",
+        "--secure-cookies",
+        "--metrics-token",
+        "a-long-random-metrics-token-value",
+        "--data-dir",
+        "/tmp/portcullis-config-check-none",
+    ])
+    .output()
+    .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("No warnings.") && !text.contains("a-long-random-metrics-token-value"),
+        "{text}"
+    );
+
+    let output = portcullis(&[
+        "config",
+        "check",
+        "--bind",
+        "0.0.0.0:3000",
+        "--password-min-length",
+        "8",
+        "--trusted-proxy",
+        "0.0.0.0/0",
+        "--database-url",
+        "postgres://app:hunter2secret@127.0.0.1:1/none",
+    ])
+    .output()
+    .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        !text.contains("hunter2secret") && text.contains("app:****@"),
+        "{text}"
+    );
+    for warning in [
+        "--secure-cookies is off while listening on 0.0.0.0",
+        "below 15",
+        "/0 range",
+        "cannot connect",
+    ] {
+        assert!(text.contains(warning), "missing {warning:?}: {text}");
+    }
+
+    // The test cluster runs with fsync off; a real deployment must not.
+    let app = TestApp::spawn().await;
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&app.pool)
+        .await
+        .expect("fsync");
+    let url = database_url(&app.db_name);
+    let output = portcullis(&["config", "check", "--database-url", &url])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(text.contains("fsync=off"), fsync == "off", "{text}");
+}

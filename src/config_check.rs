@@ -1,0 +1,234 @@
+//! `portcullis config check`: the effective configuration, secrets masked, and warnings
+//! about combinations that are unsafe in production.
+
+use std::{fmt::Write as _, str::FromStr};
+
+use sqlx::{ConnectOptions, Connection, postgres::PgConnectOptions};
+
+use crate::{
+    auth::policy::RECOMMENDED_MIN,
+    config::{ServeArgs, Settings},
+    db::Cluster,
+};
+
+/// `postgres://user:secret@host/db` with the password replaced.
+fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(unparsable URL)".into();
+    };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:****@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = tail
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=****"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{scheme}://{authority}/{tail}")
+}
+
+pub struct Report {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+/// Checks `args` (and, when it can, the database's `fsync`); never starts a cluster.
+pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
+    let settings = Settings::from_args(args)?;
+    let mut warnings = Vec::new();
+    let public_bind = !args.bind.ip().is_loopback();
+    if !settings.secure_cookies && public_bind {
+        warnings.push(format!(
+            "--secure-cookies is off while listening on {} (not loopback): serve over HTTPS \
+             and turn it on, or bind to loopback behind a TLS proxy",
+            args.bind
+        ));
+    }
+    if !settings.secure_cookies && !settings.trusted_proxies.is_empty() {
+        warnings.push(
+            "--secure-cookies is off while a --trusted-proxy is set: a proxy in front usually \
+             terminates HTTPS, so cookies should be Secure"
+                .into(),
+        );
+    }
+    if settings
+        .trusted_proxies
+        .iter()
+        .any(|net| net.prefix_len() == 0)
+    {
+        warnings.push(
+            "--trusted-proxy includes a /0 range: every client may then choose its own address"
+                .into(),
+        );
+    }
+    if settings.password_min_length < RECOMMENDED_MIN {
+        warnings.push(format!(
+            "--password-min-length {} is below {RECOMMENDED_MIN}, the NIST SP 800-63B minimum \
+             for passwords used as the only factor",
+            settings.password_min_length
+        ));
+    }
+    if settings
+        .metrics_token
+        .as_deref()
+        .is_some_and(|token| token.len() < 24)
+    {
+        warnings
+            .push("--metrics-token is shorter than 24 characters: use a long random one".into());
+    }
+
+    let (database, options) = match &args.db.database_url {
+        Some(url) => (
+            format!("DATABASE_URL {}", mask_url(url)),
+            PgConnectOptions::from_str(url).ok(),
+        ),
+        None => match Cluster::find_running(&args.db.data_dir) {
+            Some(cluster) => (
+                format!(
+                    "private cluster in {} (running)",
+                    cluster.pgdata().display()
+                ),
+                Some(cluster.connect_options("postgres")),
+            ),
+            None => (
+                format!(
+                    "private cluster in {} (not running; started by `serve`)",
+                    args.db.data_dir.display()
+                ),
+                None,
+            ),
+        },
+    };
+    if let Some(options) = options {
+        match options.connect().await {
+            Ok(mut conn) => {
+                let fsync: Option<String> = sqlx::query_scalar("SHOW fsync")
+                    .fetch_one(&mut conn)
+                    .await
+                    .ok();
+                if fsync.as_deref() == Some("off") {
+                    warnings.push(
+                        "the database runs with fsync=off: a crash can lose or corrupt data".into(),
+                    );
+                }
+                conn.close().await.ok();
+            }
+            Err(err) => warnings.push(format!("cannot connect to the database: {err}")),
+        }
+    }
+
+    let mut text = String::from("Effective configuration (secrets masked):\n");
+    let mut line = |name: &str, value: String| {
+        let _ = writeln!(text, "  {name:<24} {value}");
+    };
+    line("bind", args.bind.to_string());
+    line("database", database);
+    line("pgbouncer mode", args.db.db_pgbouncer.to_string());
+    line("migrate at start", (!args.no_migrate).to_string());
+    line("secure cookies", settings.secure_cookies.to_string());
+    line("idle timeout", settings.idle_timeout.to_string());
+    line("absolute timeout", settings.absolute_timeout.to_string());
+    line(
+        "password min length",
+        settings.password_min_length.to_string(),
+    );
+    line(
+        "throttle",
+        format!(
+            "{} per account name, {} per address, per {}",
+            settings.throttle.account_failures,
+            settings.throttle.ip_failures,
+            settings.throttle.window
+        ),
+    );
+    line(
+        "trusted proxies",
+        if settings.trusted_proxies.is_empty() {
+            "none".into()
+        } else {
+            settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    line(
+        "db pool",
+        format!(
+            "{} connections, acquire timeout {}, statement timeout {}",
+            args.db_pool_size, args.db_acquire_timeout, args.db_statement_timeout
+        ),
+    );
+    line(
+        "limits",
+        format!(
+            "{} connections, header timeout {:?}, request timeout {:?}",
+            settings.max_connections, settings.header_timeout, settings.request_timeout
+        ),
+    );
+    line(
+        "shutdown",
+        format!(
+            "grace {:?}, then drain {:?}",
+            settings.drain_grace, settings.drain_timeout
+        ),
+    );
+    line(
+        "metrics token",
+        if settings.metrics_token.is_some() {
+            "set (****)"
+        } else {
+            "unset (admins only)"
+        }
+        .into(),
+    );
+    line(
+        "support contact",
+        settings
+            .support_contact
+            .clone()
+            .unwrap_or_else(|| "none".into()),
+    );
+    line("audit retention", settings.audit_retention.to_string());
+    line(
+        "log format",
+        format!("{:?}", args.log_format).to_lowercase(),
+    );
+    line("demo mode", settings.demo.to_string());
+    if warnings.is_empty() {
+        text.push_str("\nNo warnings.\n");
+    } else {
+        text.push_str("\nWarnings:\n");
+        for warning in &warnings {
+            let _ = writeln!(text, "  - {warning}");
+        }
+    }
+    Ok(Report { text, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_url;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_url("postgres://app:s3cret@db.internal:5432/portcullis?sslmode=require"),
+            "postgres://app:****@db.internal:5432/portcullis?sslmode=require"
+        );
+        assert_eq!(
+            mask_url("postgres://app@db/portcullis?password=s3cret&sslmode=require"),
+            "postgres://app@db/portcullis?password=****&sslmode=require"
+        );
+    }
+}
