@@ -692,6 +692,31 @@ async fn revocation_and_role_changes_cross_instances_at_once() {
     .await;
     assert_login_redirect(a.get(&uma, "/reports").await, "revoked", Some("/reports")).await;
     assert_login_redirect(b.get(&uma, "/reports").await, "revoked", Some("/reports")).await;
+
+    // Signing out on B ends the session A knows: a copy of the cookie is dead on A.
+    a.login(&uma, "uma").await;
+    let cookie = a.session_cookie_of(&uma).await;
+    let response = b.post_form(&uma, "/logout", &[]).await;
+    assert_eq!(location(&response), "/login?notice=signed_out");
+    let replay = a
+        .bare_client()
+        .get(a.url("/api/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_api_401(replay, "invalid_session").await;
+
+    // Disabling on B signs the user out on A.
+    a.login(&uma, "uma").await;
+    assert_eq!(a.get(&uma, "/account").await.status(), StatusCode::OK);
+    b.post_form(
+        &admin,
+        &format!("/admin/users/{id}/disable"),
+        &[("confirm", "yes")],
+    )
+    .await;
+    assert_login_redirect(a.get(&uma, "/account").await, "revoked", Some("/account")).await;
 }
 
 #[tokio::test]

@@ -711,6 +711,41 @@ async fn no_migrate_refuses_an_old_schema_and_tolerates_a_newer_one() {
     server.stop();
 }
 
+/// Instances starting at once against a new database all migrate it, and each migration
+/// runs once: sqlx serializes them with a PostgreSQL advisory lock.
+#[tokio::test]
+async fn instances_migrating_at_once_apply_each_migration_once() {
+    let (pool, db) = fresh_database_unmigrated().await;
+    let url = database_url(&db);
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            portcullis(&["migrate", "--database-url", &url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn migrate")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("migrations dir")
+        .count();
+    let (rows, versions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!((rows, versions), (migrations as i64, migrations as i64));
+}
+
 /// `config check` prints the effective configuration with secrets masked and warns about
 /// unsafe combinations (exit status 1), including a database running with fsync off.
 #[tokio::test]
