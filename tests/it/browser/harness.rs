@@ -353,6 +353,19 @@ impl Browser {
         }
     }
 
+    /// Opens an absolute address: another app than the one this browser was started for.
+    pub async fn open(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            self.fail(format!("opening {url}: {e}")).await;
+        }
+    }
+
+    /// Forgets the cookies of every site. (WebDriver's "delete all cookies" reaches only
+    /// the current page's site.)
+    pub async fn forget_cookies(&self) {
+        self.cdp("Network.clearBrowserCookies", json!({})).await;
+    }
+
     pub async fn back(&self) {
         if let Err(e) = self.client.back().await {
             self.fail(format!("going back: {e}")).await;

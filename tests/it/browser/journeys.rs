@@ -434,11 +434,11 @@ async fn every_journey_works_without_javascript() {
 #[tokio::test]
 async fn every_page_shows_without_javascript() {
     let Some(turn) = turn().await else { return };
-    let app = pages::app().await;
-    let browser = turn.browser(&app, Js::Off).await;
+    let site = pages::Site::new().await;
+    let browser = turn.browser(&site.app, Js::Off).await;
     let mut signed_in = None;
     for case in PAGES {
-        pages::show(&browser, &mut signed_in, case).await;
+        pages::show(&browser, &site, &mut signed_in, case).await;
     }
     browser.close().await;
 }
