@@ -360,6 +360,13 @@ impl Browser {
         }
     }
 
+    /// Reloads the page, as the browser's reload button does.
+    pub async fn reload(&self) {
+        if let Err(e) = self.client.refresh().await {
+            self.fail(format!("reloading: {e}")).await;
+        }
+    }
+
     /// Forgets the cookies of every site. (WebDriver's "delete all cookies" reaches only
     /// the current page's site.)
     pub async fn forget_cookies(&self) {
@@ -383,6 +390,12 @@ impl Browser {
         }
     }
 
+    /// The address bar's fragment (`access` in `/help/access#access`), if any.
+    pub async fn fragment(&self) -> Option<String> {
+        let url = self.client.current_url().await.ok()?;
+        url.fragment().map(str::to_owned)
+    }
+
     /// The page's visible text.
     pub async fn text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
@@ -403,6 +416,14 @@ impl Browser {
             Ok(element) => element,
             Err(e) => self.fail(format!("no element {css}: {e}")).await,
         }
+    }
+
+    /// How many elements match `css` (none is an answer, not a failure).
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |elements| elements.len())
     }
 
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
