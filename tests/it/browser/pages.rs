@@ -122,9 +122,9 @@ pub const PAGES: &[PageCase] = &[
 const SIGNING_IN: &str = "mia";
 
 /// What mara wrote when asking for the editor role.
-pub const MARA_ASKS: &str = "I check the monthly reports before they go out.";
+const MARA_ASKS: &str = "I check the monthly reports before they go out.";
 /// Why dora's request for the editor role was declined.
-pub const DORA_DECLINED: &str = "Reports are for the finance team; ask your manager first.";
+const DORA_DECLINED: &str = "Reports are for the finance team; ask your manager first.";
 
 /// Where the pages come from: the app in use, and the same app on its first run (no user
 /// yet) for the setup page.
@@ -177,12 +177,10 @@ pub async fn app() -> TestApp {
 /// Access requests, made and answered as people do (the forms, over HTTP): mara's waits;
 /// dora's for the editor role was declined, and she has asked for the admin role since.
 async fn request_access(app: &TestApp) {
-    let ask = async |name: &str, role: &str, path: &str, message: &str| {
-        let client = app.client();
-        app.login(&client, name).await;
+    let ask = async |client: &crate::support::Browser, role: &str, path: &str, message: &str| {
         let response = app
             .post_form(
-                &client,
+                client,
                 "/access-requests",
                 &[("role", role), ("path", path), ("message", message)],
             )
@@ -190,11 +188,15 @@ async fn request_access(app: &TestApp) {
         assert_eq!(
             (response.status(), location(&response)),
             (StatusCode::SEE_OTHER, path.to_owned()),
-            "{name} asks for the {role} role"
+            "asking for the {role} role"
         );
     };
-    ask("mara", "editor", "/reports", MARA_ASKS).await;
-    ask("dora", "editor", "/reports", "").await;
+    let [mara, dora, ada] = [app.client(), app.client(), app.client()];
+    for (client, name) in [(&mara, "mara"), (&dora, "dora"), (&ada, "ada")] {
+        app.login(client, name).await;
+    }
+    ask(&mara, "editor", "/reports", MARA_ASKS).await;
+    ask(&dora, "editor", "/reports", "").await;
     let id: i64 = sqlx::query_scalar(
         "SELECT r.id FROM access_requests r JOIN users u ON u.id = r.user_id \
          WHERE u.username = 'dora' AND r.role = 'editor'",
@@ -202,11 +204,9 @@ async fn request_access(app: &TestApp) {
     .fetch_one(&app.pool)
     .await
     .expect("dora's request");
-    let admin = app.client();
-    app.login(&admin, "ada").await;
     let response = app
         .post_form(
-            &admin,
+            &ada,
             &format!("/admin/requests/{id}/decline"),
             &[("note", DORA_DECLINED)],
         )
@@ -216,7 +216,7 @@ async fn request_access(app: &TestApp) {
         "/admin/requests?done=declined",
         "ada declines dora's request"
     );
-    ask("dora", "admin", "/admin", "To add the new starters myself.").await;
+    ask(&dora, "admin", "/admin", "To add the new starters myself.").await;
 }
 
 /// Walks `browser` to `case`'s page, signing in or out first as needed. `signed_in`
