@@ -276,6 +276,11 @@ async fn a_declined_request_says_why_and_can_be_made_again() {
         StatusCode::BAD_REQUEST,
         "a reason is required"
     );
+    let page = response.text().await.expect("body");
+    assert!(
+        page.contains("Say why you decline") && page.contains("Grant admin"),
+        "the requests page again, saying what is missing: {page}"
+    );
     let response = app
         .post_form(
             &admin,

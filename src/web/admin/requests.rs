@@ -14,7 +14,10 @@ use crate::{
     audit::AuditEvent,
     auth::{CurrentUser, Role},
     error::AppError,
-    web::{AppState, Chrome, access::MAX_MESSAGE, denial, display_time, form::SignedForm, render},
+    web::{
+        AppState, Chrome, access::MAX_MESSAGE, denial, display_time, form::SignedForm,
+        render_status,
+    },
 };
 
 struct RequestLine {
@@ -85,16 +88,19 @@ async fn page(
             note: r.decision_note.unwrap_or_default(),
         })
         .partition(|line| line.status == "pending");
-    let mut response = render(&RequestsPage {
-        chrome: admin_chrome(state, "Access requests", user).await?,
-        csrf: user.csrf_token.clone(),
-        pending,
-        decided,
-        done,
-        problem,
-    });
-    *response.status_mut() = status;
-    Ok(response)
+    // `render_status` marks the page as finished: a 400 without that mark would be
+    // replaced by the generic "Bad request" page, and the reason to fix would be lost.
+    Ok(render_status(
+        status,
+        &RequestsPage {
+            chrome: admin_chrome(state, "Access requests", user).await?,
+            csrf: user.csrf_token.clone(),
+            pending,
+            decided,
+            done,
+            problem,
+        },
+    ))
 }
 
 pub async fn list(

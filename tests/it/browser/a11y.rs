@@ -155,14 +155,14 @@ async fn checker_sees_what_it_should(browser: &Browser, axe: &str) {
 async fn every_page_has_no_serious_accessibility_violations() {
     let Some(turn) = turn().await else { return };
     let Some(axe) = axe_source() else { return };
-    let app = pages::app().await;
-    let browser = turn.browser(&app, Js::On).await;
+    let site = pages::Site::new().await;
+    let browser = turn.browser(&site.app, Js::On).await;
     let mut signed_in = None;
     checker_sees_what_it_should(&browser, &axe).await;
     let mut report = String::new();
     let mut blocking = 0;
     for case in PAGES {
-        pages::show(&browser, &mut signed_in, case).await;
+        pages::show(&browser, &site, &mut signed_in, case).await;
         for (dark, phone) in [(false, false), (true, false), (false, true)] {
             browser.set_dark(dark).await;
             if phone {
@@ -376,4 +376,40 @@ async fn the_pages_table_stays_a_table_on_a_phone() {
         "table, rows (with the header row), column headers and cells"
     );
     browser.close().await;
+}
+
+/// The demo banner (demo mode is not in [`PAGES`]: it needs its own app) is checked on
+/// the home and sign-in pages, in both colour schemes.
+#[tokio::test]
+async fn the_demo_banner_has_no_serious_accessibility_violations() {
+    let Some(turn) = turn().await else { return };
+    let Some(axe) = axe_source() else { return };
+    let app = crate::support::TestApp::spawn_with(|settings| settings.demo = true).await;
+    let browser = turn.browser(&app, Js::On).await;
+    let mut blocking = Vec::new();
+    for path in ["/", "/login"] {
+        browser.visit(path).await;
+        browser.expect_text("Demo mode.").await;
+        for dark in [false, true] {
+            browser.set_dark(dark).await;
+            for violation in run_axe(&browser, &axe).await {
+                if violation.blocks() {
+                    blocking.push(format!(
+                        "{path} (dark: {dark}): [{}] {}: {} {:?}",
+                        violation.impact.as_deref().unwrap_or("?"),
+                        violation.id,
+                        violation.help,
+                        violation.nodes
+                    ));
+                }
+            }
+        }
+        browser.set_dark(false).await;
+    }
+    browser.close().await;
+    assert!(
+        blocking.is_empty(),
+        "serious or critical accessibility violations:\n{}",
+        blocking.join("\n")
+    );
 }

@@ -353,6 +353,26 @@ impl Browser {
         }
     }
 
+    /// Opens an absolute address: another app than the one this browser was started for.
+    pub async fn open(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            self.fail(format!("opening {url}: {e}")).await;
+        }
+    }
+
+    /// Reloads the page, as the browser's reload button does.
+    pub async fn reload(&self) {
+        if let Err(e) = self.client.refresh().await {
+            self.fail(format!("reloading: {e}")).await;
+        }
+    }
+
+    /// Forgets the cookies of every site. (WebDriver's "delete all cookies" reaches only
+    /// the current page's site.)
+    pub async fn forget_cookies(&self) {
+        self.cdp("Network.clearBrowserCookies", json!({})).await;
+    }
+
     pub async fn back(&self) {
         if let Err(e) = self.client.back().await {
             self.fail(format!("going back: {e}")).await;
@@ -368,6 +388,12 @@ impl Browser {
             },
             Err(e) => format!("<no url: {e}>"),
         }
+    }
+
+    /// The address bar's fragment (`access` in `/help/access#access`), if any.
+    pub async fn fragment(&self) -> Option<String> {
+        let url = self.client.current_url().await.ok()?;
+        url.fragment().map(str::to_owned)
     }
 
     /// The page's visible text.
@@ -390,6 +416,14 @@ impl Browser {
             Ok(element) => element,
             Err(e) => self.fail(format!("no element {css}: {e}")).await,
         }
+    }
+
+    /// How many elements match `css` (none is an answer, not a failure).
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |elements| elements.len())
     }
 
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {

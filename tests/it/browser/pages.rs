@@ -2,10 +2,14 @@
 //! no-JavaScript check and the screenshots all walk it. Adding a page is one line in
 //! [`PAGES`].
 
-use portcullis::auth::{Role, users};
+use portcullis::{
+    auth::{Role, users},
+    web::setup,
+};
+use reqwest::StatusCode;
 
 use super::harness::Browser;
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, location};
 
 /// What the pages show as the operator's support contact (`--support-contact`).
 pub const SUPPORT_CONTACT: &str = "it-help@example.com";
@@ -25,13 +29,16 @@ pub enum Reach {
     AdminUser(&'static str),
     /// On this user's administration page, press the button with this text.
     AdminUserButton(&'static str, &'static str),
+    /// Open a fresh setup link of the app on its first run (no user yet); with a
+    /// password, send the setup form with it.
+    Setup(Option<&'static str>),
 }
 
 pub struct PageCase {
     /// Screenshot file name, and the page's name in failure messages.
     pub name: &'static str,
-    /// Who is signed in (`None`: nobody).
-    pub who: Option<Role>,
+    /// Who is signed in (`None`: nobody): one of [`PEOPLE`].
+    pub who: Option<&'static str>,
     pub reach: Reach,
     /// The `h1` the page must show, so a check never runs on the wrong page.
     pub heading: &'static str,
@@ -39,7 +46,7 @@ pub struct PageCase {
 
 const fn page(
     name: &'static str,
-    who: Option<Role>,
+    who: Option<&'static str>,
     reach: Reach,
     heading: &'static str,
 ) -> PageCase {
@@ -51,11 +58,31 @@ const fn page(
     }
 }
 
+/// The accounts of the app the pages are taken from.
+const PEOPLE: [(&str, Role); 7] = [
+    ("ada", Role::Admin),
+    ("eddie", Role::Editor),
+    ("mia", Role::Member),
+    ("bob", Role::Editor),
+    // Disabled.
+    ("dave", Role::Member),
+    // Asked for the editor role; waits for an answer.
+    ("mara", Role::Member),
+    // Asked for the editor role and was declined; asks for the admin role now.
+    ("dora", Role::Member),
+];
+
 use Reach::*;
-const ADMIN: Option<Role> = Some(Role::Admin);
-const EDITOR: Option<Role> = Some(Role::Editor);
-const MEMBER: Option<Role> = Some(Role::Member);
-const NOBODY: Option<Role> = None;
+const ADMIN: Option<&str> = Some("ada");
+const EDITOR: Option<&str> = Some("eddie");
+const MEMBER: Option<&str> = Some("mia");
+const ASKING_MEMBER: Option<&str> = Some("mara");
+const DECLINED_MEMBER: Option<&str> = Some("dora");
+const NOBODY: Option<&str> = None;
+
+const FORBIDDEN: &str = "You do not have access to this page";
+const COOKIES: &str = "Signing in needs cookies, and they are not coming back";
+const SETUP: &str = "Set up Portcullis";
 
 #[rustfmt::skip]
 pub const PAGES: &[PageCase] = &[
@@ -64,12 +91,17 @@ pub const PAGES: &[PageCase] = &[
     page("login", NOBODY, Visit("/login"), "Sign in"),
     page("login-required", NOBODY, Visit("/reports"), "Sign in"),
     page("login-expired", NOBODY, Visit("/login?next=%2Faccount&notice=expired"), "Sign in"),
+    page("login-form-expired", NOBODY, Visit("/login?next=%2Faccount&notice=form_expired"), "Sign in"),
     page("login-revoked", NOBODY, Visit("/login?notice=revoked"), "Sign in"),
     page("login-signed-out", NOBODY, Visit("/login?notice=signed_out"), "Sign in"),
+    page("login-setup-done", NOBODY, Visit("/login?next=%2Fadmin&notice=setup_done"), "Sign in"),
     page("login-wrong-password", NOBODY, WrongPassword, "Sign in"),
     page("account", MEMBER, Visit("/account"), "Your account"),
     page("reports", EDITOR, Visit("/reports"), "Reports"),
-    page("forbidden", MEMBER, Visit("/reports"), "You do not have access to this page"),
+    page("forbidden", MEMBER, Visit("/reports"), FORBIDDEN),
+    page("forbidden-request-pending", ASKING_MEMBER, Visit("/reports"), FORBIDDEN),
+    page("forbidden-request-declined", DECLINED_MEMBER, Visit("/reports"), FORBIDDEN),
+    page("account-requests", DECLINED_MEMBER, Visit("/account"), "Your account"),
     page("admin-users", ADMIN, Visit("/admin"), "Users"),
     page("admin-user", ADMIN, AdminUser("mia"), "mia"),
     page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
@@ -79,31 +111,50 @@ pub const PAGES: &[PageCase] = &[
     page("admin-requests", ADMIN, Visit("/admin/requests"), "Access requests"),
     page("help", NOBODY, Visit("/help/access"), "Signing in and access: what happened and what to do"),
     page("not-found", NOBODY, Visit("/no-such-page"), "Page not found"),
-    page("cookies-refused", NOBODY, StaleSignInForm, "Signing in needs cookies, and they are not coming back"),
+    page("cookies-refused", NOBODY, StaleSignInForm, COOKIES),
+    page("cookies-not-returned", NOBODY, Visit("/login/complete?next=%2Faccount"), COOKIES),
+    page("setup", NOBODY, Setup(None), SETUP),
+    page("setup-errors", NOBODY, Setup(Some("too short")), SETUP),
     page("throttled", NOBODY, Throttled("mallory"), "Too many sign-in attempts"),
 ];
 
-/// The person signed in for each role.
-pub fn username(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "ada",
-        Role::Editor => "eddie",
-        Role::Member => "mia",
+/// The person whose sign-in form is sent with a wrong password, or without its cookie.
+const SIGNING_IN: &str = "mia";
+
+/// What mara wrote when asking for the editor role.
+const MARA_ASKS: &str = "I check the monthly reports before they go out.";
+/// Why dora's request for the editor role was declined.
+const DORA_DECLINED: &str = "Reports are for the finance team; ask your manager first.";
+
+/// Where the pages come from: the app in use, and the same app on its first run (no user
+/// yet) for the setup page.
+pub struct Site {
+    pub app: TestApp,
+    first_run: TestApp,
+}
+
+impl Site {
+    pub async fn new() -> Site {
+        Site {
+            app: app().await,
+            first_run: TestApp::spawn_with(|settings| {
+                settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
+            })
+            .await,
+        }
     }
 }
 
-/// The app with a support contact, a few accounts and a few refusals, so pages (the
-/// denials dashboard too) look as in real use.
+/// The app with a support contact, a few accounts, a few refusals and access requests, so
+/// pages (the denials dashboard and the requests too) look as in real use.
 pub async fn app() -> TestApp {
     let app = TestApp::spawn_with(|settings| {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
     })
     .await;
-    for role in [Role::Admin, Role::Editor, Role::Member] {
-        app.create_user(username(role), role).await;
+    for (name, role) in PEOPLE {
+        app.create_user(name, role).await;
     }
-    app.create_user("bob", Role::Editor).await;
-    app.create_user("dave", Role::Member).await;
     let dave = users::find(&app.pool, "dave").await.expect("dave exists");
     users::disable(&app.pool, dave.id)
         .await
@@ -111,7 +162,7 @@ pub async fn app() -> TestApp {
     // Refusals for the dashboard: a member on editors' and admins' pages (403), someone
     // not signed in (401), a wrong password (401).
     let mia = app.client();
-    app.login(&mia, username(Role::Member)).await;
+    app.login(&mia, "mia").await;
     for path in ["/reports", "/admin", "/reports"] {
         app.get(&mia, path).await;
     }
@@ -119,33 +170,78 @@ pub async fn app() -> TestApp {
     app.post_login(&app.client(), "mia", "not the password", "")
         .await;
     app.audit("status = 403", 3).await;
+    request_access(&app).await;
     app
+}
+
+/// Access requests, made and answered as people do (the forms, over HTTP): mara's waits;
+/// dora's for the editor role was declined, and she has asked for the admin role since.
+async fn request_access(app: &TestApp) {
+    let ask = async |client: &crate::support::Browser, role: &str, path: &str, message: &str| {
+        let response = app
+            .post_form(
+                client,
+                "/access-requests",
+                &[("role", role), ("path", path), ("message", message)],
+            )
+            .await;
+        assert_eq!(
+            (response.status(), location(&response)),
+            (StatusCode::SEE_OTHER, path.to_owned()),
+            "asking for the {role} role"
+        );
+    };
+    let [mara, dora, ada] = [app.client(), app.client(), app.client()];
+    for (client, name) in [(&mara, "mara"), (&dora, "dora"), (&ada, "ada")] {
+        app.login(client, name).await;
+    }
+    ask(&mara, "editor", "/reports", MARA_ASKS).await;
+    ask(&dora, "editor", "/reports", "").await;
+    let id: i64 = sqlx::query_scalar(
+        "SELECT r.id FROM access_requests r JOIN users u ON u.id = r.user_id \
+         WHERE u.username = 'dora' AND r.role = 'editor'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("dora's request");
+    let response = app
+        .post_form(
+            &ada,
+            &format!("/admin/requests/{id}/decline"),
+            &[("note", DORA_DECLINED)],
+        )
+        .await;
+    assert_eq!(
+        location(&response),
+        "/admin/requests?done=declined",
+        "ada declines dora's request"
+    );
+    ask(&dora, "admin", "/admin", "To add the new starters myself.").await;
 }
 
 /// Walks `browser` to `case`'s page, signing in or out first as needed. `signed_in`
 /// tracks who is signed in between calls.
-pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCase) {
+pub async fn show(
+    browser: &Browser,
+    site: &Site,
+    signed_in: &mut Option<&'static str>,
+    case: &PageCase,
+) {
     if *signed_in != case.who {
-        browser
-            .client
-            .delete_all_cookies()
-            .await
-            .expect("delete cookies");
+        browser.forget_cookies().await;
         *signed_in = None;
-        if let Some(role) = case.who {
+        if let Some(name) = case.who {
             browser.visit("/login").await;
-            browser.sign_in(username(role), PASSWORD).await;
+            browser.sign_in(name, PASSWORD).await;
             browser.expect_path("/account").await;
-            *signed_in = Some(role);
+            *signed_in = Some(name);
         }
     }
     match case.reach {
         Visit(path) => browser.visit(path).await,
         WrongPassword => {
             browser.visit("/login").await;
-            browser
-                .sign_in(username(Role::Member), "not the password")
-                .await;
+            browser.sign_in(SIGNING_IN, "not the password").await;
         }
         StaleSignInForm => {
             browser.visit("/login").await;
@@ -154,7 +250,7 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
                 .delete_all_cookies()
                 .await
                 .expect("delete cookies");
-            browser.sign_in(username(Role::Member), PASSWORD).await;
+            browser.sign_in(SIGNING_IN, PASSWORD).await;
         }
         Throttled(name) => {
             browser.visit("/login").await;
@@ -174,6 +270,24 @@ pub async fn show(browser: &Browser, signed_in: &mut Option<Role>, case: &PageCa
             browser.click_link(name).await;
             browser.expect_heading(name).await;
             browser.click_button(button).await;
+        }
+        Setup(password) => {
+            let token = setup::issue_token(&site.first_run.pool)
+                .await
+                .expect("issue a setup token")
+                .expect("the first-run app has no user");
+            // As `localhost`, not 127.0.0.1: cookies ignore the port, and the two apps'
+            // cookies (same names) must not meet.
+            let port = site.first_run.addr.port();
+            browser
+                .open(&format!("http://localhost:{port}/setup?token={token}"))
+                .await;
+            if let Some(password) = password {
+                browser.expect_heading(case.heading).await;
+                browser.fill("#password", password).await;
+                browser.fill("#confirm_password", password).await;
+                browser.click_button("Create the administrator").await;
+            }
         }
     }
     // The page must be the one named, before anything looks at it.

@@ -25,14 +25,14 @@ async fn screenshots() {
     let Some(turn) = turn().await else { return };
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots"));
     std::fs::create_dir_all(&dir).expect("create docs/screenshots");
-    let app = pages::app().await;
-    let browser = turn.browser(&app, Js::On).await;
+    let site = pages::Site::new().await;
+    let browser = turn.browser(&site.app, Js::On).await;
     let mut signed_in = None;
     let mut written = Vec::new();
     for (size, width, height, phone) in SIZES {
         browser.set_viewport(width, height, phone).await;
         for case in PAGES {
-            pages::show(&browser, &mut signed_in, case).await;
+            pages::show(&browser, &site, &mut signed_in, case).await;
             let mut shots = vec![(format!("{}-{size}.png", case.name), false)];
             if !phone && DARK.contains(&case.name) {
                 shots.push((format!("{}-{size}-dark.png", case.name), true));
