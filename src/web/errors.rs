@@ -106,7 +106,7 @@ pub fn finish(response: Response, kind: RequestKind, site: &Site, request_id: &s
         }))
         .into_response(),
         RequestKind::Browser => render(&ErrorPage {
-            chrome: Chrome::new(site, heading, None),
+            chrome: Chrome::anonymous_unknown(site, heading),
             status: status.as_u16(),
             heading,
             explanation,

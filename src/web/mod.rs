@@ -137,6 +137,9 @@ pub struct Chrome {
     pub demo: bool,
     /// Pending access requests, shown in the admin navigation (admin pages only).
     pub pending_requests: Option<i64>,
+    /// Error pages are drawn without looking the session up (no query, so they work while
+    /// the database is down): the header then offers neither "Sign in" nor "Sign out".
+    pub identity_unknown: bool,
 }
 
 pub struct ChromeUser {
@@ -158,6 +161,15 @@ impl Chrome {
             support: site.support.clone(),
             demo: site.demo,
             pending_requests: None,
+            identity_unknown: false,
+        }
+    }
+
+    /// The chrome of a page drawn without knowing who asked (see `identity_unknown`).
+    pub fn anonymous_unknown(site: &Site, title: impl Into<String>) -> Chrome {
+        Chrome {
+            identity_unknown: true,
+            ..Chrome::new(site, title, None)
         }
     }
 }

@@ -281,6 +281,10 @@ async fn a_declined_request_says_why_and_can_be_made_again() {
         page.contains("Say why you decline") && page.contains("Grant admin"),
         "the requests page again, saying what is missing: {page}"
     );
+    assert!(
+        page.contains(&format!(r#"aria-describedby="note-error-{id}""#)),
+        "the problem is tied to that request's field: {page}"
+    );
     let response = app
         .post_form(
             &admin,

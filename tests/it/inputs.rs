@@ -179,6 +179,9 @@ async fn unknown_routes_and_methods_get_pages_for_people_and_json_for_programs()
         body.contains("Page not found") && body.contains("request id"),
         "{body}"
     );
+    // Error pages do not look the session up, so their header names nobody and offers no
+    // "Sign in" button, which would confuse a person who is signed in.
+    assert!(!body.contains(r#"href="/login""#), "{body}");
 
     let response = app.get_json(&browser, "/no/such/page").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);

@@ -44,6 +44,14 @@ struct RequestsPage {
     decided: Vec<RequestLine>,
     done: Option<&'static str>,
     problem: Option<String>,
+    /// The pending request whose decline form the problem is about (its field is marked).
+    problem_for: Option<i64>,
+}
+
+impl RequestsPage {
+    fn problem_is_for(&self, id: &i64) -> bool {
+        self.problem_for == Some(*id)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -57,7 +65,7 @@ async fn page(
     user: &crate::auth::SessionUser,
     status: StatusCode,
     done: Option<&'static str>,
-    problem: Option<String>,
+    problem: Option<(i64, String)>,
 ) -> Result<Response, AppError> {
     let rows = sqlx::query!(
         r#"
@@ -98,7 +106,8 @@ async fn page(
             pending,
             decided,
             done,
-            problem,
+            problem_for: problem.as_ref().map(|(id, _)| *id),
+            problem: problem.map(|(_, text)| text),
         },
     ))
 }
@@ -205,7 +214,7 @@ pub async fn decline(
             &admin,
             StatusCode::BAD_REQUEST,
             None,
-            Some("Say why you decline: the person will read it.".into()),
+            Some((id, "Say why you decline: the person will read it.".into())),
         )
         .await;
     }

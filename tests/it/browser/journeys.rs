@@ -576,9 +576,14 @@ async fn request_access_declined(turn: &Turn, js: Js) {
     admin
         .expect_text("dora (member) asks for the editor role")
         .await;
-    admin
-        .fill("form[action$='/decline'] input[name=note]", reason)
-        .await;
+    // The problem is tied to the request's reason field, which has the focus.
+    let note = "form[action$='/decline'] input[name=note]";
+    assert_eq!(
+        admin.attr(note, "aria-invalid").await.as_deref(),
+        Some("true")
+    );
+    assert!(admin.focused_id().await.starts_with("note-"));
+    admin.fill(note, reason).await;
     admin.click_button("Decline").await;
     admin.expect_location("/admin/requests?done=declined").await;
     admin
