@@ -101,6 +101,109 @@ async fn prepare(
     Ok((id, metadata))
 }
 
+// PORTCULLIS PATCH (see PORTCULLIS-PATCH.md at the crate root): with the statement cache
+// disabled, a statement is prepared without a Sync and closed again before the Sync that
+// ends its execution. Parse, Bind, Execute and Close then form one implicit transaction,
+// so a pooler in transaction mode (PgBouncer before 1.21) cannot hand the Bind to another
+// server connection than the Parse, and no statement outlives its query (the stock code
+// leaves every `sqlx_s_N` prepared on whichever server connection it landed on, where the
+// next client connection preparing its own `sqlx_s_N` collides with it).
+async fn prepare_transient(
+    conn: &mut PgConnection,
+    sql: &str,
+    parameters: &[PgTypeInfo],
+    metadata: Option<Arc<PgStatementMetadata>>,
+) -> Result<(StatementId, Arc<PgStatementMetadata>), Error> {
+    let mut param_types = Vec::with_capacity(parameters.len());
+    for ty in parameters {
+        param_types.push(conn.resolve_type_id(&ty.0).await?);
+    }
+
+    loop {
+        conn.wait_until_ready().await?;
+
+        let id = conn.inner.next_statement_id;
+        conn.inner.next_statement_id = id.next();
+        conn.inner.stream.write_msg(Parse {
+            param_types: &param_types,
+            query: sql,
+            statement: id,
+        })?;
+        if metadata.is_none() {
+            conn.inner
+                .stream
+                .write_msg(message::Describe::Statement(id))?;
+        }
+        // Flush, not Sync: the server answers without ending the implicit transaction.
+        conn.inner.stream.write_msg(message::Flush)?;
+        conn.inner.stream.flush().await?;
+
+        let described = recv_transient_description(conn, metadata.is_none()).await;
+        let (parameters_desc, rows_desc) = match described {
+            Ok(described) => described,
+            Err(error) => {
+                // The server skips everything up to the next Sync; send it, and let the
+                // next `wait_until_ready` consume its ReadyForQuery.
+                conn.write_sync();
+                conn.inner.stream.flush().await?;
+                return Err(error);
+            }
+        };
+
+        let Some(parameters_desc) = parameters_desc else {
+            let metadata = metadata.expect("described unless metadata was given");
+            return Ok((id, metadata));
+        };
+
+        let known = |oid: &crate::types::Oid| {
+            PgTypeInfo::try_from_oid(*oid).is_some()
+                || conn.inner.cache_type_info.contains_key(oid)
+        };
+        let all_known = parameters_desc.types.iter().all(known)
+            && rows_desc
+                .as_ref()
+                .is_none_or(|rows| rows.fields.iter().all(|f| known(&f.data_type_id)));
+
+        if all_known {
+            // No type lookups (which would run queries) happen here.
+            let parameters = conn.handle_parameter_description(parameters_desc).await?;
+            let (columns, column_names) = conn.handle_row_description(rows_desc, true).await?;
+            return Ok((
+                id,
+                Arc::new(PgStatementMetadata {
+                    parameters,
+                    columns,
+                    column_names: Arc::new(column_names),
+                }),
+            ));
+        }
+
+        // Custom types must be looked up with queries of their own: end this sequence
+        // cleanly, look them up (they are cached on the connection), then prepare again.
+        conn.inner.stream.write_msg(Close::Statement(id))?;
+        conn.write_sync();
+        conn.inner.stream.flush().await?;
+        conn.wait_for_close_complete(1).await?;
+        conn.recv_ready_for_query().await?;
+        conn.handle_parameter_description(parameters_desc).await?;
+        conn.handle_row_description(rows_desc, true).await?;
+    }
+}
+
+// PORTCULLIS PATCH: ParseComplete, then (when describing) the parameter and row descriptions.
+async fn recv_transient_description(
+    conn: &mut PgConnection,
+    describe: bool,
+) -> Result<(Option<ParameterDescription>, Option<RowDescription>), Error> {
+    conn.inner.stream.recv_expect::<ParseComplete>().await?;
+    if !describe {
+        return Ok((None, None));
+    }
+    let parameters = recv_desc_params(conn).await?;
+    let rows = recv_desc_rows(conn).await?;
+    Ok((Some(parameters), rows))
+}
+
 async fn recv_desc_params(conn: &mut PgConnection) -> Result<ParameterDescription, Error> {
     conn.inner.stream.recv_expect().await
 }
@@ -173,7 +276,13 @@ impl PgConnection {
         // optional metadata that was provided by the user, this means they are reusing
         // a statement object
         metadata: Option<Arc<PgStatementMetadata>>,
+        // PORTCULLIS PATCH: see `prepare_transient`
+        transient: bool,
     ) -> Result<(StatementId, Arc<PgStatementMetadata>), Error> {
+        if transient {
+            return prepare_transient(self, sql, parameters, metadata).await;
+        }
+
         if let Some(statement) = self.inner.cache_statement.get_mut(sql) {
             return Ok((*statement).clone());
         }
@@ -225,14 +334,24 @@ impl PgConnection {
 
             // prepare the statement if this our first time executing it
             // always return the statement ID here
+            // PORTCULLIS PATCH: without a statement cache, prepare transiently (see
+            // `prepare_transient`) and close the statement before this query's Sync.
+            let transient = !self.inner.cache_statement.is_enabled();
             let (statement, metadata_) = self
-                .get_or_prepare(query, &arguments.types, persistent, metadata_opt)
+                .get_or_prepare(query, &arguments.types, persistent, metadata_opt, transient)
                 .await?;
 
             metadata = metadata_;
 
             // patch holes created during encoding
-            arguments.apply_patches(self, &metadata.parameters).await?;
+            if let Err(error) = arguments.apply_patches(self, &metadata.parameters).await {
+                if transient {
+                    // End the open sequence so that nothing stays prepared.
+                    self.inner.stream.write_msg(Close::Statement(statement))?;
+                    self.write_sync();
+                }
+                return Err(error);
+            }
 
             // consume messages till `ReadyForQuery` before bind and execute
             self.wait_until_ready().await?;
@@ -267,6 +386,11 @@ impl PgConnection {
             self.inner
                 .stream
                 .write_msg(Close::Portal(PortalId::UNNAMED))?;
+
+            // PORTCULLIS PATCH: a transient statement is closed in the same sequence.
+            if transient {
+                self.inner.stream.write_msg(Close::Statement(statement))?;
+            }
 
             // finally, [Sync] asks postgres to process the messages that we sent and respond with
             // a [ReadyForQuery] message when it's completely done. Theoretically, we could send
@@ -453,7 +577,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
         Box::pin(async move {
             self.wait_until_ready().await?;
 
-            let (_, metadata) = self.get_or_prepare(sql, parameters, true, None).await?;
+            let (_, metadata) = self.get_or_prepare(sql, parameters, true, None, false).await?;
 
             Ok(PgStatement {
                 sql: Cow::Borrowed(sql),
@@ -472,7 +596,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
         Box::pin(async move {
             self.wait_until_ready().await?;
 
-            let (stmt_id, metadata) = self.get_or_prepare(sql, &[], true, None).await?;
+            let (stmt_id, metadata) = self.get_or_prepare(sql, &[], true, None, false).await?;
 
             let nullable = self.get_nullable_for_columns(stmt_id, &metadata).await?;
 
