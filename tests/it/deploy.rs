@@ -31,6 +31,8 @@ use reqwest::{
     header::{ACCEPT, LOCATION},
 };
 
+use tokio::task::JoinSet;
+
 use crate::support::{BROWSER_ACCEPT, describe, hidden_field};
 
 pub const REQUIRE_DEPLOY: &str = "PORTCULLIS_REQUIRE_DEPLOY";
@@ -610,6 +612,16 @@ impl Nginx {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 
+    /// The master's and the workers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(master) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        pids.extend(children_of(master));
+        pids
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
@@ -663,7 +675,7 @@ impl Drop for Nginx {
 }
 
 /// Child process ids, from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
+pub fn children_of(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
@@ -767,4 +779,86 @@ fn expect_status(got: StatusCode, want: StatusCode, what: &str) -> Result<(), St
 /// id) rather than by nginx itself.
 pub fn from_the_app(response: &Response) -> bool {
     response.headers().contains_key("x-request-id")
+}
+
+/// Signed-in `visitors` viewing /account as fast as they can for 5 s (after 1 s of
+/// warm-up): requests a second, and the CPU time per request of each group of processes
+/// (listed after the warm-up, so that connections it opened are included). For
+/// measurements run by hand; bounded in time like everything here.
+pub async fn measure_page_views(
+    visitors: &[Visitor],
+    groups: &[(&str, &dyn Fn() -> Vec<u32>)],
+) -> String {
+    let run = |seconds: u64, visitors: &[Visitor]| {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = JoinSet::new();
+        for visitor in visitors {
+            let visitor = Visitor {
+                client: visitor.client.clone(),
+                base: visitor.base.clone(),
+            };
+            tasks.spawn(async move {
+                let mut views = 0u64;
+                while Instant::now() < deadline {
+                    let response = visitor.get("/account").await.expect("GET");
+                    assert_eq!(response.status(), StatusCode::OK);
+                    response.bytes().await.expect("body");
+                    views += 1;
+                }
+                views
+            });
+        }
+        tasks
+    };
+    let mut warm_up = run(1, visitors);
+    while warm_up.join_next().await.is_some() {}
+    let groups: Vec<(&str, Vec<u32>)> = groups
+        .iter()
+        .map(|(label, pids)| (*label, pids()))
+        .collect();
+    let group_cpu = |pids: &[u32]| pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let before: Vec<f64> = groups.iter().map(|(_, pids)| group_cpu(pids)).collect();
+    let started = Instant::now();
+    let mut tasks = run(5, visitors);
+    let mut views = 0;
+    while let Some(n) = tasks.join_next().await {
+        views += n.expect("task");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu: Vec<String> = groups
+        .iter()
+        .zip(before)
+        .map(|((label, pids), before)| {
+            format!(
+                "{label} {:.0} µs",
+                (group_cpu(pids) - before) * 1e6 / views as f64
+            )
+        })
+        .collect();
+    format!(
+        "{views} page views in {elapsed:.1} s = {:.0}/s; CPU per request: {}",
+        views as f64 / elapsed,
+        cpu.join(", ")
+    )
+}
+
+/// User + system CPU time of a process, from /proc (0 once it is gone).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / per_second
 }

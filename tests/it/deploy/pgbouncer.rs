@@ -416,7 +416,7 @@ async fn measure_the_hot_path_cost_of_pgbouncer_mode() {
         return;
     };
     let scratch = Scratch::new("pgbouncer-cost");
-    let (_pool, db, bouncer) = setup(&pgbouncer_bin, &scratch, 10).await;
+    let (pool, db, bouncer) = setup(&pgbouncer_bin, &scratch, 10).await;
     let direct = database_url(&db);
     let through = bouncer.url();
     let modes: [(&str, Vec<&str>, bool); 3] = [
@@ -439,94 +439,40 @@ async fn measure_the_hot_path_cost_of_pgbouncer_mode() {
     for (name, args, via_bouncer) in modes {
         let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
         let mut instance = Instance::start("measured", free_port(), args).await;
-        let pids: Vec<u32> = [Some(instance.pid()), via_bouncer.then(|| bouncer.pid())]
-            .into_iter()
-            .flatten()
-            .collect();
-        let figures = measure_page_views(&instance, &pids).await;
+        // PostgreSQL: its postmaster's children (the backends serving the pools).
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("backend pid");
+        let postmaster = parent_of(backend as u32);
+        let (portcullis, pgbouncer) = (instance.pid(), bouncer.pid());
+        let portcullis = move || vec![portcullis];
+        let pgbouncer = move || vec![pgbouncer];
+        let postgres = move || children_of(postmaster);
+        let mut groups: Vec<(&str, &dyn Fn() -> Vec<u32>)> = vec![("Portcullis", &portcullis)];
+        if via_bouncer {
+            groups.push(("PgBouncer", &pgbouncer));
+        }
+        groups.push(("PostgreSQL", &postgres));
+        let mut visitors = Vec::new();
+        for _ in 0..8 {
+            let visitor = browser(&instance);
+            visitor
+                .sign_in("mia", ADMIN_PASSWORD)
+                .await
+                .expect("sign in");
+            visitors.push(visitor);
+        }
+        let figures = measure_page_views(&visitors, &groups).await;
         let _ = writeln!(std::io::stderr(), "{name}: {figures}");
         instance.stop().await;
     }
 }
 
-/// 8 signed-in clients viewing /account for 5 s (after 1 s of warm-up): requests a second,
-/// and CPU time of `pids` per request.
-pub async fn measure_page_views(instance: &Instance, pids: &[u32]) -> String {
-    const CLIENTS: usize = 8;
-    let mut visitors = Vec::new();
-    for _ in 0..CLIENTS {
-        let visitor = browser(instance);
-        visitor
-            .sign_in("mia", ADMIN_PASSWORD)
-            .await
-            .expect("sign in");
-        visitors.push(visitor);
-    }
-    let run = |seconds: u64, visitors: &Vec<Visitor>| {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut tasks = JoinSet::new();
-        for visitor in visitors {
-            let visitor = Visitor {
-                client: visitor.client.clone(),
-                base: visitor.base.clone(),
-            };
-            tasks.spawn(async move {
-                let mut views = 0u64;
-                while Instant::now() < deadline {
-                    let response = visitor.get("/account").await.expect("GET");
-                    assert_eq!(response.status(), StatusCode::OK);
-                    response.bytes().await.expect("body");
-                    views += 1;
-                }
-                views
-            });
-        }
-        tasks
-    };
-    let mut warm_up = run(1, &visitors);
-    while warm_up.join_next().await.is_some() {}
-    let cpu_before: Vec<f64> = pids.iter().map(|pid| cpu_seconds(*pid)).collect();
-    let started = Instant::now();
-    let mut tasks = run(5, &visitors);
-    let mut views = 0;
-    while let Some(n) = tasks.join_next().await {
-        views += n.expect("task");
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu: Vec<String> = pids
-        .iter()
-        .zip(cpu_before)
-        .map(|(pid, before)| {
-            format!(
-                "{:.0} µs CPU/request (pid {pid})",
-                (cpu_seconds(*pid) - before) * 1e6 / views as f64
-            )
-        })
-        .collect();
-    format!(
-        "{views} page views in {elapsed:.1} s = {:.0}/s; {}",
-        views as f64 / elapsed,
-        cpu.join(", ")
-    )
-}
-
-/// User + system CPU time of a process, from /proc.
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// A process's parent, from /proc.
+fn parent_of(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    // SAFETY: sysconf only reads a constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) / per_second
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }

@@ -383,3 +383,74 @@ async fn nginx_terminates_tls_names_the_real_client_and_spreads_requests_over_bo
 
     tokio::join!(a.stop(), b.stop());
 }
+
+/// Prints what nginx costs on the hot path (an authenticated page view): the same load
+/// straight to one instance, through nginx (HTTPS) to that instance, and through nginx to
+/// two. Not a pass/fail test; run by hand, ideally in release mode:
+/// `cargo test --release --test it deploy::proxy::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints figures, asserts nothing"]
+async fn measure_page_views_through_nginx_and_direct() {
+    let Some([nginx_bin, openssl]) = tools(["nginx", "openssl"]) else {
+        return;
+    };
+    let scratch = Scratch::new("proxy-cost");
+    let (pool, db) = fresh_database().await;
+    let hasher = PasswordHasher::start(1).expect("hasher");
+    users::create(&pool, &hasher, "alice", PASSWORD, Role::Member, 8)
+        .await
+        .expect("create alice");
+    // Plain cookies, so the same instance serves the direct (HTTP) clients too.
+    let args: Vec<String> = [
+        "--database-url",
+        &database_url(&db),
+        "--trusted-proxy",
+        "127.0.0.1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut a = Instance::start("A", free_port(), args.clone()).await;
+    let mut b = Instance::start("B", free_port(), args).await;
+    let cert = Certificate::make(&openssl, &scratch);
+    const CLIENTS: u8 = 8;
+
+    let mut direct = Vec::new();
+    for _ in 0..CLIENTS {
+        let visitor = Visitor {
+            client: Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: a.base(),
+        };
+        visitor.sign_in("alice", PASSWORD).await.expect("sign in");
+        direct.push(visitor);
+    }
+    let (pid_a, pid_b) = (a.pid(), b.pid());
+    let figures = measure_page_views(&direct, &[("Portcullis", &move || vec![pid_a])]).await;
+    let _ = writeln!(std::io::stderr(), "direct to one instance: {figures}");
+
+    for upstreams in [vec![a.port], vec![a.port, b.port]] {
+        let nginx_dir = Scratch::new("proxy-cost-nginx");
+        let nginx = Nginx::start(&nginx_bin, &nginx_dir, &cert, &upstreams);
+        let mut visitors = Vec::new();
+        for n in 0..CLIENTS {
+            let visitor = nginx.visitor(Ipv4Addr::new(127, 0, 2, n + 1));
+            visitor.sign_in("alice", PASSWORD).await.expect("sign in");
+            visitors.push(visitor);
+        }
+        let instances = upstreams.len();
+        let portcullis = move || [pid_a, pid_b][..instances].to_vec();
+        let nginx_pids = || nginx.pids();
+        let groups: [(&str, &dyn Fn() -> Vec<u32>); 2] =
+            [("Portcullis", &portcullis), ("nginx", &nginx_pids)];
+        let figures = measure_page_views(&visitors, &groups).await;
+        let _ = writeln!(
+            std::io::stderr(),
+            "through nginx (HTTPS, keepalive) to {} instance(s): {figures}",
+            upstreams.len()
+        );
+    }
+    tokio::join!(a.stop(), b.stop());
+}
