@@ -476,3 +476,65 @@ fn parent_of(pid: u32) -> u32 {
         .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// The driver as `--db-pgbouncer` configures it, through PgBouncer with two server
+/// connections for twelve client connections: every query gets its own answer (no Bind
+/// on a statement another client prepared), and failing queries leave nothing behind that
+/// later ones trip over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_pgbouncer_every_query_runs_its_own_statement() {
+    let Some([pgbouncer_bin]) = tools(["pgbouncer"]) else {
+        return;
+    };
+    let scratch = Scratch::new("pgbouncer-driver");
+    let (_pool, db, bouncer) = setup(&pgbouncer_bin, &scratch, 2).await;
+    drop(db);
+    let options = PgConnectOptions::from_str(&bouncer.url())
+        .expect("url")
+        .statement_cache_capacity(0)
+        .extra_float_digits(None);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(12)
+        .connect_with(options)
+        .await
+        .expect("connect through PgBouncer");
+    let mut clients = JoinSet::new();
+    for client in 0..12i64 {
+        let pool = pool.clone();
+        clients.spawn(async move {
+            let mut conn = pool.acquire().await.expect("connection");
+            for n in 0..150i64 {
+                if n % 10 == 0 {
+                    // Fails in Execute, after its Parse and Bind.
+                    let failed = sqlx::query_scalar::<_, i64>("SELECT 1 / $1::int8")
+                        .bind(0i64)
+                        .fetch_one(&mut *conn)
+                        .await;
+                    assert!(failed.is_err(), "division by zero succeeded");
+                    continue;
+                }
+                // Two different statements with the same parameter types: a Bind that
+                // landed on the other one would answer wrongly, not fail.
+                let value = client * 1_000 + n;
+                let (sql, want) = if n % 2 == 0 {
+                    ("SELECT $1::int8 * 2, $2::text", value * 2)
+                } else {
+                    ("SELECT $1::int8 + 7, $2::text", value + 7)
+                };
+                let (got, tag): (i64, String) = sqlx::query_as(sql)
+                    .bind(value)
+                    .bind(format!("client {client}"))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("client {client} query {n}: {e}"));
+                assert_eq!((got, tag), (want, format!("client {client}")), "{sql}");
+            }
+        });
+    }
+    while let Some(result) = clients.join_next().await {
+        if let Err(panic) = result {
+            panic!("{panic}\n--- pgbouncer\n{}", bouncer.log());
+        }
+    }
+    pool.close().await;
+}

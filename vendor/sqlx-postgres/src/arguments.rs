@@ -107,6 +107,19 @@ impl PgArguments {
 
     // Apply patches
     // This should only go out and ask postgres if we have not seen the type name yet
+    // PORTCULLIS PATCH: looks up (and caches on the connection) the types of the holes,
+    // before a transient statement is prepared, so that `apply_patches` then runs no
+    // query between its Parse and Bind (see `prepare_transient`).
+    pub(crate) async fn resolve_type_holes(&self, conn: &mut PgConnection) -> Result<(), Error> {
+        for (_, kind) in &self.buffer.type_holes {
+            match kind {
+                HoleKind::Type { name } => conn.fetch_type_id_by_name(name).await?,
+                HoleKind::Array(array) => conn.fetch_array_type_id(array).await?,
+            };
+        }
+        Ok(())
+    }
+
     pub(crate) async fn apply_patches(
         &mut self,
         conn: &mut PgConnection,

@@ -102,12 +102,13 @@ async fn prepare(
 }
 
 // PORTCULLIS PATCH (see PORTCULLIS-PATCH.md at the crate root): with the statement cache
-// disabled, a statement is prepared without a Sync and closed again before the Sync that
-// ends its execution. Parse, Bind, Execute and Close then form one implicit transaction,
-// so a pooler in transaction mode (PgBouncer before 1.21) cannot hand the Bind to another
-// server connection than the Parse, and no statement outlives its query (the stock code
-// leaves every `sqlx_s_N` prepared on whichever server connection it landed on, where the
-// next client connection preparing its own `sqlx_s_N` collides with it).
+// disabled, a query is prepared as the unnamed statement and without a Sync, so that
+// Parse, Bind and Execute form one implicit transaction: a pooler in transaction mode
+// (PgBouncer before 1.21) cannot hand the Bind to another server connection than the
+// Parse, and nothing prepared outlives the query in a way another client could trip over
+// (the next unnamed Parse replaces it). Upstream instead prepares a named `sqlx_s_N` that,
+// uncached, is never closed: the next client connection preparing its own `sqlx_s_N` on
+// that server connection fails with "prepared statement already exists".
 async fn prepare_transient(
     conn: &mut PgConnection,
     sql: &str,
@@ -122,8 +123,7 @@ async fn prepare_transient(
     loop {
         conn.wait_until_ready().await?;
 
-        let id = conn.inner.next_statement_id;
-        conn.inner.next_statement_id = id.next();
+        let id = StatementId::UNNAMED;
         conn.inner.stream.write_msg(Parse {
             param_types: &param_types,
             query: sql,
@@ -178,12 +178,10 @@ async fn prepare_transient(
             ));
         }
 
-        // Custom types must be looked up with queries of their own: end this sequence
-        // cleanly, look them up (they are cached on the connection), then prepare again.
-        conn.inner.stream.write_msg(Close::Statement(id))?;
+        // Custom types must be looked up with queries of their own: end this sequence,
+        // look them up (they are cached on the connection), then prepare again.
         conn.write_sync();
         conn.inner.stream.flush().await?;
-        conn.wait_for_close_complete(1).await?;
         conn.recv_ready_for_query().await?;
         conn.handle_parameter_description(parameters_desc).await?;
         conn.handle_row_description(rows_desc, true).await?;
@@ -335,8 +333,12 @@ impl PgConnection {
             // prepare the statement if this our first time executing it
             // always return the statement ID here
             // PORTCULLIS PATCH: without a statement cache, prepare transiently (see
-            // `prepare_transient`) and close the statement before this query's Sync.
+            // `prepare_transient`), after looking up the argument types that need a query
+            // of their own: no query may run between that Parse and this Bind.
             let transient = !self.inner.cache_statement.is_enabled();
+            if transient {
+                arguments.resolve_type_holes(self).await?;
+            }
             let (statement, metadata_) = self
                 .get_or_prepare(query, &arguments.types, persistent, metadata_opt, transient)
                 .await?;
@@ -346,8 +348,7 @@ impl PgConnection {
             // patch holes created during encoding
             if let Err(error) = arguments.apply_patches(self, &metadata.parameters).await {
                 if transient {
-                    // End the open sequence so that nothing stays prepared.
-                    self.inner.stream.write_msg(Close::Statement(statement))?;
+                    // End the open sequence.
                     self.write_sync();
                 }
                 return Err(error);
@@ -386,11 +387,6 @@ impl PgConnection {
             self.inner
                 .stream
                 .write_msg(Close::Portal(PortalId::UNNAMED))?;
-
-            // PORTCULLIS PATCH: a transient statement is closed in the same sequence.
-            if transient {
-                self.inner.stream.write_msg(Close::Statement(statement))?;
-            }
 
             // finally, [Sync] asks postgres to process the messages that we sent and respond with
             // a [ReadyForQuery] message when it's completely done. Theoretically, we could send
