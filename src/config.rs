@@ -88,8 +88,10 @@ pub struct DatabaseArgs {
         global = true
     )]
     pub data_dir: PathBuf,
-    /// DATABASE_URL points at PgBouncer in transaction pooling mode: use unnamed prepared
-    /// statements and send no startup options (a small cost per query; see README).
+    /// DATABASE_URL points at PgBouncer in transaction pooling mode: no statement cache
+    /// (each statement is prepared within the transaction that runs it: one more round
+    /// trip per query), no startup options, and no migrations (only a schema check; run
+    /// `portcullis migrate` directly against PostgreSQL).
     #[arg(long, env = "PORTCULLIS_DB_PGBOUNCER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     pub db_pgbouncer: bool,
 }

@@ -45,6 +45,11 @@ fn main() -> ExitCode {
         Some(Command::Config {
             action: ConfigCommand::Check(args),
         }) => config_check(&args),
+        Some(Command::Migrate { db }) if db.db_pgbouncer => Err(anyhow::anyhow!(
+            "migrations hold a session-level advisory lock, which PgBouncer's transaction \
+             pooling cannot keep: run `portcullis migrate` with a DATABASE_URL that reaches \
+             PostgreSQL directly, without --db-pgbouncer"
+        )),
         Some(Command::Migrate { db }) => {
             init_tracing(LogFormat::Text, "info");
             with_database(&db, |_| async { Ok(()) })
@@ -90,7 +95,7 @@ where
             let pool = database
                 .pool(db::PoolSettings::cli(args.db_pgbouncer))
                 .await?;
-            db::migrate(&pool).await?;
+            migrate_or_check(&pool, args.db_pgbouncer).await?;
             let result = work(pool.clone()).await;
             pool.close().await;
             result
@@ -141,11 +146,7 @@ async fn run_server(
             pgbouncer: args.db.db_pgbouncer,
         })
         .await?;
-    if args.no_migrate {
-        db::check_schema(&pool).await?;
-    } else {
-        db::migrate(&pool).await?;
-    }
+    migrate_or_check(&pool, args.no_migrate || args.db.db_pgbouncer).await?;
     let demo = settings.demo;
     let app = App::build(pool.clone(), settings).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
@@ -181,6 +182,18 @@ async fn run_server(
     tracing::info!("all requests finished; closing the database pool");
     pool.close().await;
     Ok(())
+}
+
+/// Applies pending migrations, or with `check_only` refuses an outdated schema. Through
+/// PgBouncer (`--db-pgbouncer`) only the check runs: sqlx migrates under a session-level
+/// advisory lock, and transaction pooling could take it on one server connection and
+/// release it on another, leaving it held for good (blocking every later migration).
+async fn migrate_or_check(pool: &sqlx::PgPool, check_only: bool) -> anyhow::Result<()> {
+    if check_only {
+        db::check_schema(pool).await
+    } else {
+        db::migrate(pool).await
+    }
 }
 
 fn std_duration(duration: time::Duration) -> std::time::Duration {

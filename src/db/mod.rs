@@ -60,7 +60,17 @@ impl Database {
 
     pub async fn pool(&self, settings: PoolSettings) -> anyhow::Result<PgPool> {
         let mut options = self.options.clone();
-        if let Some(timeout) = settings.statement_timeout {
+        if settings.pgbouncer {
+            // PgBouncer < 1.21 in transaction pooling mode hands each transaction to any
+            // server connection, so a statement prepared on one may be executed on another:
+            // no statement cache. With the cache off, the patched driver prepares and closes
+            // each statement within the implicit transaction that executes it
+            // (vendor/sqlx-postgres/PORTCULLIS-PATCH.md); one more round trip per query.
+            // PgBouncer also refuses startup parameters it does not know
+            // (`extra_float_digits`, `options`), so statement_timeout must be set on the
+            // role or database instead (`ALTER ROLE … SET statement_timeout = '5s'`).
+            options = options.statement_cache_capacity(0).extra_float_digits(None);
+        } else if let Some(timeout) = settings.statement_timeout {
             // A runaway query cannot hold a connection (and a request) for long.
             options =
                 options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);

@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod browser;
 mod contract;
+mod deploy;
 mod faults;
 mod first_run;
 mod hardening;
