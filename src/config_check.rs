@@ -11,28 +11,34 @@ use crate::{
     db::Cluster,
 };
 
-/// `postgres://user:secret@host/db` with the password replaced.
+/// `postgres://user:secret@host/db` with the password replaced, wherever it is given:
+/// in the user info or as a `password` query parameter.
 fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(mut parsed) = url::Url::parse(url) else {
         return "(unparsable URL)".into();
     };
-    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:****@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = tail
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=****"),
-            _ => pair.to_owned(),
+    if parsed.password().is_some() {
+        // Fails only for URLs that cannot have a password, which then has none to hide.
+        let _ = parsed.set_password(Some("****"));
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(key, value)| {
+            let value = if key.eq_ignore_ascii_case("password") {
+                "****".to_owned()
+            } else {
+                value.into_owned()
+            };
+            (key.into_owned(), value)
         })
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{scheme}://{authority}/{tail}")
+        .collect();
+    if parsed
+        .query_pairs()
+        .any(|(key, _)| key.eq_ignore_ascii_case("password"))
+    {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.into()
 }
 
 pub struct Report {
@@ -229,6 +235,10 @@ mod tests {
         assert_eq!(
             mask_url("postgres://app@db/portcullis?password=s3cret&sslmode=require"),
             "postgres://app@db/portcullis?password=****&sslmode=require"
+        );
+        assert_eq!(
+            mask_url("postgres://app:p%40ss@db/portcullis"),
+            "postgres://app:****@db/portcullis"
         );
     }
 }

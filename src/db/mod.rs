@@ -166,10 +166,19 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     let needed = migrator().iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        match sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool)
             .await
-            .unwrap_or(None);
+        {
+            Ok(applied) => applied,
+            // No migrations table: a database never migrated.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context("could not read the database schema version")
+                );
+            }
+        };
     match applied {
         Some(applied) if applied >= needed => Ok(()),
         applied => anyhow::bail!(

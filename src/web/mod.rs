@@ -31,8 +31,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use tower::ServiceBuilder;
-use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer};
+use tower_http::services::ServeDir;
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
@@ -101,6 +100,33 @@ impl Site {
             demo: settings.demo,
         }
     }
+}
+
+/// Static files are cached for a year only under the address pages link to (with this
+/// build's content hash). Any other `v` gets `no-cache`: during a rolling upgrade an old
+/// instance may be asked for the new hash, and must not let its old file be kept a year
+/// under that name.
+async fn static_cache(
+    axum::extract::State(site): axum::extract::State<Arc<Site>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let current = request
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| site.css_href.ends_with(pq.as_str()) && pq.query().is_some());
+    let mut response = next.run(request).await;
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let value = if current {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The operator's support contact as pages show it: an address or URL becomes a link.
@@ -318,18 +344,18 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", get(setup::form).post(setup::submit))
         .layer(sessions);
 
-    let static_files = ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
-        ))
-        .service(ServeDir::new(&settings.static_dir));
+    let static_files = Router::new()
+        .fallback_service(ServeDir::new(&settings.static_dir))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.site),
+            static_cache,
+        ));
 
     Router::new()
         .merge(with_sessions)
         .merge(health::router())
         .route("/robots.txt", get(help::robots))
-        .nest_service("/static", static_files)
+        .nest("/static", static_files)
         .fallback(errors::not_found)
         // One layer around every route: see `frame` (it also applies the body limit, the
         // request timeout and catches panics).

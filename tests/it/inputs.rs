@@ -264,6 +264,10 @@ async fn static_files_are_cacheable_and_private_pages_are_not() {
         cache.contains("max-age=31536000") && cache.contains("immutable"),
         "{cache}"
     );
+    // Another build's hash (a rolling upgrade asked the wrong instance): not kept.
+    let other = app.get(&browser, "/static/app.css?v=0123456789ab").await;
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(other.headers()["cache-control"], "no-cache");
     assert!(
         css.headers()
             .get("content-type")

@@ -316,11 +316,27 @@ async fn nginx_terminates_tls_names_the_real_client_and_spreads_requests_over_bo
         assert_eq!(from_the_app(&response), !refused_by_nginx, "{size} bytes");
     }
 
-    // Static files: a year's caching, exactly one Cache-Control.
-    let css = alice.get("/static/app.css").await.expect("GET");
-    assert_eq!(css.status(), StatusCode::OK);
-    let cache: Vec<_> = css.headers().get_all("cache-control").iter().collect();
-    assert_eq!(cache, ["public, max-age=31536000, immutable"]);
+    // Static files: a year's caching under the address pages link to, exactly one
+    // Cache-Control; under another version (an instance of another build was asked) none.
+    let home = alice
+        .get("/")
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("body");
+    let start = home.find("/static/app.css?v=").expect("stylesheet link");
+    let href = &home[start..start + home[start..].find('"').expect("end of link")];
+    for (path, expected) in [
+        (href, "public, max-age=31536000, immutable"),
+        ("/static/app.css?v=0123456789ab", "no-cache"),
+        ("/static/app.css", "no-cache"),
+    ] {
+        let css = alice.get(path).await.expect("GET");
+        assert_eq!(css.status(), StatusCode::OK, "{path}");
+        let cache: Vec<_> = css.headers().get_all("cache-control").iter().collect();
+        assert_eq!(cache, [expected], "{path}");
+    }
 
     // POST /login is rate-limited per address by nginx (429 without the app's request
     // id); GET /login is not.
