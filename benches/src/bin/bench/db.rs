@@ -243,7 +243,11 @@ impl Db {
         // late when it goes idle, so they would charge this window with a previous
         // scenario's writes (e.g. the audit trail of the 401 flood).
         let tuples = if self.statements {
-            queries.iter().filter(|q| q.write).map(|q| q.rows as i64).sum()
+            queries
+                .iter()
+                .filter(|q| q.write)
+                .map(|q| q.rows as i64)
+                .sum()
         } else {
             tuples_written(pool).await? - mark.tuples
         };
