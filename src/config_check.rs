@@ -125,6 +125,22 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
                         "the database runs with fsync=off: a crash can lose or corrupt data".into(),
                     );
                 }
+                // Through PgBouncer the app cannot set statement_timeout per connection
+                // (see `Database::pool`); the role or database must carry it.
+                if args.db.db_pgbouncer {
+                    let timeout: Option<String> = sqlx::query_scalar("SHOW statement_timeout")
+                        .fetch_one(&mut conn)
+                        .await
+                        .ok();
+                    if timeout.as_deref() == Some("0") {
+                        warnings.push(
+                            "--db-pgbouncer is on and the database role has no statement_timeout: \
+                             set one (ALTER ROLE … SET statement_timeout = '5s'), since the app \
+                             cannot set it through PgBouncer"
+                                .into(),
+                        );
+                    }
+                }
                 conn.close().await.ok();
             }
             Err(err) => warnings.push(format!("cannot connect to the database: {err}")),

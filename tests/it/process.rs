@@ -815,4 +815,23 @@ async fn config_check_masks_secrets_and_warns() {
         .expect("run");
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(text.contains("fsync=off"), fsync == "off", "{text}");
+
+    // Through PgBouncer the app cannot set statement_timeout, so the role or database must.
+    let pgbouncer_check = || {
+        let output = portcullis(&["config", "check", "--database-url", &url, "--db-pgbouncer"])
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let text = pgbouncer_check();
+    assert!(text.contains("no statement_timeout"), "{text}");
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{}\" SET statement_timeout = '5s'",
+        app.db_name
+    ))
+    .execute(&app.pool)
+    .await
+    .expect("alter database");
+    let text = pgbouncer_check();
+    assert!(!text.contains("statement_timeout"), "{text}");
 }
