@@ -9,6 +9,7 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,13 +18,18 @@ use std::{
 };
 
 use axum::{Router, extract::ConnectInfo};
+use futures_util::future::join_all;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::AbortHandle,
+};
 use tower::ServiceExt;
 
 #[derive(Debug, Clone)]
@@ -60,6 +66,14 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    let service_for = |peer: SocketAddr| {
+        TowerToHyperService::new(router.clone().map_request(
+            move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ))
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     // Set once the shutdown signal arrives: accept until then, then stop.
     let mut grace_ends: Option<tokio::time::Instant> = None;
@@ -101,15 +115,8 @@ pub async fn serve(
             () = &mut grace => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
         let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+            graceful.watch(http.serve_connection(TokioIo::new(stream), service_for(peer)));
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
@@ -117,10 +124,31 @@ pub async fn serve(
             drop(slot);
         });
     }
+
     // Stop accepting before draining, so a load balancer sends new connections elsewhere.
-    drop(listener);
+    // Connections the kernel has already completed (queued for `accept`) would be reset
+    // when the listener closes, after their clients may have sent a request a proxy will
+    // not retry (a POST): serve one request on each. They are not handed to `graceful`,
+    // whose shutdown would close them before their first request is read. The queue is
+    // bounded by the listen backlog, so they may exceed `max_connections` briefly.
+    let mut last_calls = Vec::new();
+    let mut one_request = http.clone();
+    one_request.keep_alive(false);
+    for (stream, peer) in take_queued(listener) {
+        let _ = stream.set_nodelay(true);
+        let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
+        last_calls.push(tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        }));
+    }
     tracing::info!("draining in-flight requests");
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    let aborts: Vec<_> = last_calls.iter().map(|task| task.abort_handle()).collect();
+    let drained = async {
+        tokio::join!(graceful.shutdown(), join_all(last_calls));
+    };
+    if tokio::time::timeout(limits.drain_timeout, drained)
         .await
         .is_err()
     {
@@ -128,6 +156,37 @@ pub async fn serve(
             "requests still running after {:?}; closing their connections",
             limits.drain_timeout
         );
+        aborts.iter().for_each(AbortHandle::abort);
     }
     Ok(())
+}
+
+/// The connections waiting in `listener`'s accept queue, without waiting for more. A plain
+/// non-blocking `accept` on the std socket, because tokio's `accept` only tries once its
+/// reactor has seen a readiness event, which may not have happened yet.
+fn take_queued(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let mut queued = Vec::new();
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not take queued connections");
+            return queued;
+        }
+    };
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => match stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream))
+            {
+                Ok(stream) => queued.push((stream, peer)),
+                Err(err) => tracing::warn!(error = %err, %peer, "queued connection lost"),
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return queued,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept of queued connections failed");
+                return queued;
+            }
+        }
+    }
 }

@@ -291,3 +291,41 @@ async fn shutting_down_says_so_before_refusing_connections() {
         .expect("stopped")
         .expect("join");
 }
+
+/// A connection the kernel completed but the server had not yet accepted when the grace
+/// ended (here: queued behind the one connection slot) is served, not reset: its client
+/// may already have sent a POST that a proxy would not retry.
+#[tokio::test]
+async fn connections_queued_when_the_grace_ends_are_served() {
+    let app = TestApp::spawn_with(|s| {
+        s.max_connections = 1;
+        s.drain_grace = Duration::from_millis(500);
+    })
+    .await;
+    let addr = app.addr;
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buffer = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).into_owned(),
+            Ok(Err(err)) => format!("read error: {err}"),
+            Err(_) => "no answer".into(),
+        }
+    }
+    // Takes the only slot and keeps it, idle, after one answered request.
+    let mut holder = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    holder.write_all(request.as_bytes()).await.expect("write");
+    assert!(read_head(&mut holder).await.starts_with("HTTP/1.1 200"));
+    // Completed by the kernel, waiting in the accept queue with its request sent.
+    let mut queued = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    queued.write_all(request.as_bytes()).await.expect("write");
+    sleep(100).await;
+    let stopping = tokio::spawn(app.stop());
+    let head = read_head(&mut queued).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped")
+        .expect("join");
+    drop(holder);
+}
