@@ -218,8 +218,8 @@ impl Db {
     pub async fn delta(&self, name: &str, pool: &PgPool, mark: DbMark) -> anyhow::Result<DbDelta> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let queries: Vec<QueryCalls> = if self.statements {
-            sqlx::query_as::<_, (String, i64, i64)>(
-                "SELECT s.query, s.calls, s.rows FROM pg_stat_statements s \
+            sqlx::query_as::<_, (String, i64, i64, f64)>(
+                "SELECT s.query, s.calls, s.rows, s.total_exec_time FROM pg_stat_statements s \
                  JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1 \
                  ORDER BY s.calls DESC",
             )
@@ -227,11 +227,12 @@ impl Db {
             .fetch_all(&self.admin)
             .await?
             .into_iter()
-            .map(|(query, calls, rows)| QueryCalls {
+            .map(|(query, calls, rows, exec_ms)| QueryCalls {
                 write: is_write(&query),
                 query: one_line(&query),
                 calls: calls as u64,
                 rows: rows as u64,
+                exec_ms,
             })
             .collect()
         } else {
@@ -306,6 +307,10 @@ pub struct QueryCalls {
     pub calls: u64,
     pub rows: u64,
     pub write: bool,
+    /// Time PostgreSQL spent executing the calls (`total_exec_time`; planning and the
+    /// protocol round trip not included): what each server's queries cost the database.
+    #[serde(default)]
+    pub exec_ms: f64,
 }
 
 /// What one server's database did during a measurement.
@@ -337,6 +342,7 @@ impl DbDelta {
                 Some(mine) => {
                     mine.calls += q.calls;
                     mine.rows += q.rows;
+                    mine.exec_ms += q.exec_ms;
                 }
                 None => self.queries.push(q.clone()),
             }

@@ -270,18 +270,28 @@ fn queries(out: &mut String, title: &str, m: &crate::db::DbDelta, requests: u64)
         return;
     }
     let _ = writeln!(out, "\n{title}:\n");
-    let _ = writeln!(out, "| calls/request | rows/call | statement |");
-    let _ = writeln!(out, "|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "| calls/request | rows/call | exec µs/call | statement |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---|");
     for q in m.queries.iter().take(6) {
         let text: String = q.query.chars().take(140).collect();
         let _ = writeln!(
             out,
-            "| {:.4} | {:.2} | `{}` |",
+            "| {:.4} | {:.2} | {:.1} | `{}` |",
             q.calls as f64 / requests.max(1) as f64,
             q.rows as f64 / q.calls.max(1) as f64,
+            q.exec_ms * 1000.0 / q.calls.max(1) as f64,
             text.replace('|', "\\|")
         );
     }
+    let exec_ms: f64 = m.queries.iter().map(|q| q.exec_ms).sum();
+    let _ = writeln!(
+        out,
+        "\nPostgreSQL execution time: **{:.1} µs per request** (all statements).",
+        exec_ms * 1000.0 / requests.max(1) as f64
+    );
 }
 
 pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
