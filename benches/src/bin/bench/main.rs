@@ -254,6 +254,14 @@ pub struct Results {
     /// /proc/loadavg at the start and the end: how busy the shared machine was.
     #[serde(default)]
     pub load_average: Vec<String>,
+    /// The cargo profile the servers and this driver were built with: `release`, or `dev`
+    /// when CI only proves the harness works (`BENCH_PROFILE=dev`; figures meaningless).
+    #[serde(default = "release")]
+    pub build: String,
+}
+
+fn release() -> String {
+    "release".into()
 }
 
 fn main() -> std::process::ExitCode {
@@ -529,6 +537,11 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
             }
         }),
         commit: report::commit(Path::new(REPO)),
+        build: if cfg!(debug_assertions) {
+            "dev".into()
+        } else {
+            release()
+        },
         machine: report::machine(),
         database: db.description.clone(),
         load_generator: load::wrk_version(),
