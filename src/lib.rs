@@ -71,7 +71,7 @@ impl App {
     pub async fn serve(
         self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        shutdown: impl Future<Output = server::Stop> + Send + 'static,
     ) -> std::io::Result<()> {
         let cleanup = tokio::spawn(sweep(
             self.state.pool.clone(),

@@ -8,6 +8,7 @@ use portcullis::{
     App, cli,
     config::{Cli, Command, ConfigCommand, DatabaseArgs, LogFormat, ServeArgs, Settings},
     db::{self, Database},
+    server::Stop,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -202,16 +203,17 @@ fn std_duration(duration: time::Duration) -> std::time::Duration {
 
 /// Ctrl-C or SIGTERM. The handlers are installed now, not when the future is first polled:
 /// a SIGTERM arriving right after "listening on" must not kill the process outright.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = Stop>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {},
-            _ = terminate.recv() => {},
-        }
-        tracing::info!("shutdown requested");
+        let stop = tokio::select! {
+            _ = interrupt.recv() => Stop::Interactive,
+            _ = terminate.recv() => Stop::Graceful,
+        };
+        tracing::info!(?stop, "shutdown requested");
+        stop
     })
 }

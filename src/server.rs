@@ -46,10 +46,28 @@ pub struct ServerLimits {
     pub draining: Arc<AtomicBool>,
 }
 
-fn start_draining(limits: &ServerLimits, grace_ends: &mut Option<tokio::time::Instant>) {
-    tracing::info!(grace = ?limits.drain_grace, "shutting down: not ready any more, still serving");
+/// How the instance was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM (systemd, orchestrators, a rolling restart): the grace, then the drain.
+    Graceful,
+    /// Ctrl-C in a terminal: no load balancer is waiting to move on, so no grace; requests
+    /// in flight still finish.
+    Interactive,
+}
+
+fn start_draining(
+    limits: &ServerLimits,
+    stop: Stop,
+    grace_ends: &mut Option<tokio::time::Instant>,
+) {
+    let grace = match stop {
+        Stop::Graceful => limits.drain_grace,
+        Stop::Interactive => Duration::ZERO,
+    };
+    tracing::info!(?grace, "shutting down: not ready any more, still serving");
     limits.draining.store(true, Ordering::Release);
-    *grace_ends = Some(tokio::time::Instant::now() + limits.drain_grace);
+    *grace_ends = Some(tokio::time::Instant::now() + grace);
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, keeps serving for the grace
@@ -58,7 +76,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = Stop> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -92,8 +110,8 @@ pub async fn serve(
                 Ok(slot) => slot,
                 Err(_) => break,
             },
-            () = &mut shutdown, if waiting_for_signal => {
-                start_draining(&limits, &mut grace_ends);
+            stop = &mut shutdown, if waiting_for_signal => {
+                start_draining(&limits, stop, &mut grace_ends);
                 continue;
             }
             () = &mut grace => break,
@@ -108,8 +126,8 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown, if waiting_for_signal => {
-                start_draining(&limits, &mut grace_ends);
+            stop = &mut shutdown, if waiting_for_signal => {
+                start_draining(&limits, stop, &mut grace_ends);
                 continue;
             }
             () = &mut grace => break,

@@ -6,6 +6,7 @@ use portcullis::{
     App,
     auth::{Role, password::PasswordHasher, users},
     db::{Cluster, ClusterOptions},
+    server::Stop,
 };
 use reqwest::StatusCode;
 use sqlx::{ConnectOptions, Connection};
@@ -57,7 +58,7 @@ async fn a_database_outage_is_503_and_the_app_recovers_by_itself() {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(app.serve(listener, std::future::pending()));
+    tokio::spawn(app.serve(listener, std::future::pending::<Stop>()));
 
     let browser = reqwest::Client::builder()
         .cookie_store(true)

@@ -121,10 +121,15 @@ impl Server {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
+    }
+
+    /// Sends `signal`, then waits for a clean exit: at most `within`.
+    fn stop_with(mut self, signal: nix::sys::signal::Signal, within: Duration) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 assert!(status.success(), "serve exited with {status}");
@@ -132,7 +137,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "serve did not stop within 30 s of SIGTERM"
+                "serve did not stop within {within:?} of {signal}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -834,4 +839,27 @@ async fn config_check_masks_secrets_and_warns() {
     .expect("alter database");
     let text = pgbouncer_check();
     assert!(!text.contains("statement_timeout"), "{text}");
+}
+
+/// Ctrl-C (SIGINT) in a terminal stops at once: the drain grace is for load balancers, which
+/// a SIGTERM tells to move on; a developer's Ctrl-C should not wait for it.
+#[tokio::test]
+async fn ctrl_c_skips_the_drain_grace_that_sigterm_keeps() {
+    let (pool, db) = fresh_database().await;
+    pool.close().await;
+    let url = database_url(&db);
+    let args = ["--database-url", url.as_str(), "--drain-grace", "60s"];
+    let (server, _) = Server::start_with(&args, &[]);
+    // Well within the 60 s grace.
+    server.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(30));
+
+    // SIGTERM keeps serving through the grace, saying it is going.
+    let (server, _) = Server::start_with(&args, &[]);
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .expect("still serving during the grace");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

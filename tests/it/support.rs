@@ -17,6 +17,7 @@ use portcullis::{
     auth::{Role, password::PasswordHasher, users},
     config::Settings,
     db::{Cluster, ClusterOptions},
+    server::Stop,
 };
 use reqwest::{
     Client, Response, StatusCode,
@@ -319,6 +320,7 @@ impl TestApp {
             let _ = app
                 .serve(listener, async move {
                     let _ = rx.await;
+                    Stop::Graceful
                 })
                 .await;
         });
