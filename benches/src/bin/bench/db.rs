@@ -22,8 +22,9 @@ const CLUSTER_SETTINGS: [(&str, &str); 2] = [
 ];
 
 pub struct Db {
-    /// Keeps the private cluster running; stopped on drop.
-    _cluster: Option<Cluster>,
+    /// The private cluster, if this run started one: stopped by [`Db::close`] (a
+    /// `Cluster` does not stop itself when dropped).
+    cluster: Option<Cluster>,
     /// A URL whose path is replaced per database.
     base: Url,
     pub upstream: Upstream,
@@ -139,7 +140,7 @@ impl Db {
             }
         );
         Ok(Db {
-            _cluster: cluster,
+            cluster,
             base,
             upstream,
             admin,
@@ -174,6 +175,12 @@ impl Db {
             .extend_pairs(pairs)
             .append_pair("sslmode", "disable");
         Ok(url.to_string())
+    }
+
+    /// Closes this run's connections and hands back the private cluster, to be stopped.
+    pub async fn close(self) -> Option<Cluster> {
+        self.admin.close().await;
+        self.cluster
     }
 
     /// Drops and creates database `name`, with pg_stat_statements, and returns a pool on it.

@@ -303,9 +303,9 @@ fn run_main(args: Args) -> anyhow::Result<()> {
             Some(db::start_cluster(&args.work_dir.join("cluster"), &runtime)?)
         }
     };
-    // The cluster lives in `Db` and stops when it drops, after every server has stopped
-    // (they are dropped inside `run`); Ctrl-C or SIGTERM cancels `run` the same way.
-    let result = runtime.block_on(async {
+    // The cluster lives in `Db` and is stopped after every server has stopped (they are
+    // dropped inside `run`); Ctrl-C or SIGTERM cancels `run` the same way.
+    let (result, cluster) = runtime.block_on(async {
         let db = Db::open(cluster, args.database_url.as_deref()).await?;
         let outcome = tokio::select! {
             result = run(&args, &db, started) => result,
@@ -314,9 +314,11 @@ fn run_main(args: Args) -> anyhow::Result<()> {
         for name in DATABASES {
             db.drop_database(name).await;
         }
-        drop(db);
-        outcome
-    });
+        anyhow::Ok((outcome, db.close().await))
+    })?;
+    if let Some(cluster) = cluster {
+        cluster.stop();
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }
