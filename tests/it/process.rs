@@ -1,9 +1,9 @@
 //! The real binary: the embedded default (private cluster) start/stop/restart, and the CLI.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -13,7 +13,6 @@ use reqwest::StatusCode;
 
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 fn scratch_dir(tag: &str) -> PathBuf {
@@ -24,38 +23,6 @@ fn scratch_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn portcullis(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
-    command
-}
-
-/// Runs the CLI with `stdin`; returns (success, stdout, stderr).
-fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = portcullis(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the CLI");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("CLI output");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 struct Server {

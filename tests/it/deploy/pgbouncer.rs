@@ -10,7 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::support::{database_url, fresh_database_unmigrated};
+use crate::support::{database_url, fresh_database_unmigrated, portcullis};
 
 const ADMIN_PASSWORD: &str = "a long enough password 2026";
 /// The database name PgBouncer hands out (its real name is the test database's).
@@ -166,28 +166,8 @@ impl Drop for PgBouncer {
 
 /// Runs the CLI with `stdin`; returns (success, stdout + stderr).
 fn cli(args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the CLI");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("CLI output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let (ok, out, err) = crate::support::cli(args, stdin);
+    (ok, out + &err)
 }
 
 /// A browser talking to an instance directly (plain HTTP, its own cookie jar).
@@ -392,11 +372,8 @@ async fn the_core_flows_work_through_pgbouncer_in_transaction_mode() {
 
     // Without --db-pgbouncer, PgBouncer 1.18 refuses the connection outright (its
     // startup options carry statement_timeout); the switch is what makes it work.
-    let output = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--no-migrate"])
+    let output = portcullis(&["serve", "--bind", "127.0.0.1:0", "--no-migrate"])
         .args(["--database-url", &bouncer.url()])
-        .env_remove("DATABASE_URL")
-        .env("NO_COLOR", "1")
         .output()
         .expect("run serve");
     let err = String::from_utf8_lossy(&output.stderr);
