@@ -191,11 +191,13 @@ async fn nginx_terminates_tls_names_the_real_client_and_spreads_requests_over_bo
         .await
         .expect("GET");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Ordered by address, not id: the two denials may come from different instances,
+    // whose audit writers each batch their rows, so id order is not request order.
     let reasons: Vec<(Option<String>, Option<String>)> = {
         audit_ips(&pool, "event = 'denied' AND path = '/login/complete'", 2).await;
         sqlx::query_as(
             "SELECT reason, ip FROM audit_events WHERE event = 'denied' \
-             AND path = '/login/complete' ORDER BY id",
+             AND path = '/login/complete' ORDER BY ip DESC",
         )
         .fetch_all(&pool)
         .await
