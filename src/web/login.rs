@@ -111,25 +111,29 @@ fn login_page(
     )
 }
 
-/// A stylesheet the sign-in page links when it shows a notice; its response clears the
-/// site's cache (`Clear-Site-Data: "cache"`), which also drops the site's pages from the
-/// back/forward cache.
+/// An address the sign-in page loads in a hidden frame when it shows a notice; the answer
+/// (`204`, nothing to show) carries `Clear-Site-Data: "cache"`, which drops the site's
+/// pages from the browser's back/forward cache.
 ///
 /// Why: Chromium now keeps `no-store` pages in its back/forward cache, and after signing
-/// out the back button showed the account page again from memory (browser suite, journey
-/// 3). The sign-out response's own cookie change (or a `Clear-Site-Data` on it) comes too
-/// early: the page being left enters the back/forward cache only after the next page
-/// commits. A request made *by* the next page comes late enough, and needs no script.
-pub const FORGET_PAGES: &str = "/login/forget-pages.css";
+/// out the back button showed the account page again from memory (browser suite, journeys
+/// 3 and 4). The page being left enters that cache when the browser process learns that
+/// the next page committed; anything earlier (the sign-out response's cookie change, a
+/// `Clear-Site-Data` on it or on the sign-in page itself) is too early. A stylesheet link
+/// made *by* the next page was too early now and then as well: the renderer fetches
+/// subresources straight from the network service, racing its own commit message (about
+/// one run in forty of the browser suite). A frame's navigation is started by the browser
+/// process itself, on a message the renderer sends after its commit message and over the
+/// same ordered channel, so the clearing comes after the page is stored. No script needed.
+pub const FORGET_PAGES: &str = "/login/forget-pages";
 
 pub async fn forget_pages() -> Response {
     (
+        StatusCode::NO_CONTENT,
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
             (HeaderName::from_static("clear-site-data"), "\"cache\""),
         ],
-        "/* Signed-in pages are forgotten: see FORGET_PAGES in src/web/login.rs. */\n",
     )
         .into_response()
 }

@@ -9,15 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn an_account_name_is_throttled_after_five_failures_the_same_whether_it_exists_or_not() {
     let app = TestApp::spawn().await;

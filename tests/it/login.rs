@@ -22,19 +22,27 @@ async fn each_notice_is_shown_on_the_sign_in_page() {
             .await
             .expect("body");
         assert!(page.contains(text), "notice {key}: {page}");
+        assert!(page.contains(FORGET_FRAME), "notice {key}: {page}");
     }
     // Unknown notices show nothing (the query string cannot inject text).
-    let page = app
-        .get(&client, "/login?notice=%3Cscript%3E")
-        .await
-        .text()
-        .await
-        .expect("body");
-    assert!(
-        !page.contains("<script>") && !page.contains("class=\"notice\""),
-        "{page}"
-    );
+    for path in ["/login?notice=%3Cscript%3E", "/login"] {
+        let page = app.get(&client, path).await.text().await.expect("body");
+        assert!(
+            !page.contains("<script>") && !page.contains("class=\"notice\""),
+            "{page}"
+        );
+        assert!(!page.contains(FORGET_FRAME), "{path}: nothing to forget");
+    }
+    // The frame's answer: nothing to show, and "forget this site's pages" (the browser
+    // suite checks what it does to the back button).
+    let forget = app.get(&client, "/login/forget-pages").await;
+    assert_eq!(forget.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&forget, "clear-site-data"), "\"cache\"");
+    assert_eq!(header(&forget, "cache-control"), "no-store");
 }
+
+/// The hidden frame a sign-in page with a notice loads (see `FORGET_PAGES`).
+const FORGET_FRAME: &str = "<iframe hidden src=\"/login/forget-pages\"";
 
 #[tokio::test]
 async fn signing_in_lands_on_next_or_the_account_page() {

@@ -582,6 +582,16 @@ pub fn location(response: &Response) -> String {
         .to_owned()
 }
 
+/// A response header's value ("" when absent or not text).
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The value of `<input type="hidden" name="{name}" value="...">` in a page.
 pub fn hidden_field(page: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
