@@ -574,12 +574,7 @@ pub struct AuditRow {
 }
 
 pub fn location(response: &Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    header(response, LOCATION.as_str())
 }
 
 /// A response header's value ("" when absent or not text).
@@ -642,18 +637,8 @@ pub fn urlencode(value: &str) -> String {
 /// Asserts an API 401: challenge header, no-store, JSON reason.
 pub async fn assert_api_401(response: Response, reason: &str) {
     let ok_status = response.status() == StatusCode::UNAUTHORIZED;
-    let challenge = response
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let cache = response
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate");
+    let cache = header(&response, "cache-control");
     let text = response.text().await.unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     assert!(
