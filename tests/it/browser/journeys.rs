@@ -95,8 +95,9 @@ async fn member_sees_the_403_page(turn: &Turn, js: Js) {
     browser.close().await;
 }
 
-/// 3. After signing out, the back button shows no private content: the page was never
-///    cached (`no-store`), so the browser asks again and is sent to sign in.
+/// 3. After signing out, the back button shows no private content: the sign-in page made
+///    the browser forget the site's pages (`FORGET_PAGES`; `no-store` alone no longer keeps
+///    Chromium from restoring them), so it asks again and is sent to sign in.
 async fn back_after_sign_out_shows_nothing_private(turn: &Turn, js: Js) {
     let app = app().await;
     app.create_user("mia", Role::Member).await;
