@@ -41,6 +41,14 @@ fn mask_url(url: &str) -> String {
     parsed.into()
 }
 
+/// A server setting as `SHOW` reports it; `None` if it cannot be read.
+async fn show(conn: &mut sqlx::PgConnection, setting: &'static str) -> Option<String> {
+    sqlx::query_scalar(&format!("SHOW {setting}"))
+        .fetch_one(conn)
+        .await
+        .ok()
+}
+
 pub struct Report {
     pub text: String,
     pub warnings: Vec<String>,
@@ -116,30 +124,22 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
     if let Some(options) = options {
         match options.connect().await {
             Ok(mut conn) => {
-                let fsync: Option<String> = sqlx::query_scalar("SHOW fsync")
-                    .fetch_one(&mut conn)
-                    .await
-                    .ok();
-                if fsync.as_deref() == Some("off") {
+                if show(&mut conn, "fsync").await.as_deref() == Some("off") {
                     warnings.push(
                         "the database runs with fsync=off: a crash can lose or corrupt data".into(),
                     );
                 }
                 // Through PgBouncer the app cannot set statement_timeout per connection
                 // (see `Database::pool`); the role or database must carry it.
-                if args.db.db_pgbouncer {
-                    let timeout: Option<String> = sqlx::query_scalar("SHOW statement_timeout")
-                        .fetch_one(&mut conn)
-                        .await
-                        .ok();
-                    if timeout.as_deref() == Some("0") {
-                        warnings.push(
-                            "--db-pgbouncer is on and the database role has no statement_timeout: \
+                if args.db.db_pgbouncer
+                    && show(&mut conn, "statement_timeout").await.as_deref() == Some("0")
+                {
+                    warnings.push(
+                        "--db-pgbouncer is on and the database role has no statement_timeout: \
                              set one (ALTER ROLE … SET statement_timeout = '5s'), since the app \
                              cannot set it through PgBouncer"
-                                .into(),
-                        );
-                    }
+                            .into(),
+                    );
                 }
                 conn.close().await.ok();
             }
