@@ -38,6 +38,8 @@ const MAX_SOCKET_DIR_LEN: usize = 90;
 const PORT: u16 = 5432;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long other clients must stay connected before `release` leaves the cluster running.
+const RELEASE_SETTLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -175,6 +177,11 @@ impl Cluster {
     /// checkpoint, exit cleanly — unless other processes are still connected to it (another
     /// `serve` on the same data directory, the CLI): then the last one to leave stops it.
     /// Call after closing this process's own connections.
+    ///
+    /// A backend whose client has just disconnected (this process's pool, a CLI run that
+    /// just ended) stays listed for a few milliseconds while it exits, so "others" must
+    /// persist for [`RELEASE_SETTLE`] before the cluster is left running: without that wait,
+    /// the app now and then exited leaving its PostgreSQL behind (process tests).
     pub async fn release(self) {
         let others = match self.other_clients().await {
             Ok(others) => others,
@@ -193,15 +200,23 @@ impl Cluster {
         tokio::task::spawn_blocking(move || self.stop()).await.ok();
     }
 
+    /// How many other clients are connected, once any that are only leaving have left.
     async fn other_clients(&self) -> sqlx::Result<i64> {
         use sqlx::{ConnectOptions, Connection};
         let mut conn = self.connect_options("postgres").connect().await?;
-        let others: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await?;
+        let settle = Instant::now() + RELEASE_SETTLE;
+        let others = loop {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            if others == 0 || Instant::now() >= settle {
+                break others;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         conn.close().await.ok();
         Ok(others)
     }
