@@ -1,5 +1,7 @@
 //! `portcullis user …`: account management from the command line, on the same database
-//! selection as `serve` (and whether or not the server is running).
+//! selection as `serve` (and whether or not the server is running). Every change goes
+//! through the same domain functions as the admin pages (`accounts::admin`), so the same
+//! rules hold, under the same lock; the actor in the audit trail is "cli".
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -7,36 +9,12 @@ use anyhow::{Context, bail};
 use sqlx::PgPool;
 
 use crate::{
-    audit::{self, AuditEvent, RequestMeta},
-    auth::{Role, password::PasswordHasher, users},
+    accounts::{self, admin},
+    audit::Actor,
+    auth::{password::PasswordHasher, throttle},
     config::UserCommand,
+    display::display_time,
 };
-use serde_json::{Value, json};
-
-/// Records a command-line change in the audit trail (the actor is "cli").
-async fn record(pool: &PgPool, event: &'static str, target: &str, detail: Value) {
-    let event = AuditEvent::new(event, RequestMeta::default())
-        .username("cli")
-        .target(target)
-        .detail(detail);
-    if let Err(err) = audit::write_now(pool, event).await {
-        eprintln!("warning: the change was made but could not be written to the audit log: {err}");
-    }
-}
-
-/// Whether `user` is the only enabled administrator (who must not be demoted or disabled).
-async fn is_last_admin(pool: &PgPool, user: &users::UserRow) -> anyhow::Result<bool> {
-    if user.role != Role::Admin || user.disabled_at.is_some() {
-        return Ok(false);
-    }
-    let others = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM users WHERE role = 'admin' AND disabled_at IS NULL AND id <> $1"#,
-        user.id
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(others == 0)
-}
 
 /// Reads a password: prompted twice without echo on a terminal, else one line of stdin.
 fn read_password(prompt: &str) -> anyhow::Result<String> {
@@ -59,13 +37,15 @@ pub async fn run(
     min_password_chars: usize,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    let actor = Actor::cli();
     match command {
         UserCommand::Create { username, role } => {
             let password = read_password(&format!("Password for {username}: "))?;
             let hasher = PasswordHasher::start(1)?;
-            let user = users::create(
+            let user = admin::create(
                 pool,
                 &hasher,
+                &actor,
                 &username,
                 &password,
                 role,
@@ -73,31 +53,11 @@ pub async fn run(
             )
             .await
             .context("cannot create the user")?;
-            record(
-                pool,
-                "user_created",
-                &user.username,
-                json!({ "role": user.role }),
-            )
-            .await;
             writeln!(out, "created {} ({})", user.username, user.role)?;
         }
         UserCommand::SetRole { username, role } => {
-            let user = users::find(pool, &username).await?;
-            if role != Role::Admin && is_last_admin(pool, &user).await? {
-                bail!(
-                    "{} is the last enabled administrator; make another user an administrator first",
-                    user.username
-                );
-            }
-            users::set_role(pool, user.id, role).await?;
-            record(
-                pool,
-                "role_changed",
-                &user.username,
-                json!({ "from": user.role, "to": role }),
-            )
-            .await;
+            let user = accounts::find(pool, &username).await?;
+            admin::set_role(pool, &actor, user.id, role).await?;
             writeln!(
                 out,
                 "{} is now {role} (effective on their next request)",
@@ -105,59 +65,48 @@ pub async fn run(
             )?;
         }
         UserCommand::SetPassword { username } => {
-            let user = users::find(pool, &username).await?;
+            let user = accounts::find(pool, &username).await?;
             let password = read_password(&format!("New password for {}: ", user.username))?;
             let password =
-                users::check_new_password(&password, min_password_chars, Some(&user.username))?;
+                accounts::check_new_password(&password, min_password_chars, Some(&user.username))?;
             let hasher = PasswordHasher::start(1)?;
             let hash = hasher.hash(password).await?;
-            let mut tx = pool.begin().await?;
-            users::set_password_hash(&mut *tx, user.id, &hash).await?;
-            let ended = users::revoke_sessions(&mut *tx, user.id, None, "password_changed").await?;
-            tx.commit().await?;
-            record(
-                pool,
-                "password_reset",
-                &user.username,
-                json!({ "sessions_revoked": ended }),
-            )
-            .await;
+            let changed = admin::reset_password(pool, &actor, user.id, &hash).await?;
             writeln!(
                 out,
-                "password changed for {}; {ended} session(s) signed out",
-                user.username
+                "password changed for {}; {} session(s) signed out",
+                user.username, changed.sessions_revoked
             )?;
         }
         UserCommand::Disable { username } => {
-            let user = users::find(pool, &username).await?;
-            if is_last_admin(pool, &user).await? {
-                bail!(
-                    "{} is the last enabled administrator; make another user an administrator first",
-                    user.username
-                );
-            }
-            let ended = users::disable(pool, user.id).await?;
-            record(
-                pool,
-                "user_disabled",
-                &user.username,
-                json!({ "sessions_revoked": ended }),
-            )
-            .await;
+            let user = accounts::find(pool, &username).await?;
+            let changed = admin::disable(pool, &actor, user.id).await?;
             writeln!(
                 out,
-                "{} disabled; {ended} session(s) signed out",
-                user.username
+                "{} disabled; {} session(s) signed out",
+                user.username, changed.sessions_revoked
             )?;
         }
         UserCommand::Enable { username } => {
-            let user = users::find(pool, &username).await?;
-            users::set_disabled(pool, user.id, false).await?;
-            record(pool, "user_enabled", &user.username, json!({})).await;
+            let user = accounts::find(pool, &username).await?;
+            admin::enable(pool, &actor, user.id).await?;
             writeln!(out, "{} enabled", user.username)?;
         }
+        UserCommand::Unlock { username } => {
+            let key = accounts::Username::key_of(&username);
+            let cleared = throttle::unlock(pool, &actor, &key).await?;
+            writeln!(
+                out,
+                "{username}: {}",
+                if cleared {
+                    "sign-in blocks lifted"
+                } else {
+                    "no sign-in block to lift"
+                }
+            )?;
+        }
         UserCommand::List => {
-            let all = users::list(pool).await?;
+            let all = accounts::list(pool).await?;
             writeln!(
                 out,
                 "{:<24} {:<7} {:<9} last sign-in",
@@ -171,7 +120,7 @@ pub async fn run(
                 };
                 let last = user
                     .last_sign_in_at
-                    .map(crate::web::display_time)
+                    .map(display_time)
                     .unwrap_or_else(|| "never".into());
                 writeln!(
                     out,

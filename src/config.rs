@@ -69,6 +69,8 @@ pub enum UserCommand {
     Disable { username: String },
     /// Enable a disabled user.
     Enable { username: String },
+    /// Lift every sign-in block on a user's name (after a guessing attack, say).
+    Unlock { username: String },
     /// List users.
     List,
 }

@@ -4,7 +4,10 @@
 use rand::Rng;
 use sqlx::PgPool;
 
-use crate::auth::{Role, password::PasswordHasher, users};
+use crate::{
+    accounts::revoke_sessions,
+    auth::{Role, password::PasswordHasher},
+};
 
 pub const ACCOUNTS: [(&str, Role); 3] = [
     ("member", Role::Member),
@@ -53,7 +56,7 @@ pub async fn provision(
         )
         .fetch_one(&mut *tx)
         .await?;
-        users::revoke_sessions(&mut *tx, id, None, "demo_reset").await?;
+        revoke_sessions(&mut *tx, id, None, "demo_reset").await?;
         tx.commit().await?;
         accounts.push((name, role, password));
     }

@@ -6,7 +6,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::auth::password::HashError;
+use crate::{
+    accounts::{UserError, admin::AdminError},
+    auth::{password::HashError, sign_in::SignInError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -50,6 +53,34 @@ impl From<HashError> for AppError {
             HashError::Busy => AppError::Busy,
             other => AppError::Internal(other.into()),
         }
+    }
+}
+
+/// A domain error that reached a handler unanswered: the user-facing cases (bad names,
+/// refusals) are answered by the pages themselves, so what is left is a failure.
+impl From<AdminError> for AppError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Database(err) => AppError::from(err),
+            AdminError::Hash(err) => AppError::from(err),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<SignInError> for AppError {
+    fn from(err: SignInError) -> Self {
+        match err {
+            SignInError::Database(err) => err.into(),
+            SignInError::Hash(err) => err.into(),
+            SignInError::Session(err) => err.into(),
+        }
+    }
+}
+
+impl From<UserError> for AppError {
+    fn from(err: UserError) -> Self {
+        AppError::from(AdminError::from(err))
     }
 }
 

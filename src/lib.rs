@@ -3,6 +3,7 @@
 //! `App::build` assembles the web application from a database pool and settings;
 //! `main.rs` only wires the command line to it.
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod config_check;
 pub mod db;
 pub mod demo;
+pub mod display;
 pub mod error;
 pub mod server;
 pub mod telemetry;
@@ -24,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{csrf::CsrfKey, password::PasswordHasher, store},
     config::Settings,
-    web::{AppState, Site},
+    web::{AppState, http::Site},
 };
 
 pub struct App {

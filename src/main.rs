@@ -168,7 +168,7 @@ async fn run_server(
             eprintln!("  {name:<8} {:<7} {password}", role.as_str());
         }
         eprintln!();
-    } else if let Some(token) = portcullis::web::setup::issue_token(&pool).await? {
+    } else if let Some(token) = portcullis::accounts::setup::issue_token(&pool).await? {
         tracing::warn!("no users yet: open the one-time setup link printed below");
         eprintln!(
             "\nNo users yet. Create the first administrator in the browser (one-time link):\n  \

@@ -44,3 +44,19 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// Every metric's name, in one place (what dashboards and alerts key on).
+pub mod metric {
+    pub const HTTP_REQUESTS: &str = "http_requests_total";
+    pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+    /// 401/403 answers, by status and precise reason.
+    pub const DENIALS: &str = "portcullis_denials_total";
+    pub const SIGN_INS: &str = "portcullis_sign_ins_total";
+    pub const THROTTLED: &str = "portcullis_throttled_total";
+    pub const PASSWORD_HASH: &str = "portcullis_password_hash_seconds";
+    pub const ACTIVE_SESSIONS: &str = "portcullis_active_sessions";
+    pub const DB_POOL_CONNECTIONS: &str = "portcullis_db_pool_connections";
+    pub const DB_POOL_MAX: &str = "portcullis_db_pool_max_connections";
+    pub const AUDIT_QUEUE: &str = "portcullis_audit_queue_events";
+    pub const AUDIT_DROPPED: &str = "portcullis_audit_dropped_events";
+}

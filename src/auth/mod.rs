@@ -1,15 +1,16 @@
-//! Authentication (who are you) and authorization (what may you do): two separate
-//! answers, 401 and 403, given by `session_user::gate`.
+//! Authentication (who are you) and authorization (what may you do): sessions, passwords,
+//! sign-in and its throttle, roles. Two separate answers, 401 and 403, which the web guard
+//! (`web::http::guard`) turns into responses.
 
 pub mod csrf;
 pub mod next;
 pub mod password;
 pub mod policy;
 pub mod role;
-pub mod session_user;
+pub mod session;
+pub mod sign_in;
 pub mod store;
 pub mod throttle;
-pub mod users;
 
 pub use role::Role;
-pub use session_user::{Authentication, CurrentUser, MaybeUser, NotSignedIn, Notice, SessionUser};
+pub use session::{Authentication, NotSignedIn, Notice, SessionUser};

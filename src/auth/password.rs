@@ -152,7 +152,7 @@ impl PasswordHasher {
             let result = work(memory);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             inner.hashes.fetch_add(1, Ordering::Relaxed);
-            metrics::histogram!("portcullis_password_hash_seconds").record(nanos as f64 / 1e9);
+            metrics::histogram!(crate::telemetry::metric::PASSWORD_HASH).record(nanos as f64 / 1e9);
             inner.hash_nanos.fetch_add(nanos, Ordering::Relaxed);
             let _ = reply.send(result);
         });

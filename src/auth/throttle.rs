@@ -13,10 +13,13 @@
 //! Account names are counted whether or not the account exists, and a refused attempt is
 //! answered before any password check, identically for real and unknown names.
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::ThrottleSettings;
+use crate::{
+    audit::{self, Actor},
+    config::ThrottleSettings,
+};
 
 /// Consecutive failures after which an account name is locked (NIST SP 800-63B 5.2.2).
 pub const HARD_LIMIT: i32 = 100;
@@ -29,6 +32,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "account" => Some(Scope::Account),
+            "ip" => Some(Scope::Ip),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Account => "account",
@@ -161,12 +172,7 @@ fn account_block(
 
 /// A successful sign-in: the account's counters start over.
 pub async fn record_success(pool: &PgPool, account: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "DELETE FROM login_throttles WHERE scope = 'account' AND key = $1",
-        account
-    )
-    .execute(pool)
-    .await?;
+    clear_account(pool, account).await?;
     Ok(())
 }
 
@@ -201,17 +207,51 @@ pub async fn list(pool: &PgPool, window: Duration) -> sqlx::Result<Vec<ThrottleR
     .await
 }
 
-/// Clears one throttle (an administrator lifting a block). True if there was one.
-pub async fn clear(pool: &PgPool, scope: &str, key: &str) -> sqlx::Result<bool> {
+/// Clears one throttle (an administrator lifting a block), with its audit event. True if
+/// there was one.
+pub async fn clear(pool: &PgPool, actor: &Actor, scope: Scope, key: &str) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
     let deleted = sqlx::query!(
         "DELETE FROM login_throttles WHERE scope = $1 AND key = $2",
-        scope,
+        scope.as_str(),
         key
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    Ok(deleted > 0)
+    if deleted == 0 {
+        return Ok(false);
+    }
+    let event = actor.event("throttle_cleared", key).reason(scope.as_str());
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Lifts every block on an account name (`portcullis user unlock`), with its audit event.
+/// True if there was anything to lift.
+pub async fn unlock(pool: &PgPool, actor: &Actor, key: &str) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    if clear_account(&mut *tx, key).await? == 0 {
+        return Ok(false);
+    }
+    let event = actor
+        .event("throttle_cleared", key)
+        .reason(Scope::Account.as_str());
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Lifts every block on an account name (a password reset or an unlock).
+pub async fn clear_account(executor: impl PgExecutor<'_>, key: &str) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "DELETE FROM login_throttles WHERE scope = 'account' AND key = $1",
+        key
+    )
+    .execute(executor)
+    .await?
+    .rows_affected())
 }
 
 /// Forgets counters nobody has touched for a day (locks at the hard limit stay).

@@ -1,53 +1,29 @@
-//! HTTP: the router, one module per page group, and the pieces every page shares.
+//! HTTP: the router, the plumbing every page shares (`http`) and the pages (`pages`).
 
-pub mod access;
-pub mod account;
-pub mod admin;
-pub mod api;
-pub mod client;
-pub mod denial;
-pub mod errors;
-pub mod form;
-pub mod frame;
-pub mod health;
-pub mod help;
-pub mod home;
-pub mod login;
-pub mod metrics;
-pub mod negotiate;
-pub mod origin;
-pub mod reports;
-pub mod setup;
+pub mod http;
+pub mod pages;
 
 use std::sync::Arc;
 
-use askama::Template;
 use axum::{
-    Router,
-    http::{HeaderName, HeaderValue, StatusCode, header},
-    middleware,
-    response::{Html, IntoResponse, Response},
+    Router, middleware,
     routing::{get, post},
 };
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tower_http::services::ServeDir;
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
     audit::AuditLog,
-    auth::{
-        Role, SessionUser,
-        csrf::CsrfKey,
-        password::PasswordHasher,
-        session_user::{self, Gate},
-        store::PgSessionStore,
-    },
+    auth::{Role, csrf::CsrfKey, password::PasswordHasher, store::PgSessionStore},
     config::Settings,
 };
-
-/// Largest request body accepted (forms are tiny); larger gets a 413 page.
-pub const BODY_LIMIT: usize = 16 * 1024;
+use http::{
+    errors, frame,
+    guard::{self, Gate},
+    render::{Site, static_cache},
+};
+use pages::{access, account, admin, api, health, help, home, login, metrics, reports, setup};
 
 /// Everything handlers share. Cloned by every extractor and middleware that takes
 /// `State`, so it is one `Arc`: a clone is one atomic increment, not six.
@@ -75,128 +51,6 @@ impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
-    }
-}
-
-/// Site-wide presentation facts every page (including error pages) needs.
-#[derive(Debug, Clone)]
-pub struct Site {
-    /// The stylesheet URL with a content hash, so it can be cached for a year.
-    pub css_href: String,
-    /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
-    pub support: Option<SupportContact>,
-    /// `--demo`: every page says so.
-    pub demo: bool,
-}
-
-impl Site {
-    pub fn new(settings: &Settings) -> Site {
-        let css = std::fs::read(settings.static_dir.join("app.css")).unwrap_or_default();
-        let digest = Sha256::digest(&css);
-        let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        Site {
-            css_href: format!("/static/app.css?v={version}"),
-            support: settings.support_contact.as_deref().map(SupportContact::new),
-            demo: settings.demo,
-        }
-    }
-}
-
-/// Static files are cached for a year only under the address pages link to (with this
-/// build's content hash). Any other `v` gets `no-cache`: during a rolling upgrade an old
-/// instance may be asked for the new hash, and must not let its old file be kept a year
-/// under that name.
-async fn static_cache(
-    axum::extract::State(site): axum::extract::State<Arc<Site>>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    let current = request
-        .uri()
-        .path_and_query()
-        .is_some_and(|pq| site.css_href.ends_with(pq.as_str()) && pq.query().is_some());
-    let mut response = next.run(request).await;
-    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
-        let value = if current {
-            "public, max-age=31536000, immutable"
-        } else {
-            "no-cache"
-        };
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
-    }
-    response
-}
-
-/// The operator's support contact as pages show it: an address or URL becomes a link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SupportContact {
-    pub text: String,
-    /// Only `mailto:` and `http(s):` links are ever made, so the operator's text cannot
-    /// turn into a `javascript:` URL.
-    pub href: Option<String>,
-}
-
-impl SupportContact {
-    pub fn new(contact: &str) -> SupportContact {
-        let text = contact.trim().to_owned();
-        let lower = text.to_ascii_lowercase();
-        let href = if lower.starts_with("https://") || lower.starts_with("http://") {
-            Some(text.clone())
-        } else if text.contains('@') && !text.contains(char::is_whitespace) && !text.contains(':') {
-            Some(format!("mailto:{text}"))
-        } else {
-            None
-        };
-        SupportContact { text, href }
-    }
-}
-
-/// What the shared layout (`base.html`) shows: title, stylesheet, who is signed in, and
-/// whom to contact (`_contact.html`).
-pub struct Chrome {
-    pub title: String,
-    pub css_href: String,
-    pub user: Option<ChromeUser>,
-    pub support: Option<SupportContact>,
-    pub demo: bool,
-    /// Pending access requests, shown in the admin navigation (admin pages only).
-    pub pending_requests: Option<i64>,
-    /// Error pages are drawn without looking the session up (no query, so they work while
-    /// the database is down): the header then offers neither "Sign in" nor "Sign out".
-    pub identity_unknown: bool,
-}
-
-pub struct ChromeUser {
-    pub username: String,
-    pub role: Role,
-    pub csrf: String,
-}
-
-impl Chrome {
-    pub fn new(site: &Site, title: impl Into<String>, user: Option<&SessionUser>) -> Chrome {
-        Chrome {
-            title: title.into(),
-            css_href: site.css_href.clone(),
-            user: user.map(|user| ChromeUser {
-                username: user.username.clone(),
-                role: user.role,
-                csrf: user.csrf_token.clone(),
-            }),
-            support: site.support.clone(),
-            demo: site.demo,
-            pending_requests: None,
-            identity_unknown: false,
-        }
-    }
-
-    /// The chrome of a page drawn without knowing who asked (see `identity_unknown`).
-    pub fn anonymous_unknown(site: &Site, title: impl Into<String>) -> Chrome {
-        Chrome {
-            identity_unknown: true,
-            ..Chrome::new(site, title, None)
-        }
     }
 }
 
@@ -239,40 +93,6 @@ pub fn role_of(path: &str) -> Role {
         .map_or(Role::Admin, |page| page.role)
 }
 
-/// Times on pages: UTC, to the second, unambiguous.
-pub fn display_time(at: time::OffsetDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_else(|_| at.to_string())
-}
-
-/// Marks a response whose body is already the page the person should see, so the error
-/// page layer leaves it alone (401/403 pages, a re-rendered form with errors).
-#[derive(Debug, Clone, Copy)]
-pub struct Rendered;
-
-/// Renders a template into an HTML response; a template failure is a logged 500.
-pub fn render(template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(err) => crate::error::AppError::Internal(err.into()).into_response(),
-    }
-}
-
-/// Renders with a status, marked as a finished page.
-pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
-    let mut response = render(template);
-    if response.status().is_success() {
-        *response.status_mut() = status;
-        response.extensions_mut().insert(Rendered);
-    }
-    response
-}
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
     let sessions = SessionManagerLayer::new(PgSessionStore::new(
@@ -296,7 +116,7 @@ pub fn router(state: AppState) -> Router {
                 required,
                 with_sessions,
             },
-            session_user::gate,
+            guard::gate,
         )
     };
     let member = Some(role_of("/account"));
@@ -371,21 +191,4 @@ pub fn router(state: AppState) -> Router {
             frame::frame,
         ))
         .with_state(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SupportContact;
-
-    #[test]
-    fn support_contacts_become_safe_links() {
-        let mail = SupportContact::new(" it-help@example.com ");
-        assert_eq!(mail.text, "it-help@example.com");
-        assert_eq!(mail.href.as_deref(), Some("mailto:it-help@example.com"));
-        let web = SupportContact::new("https://help.example.com/access");
-        assert_eq!(web.href.as_deref(), Some("https://help.example.com/access"));
-        for text in ["the IT desk, room 4", "javascript:alert(1)", "a@b:c"] {
-            assert_eq!(SupportContact::new(text).href, None, "{text}");
-        }
-    }
 }

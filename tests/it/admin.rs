@@ -1,6 +1,7 @@
 //! The admin page: every action, its guard rails, CSRF, and its reach across instances.
 
 use portcullis::auth::Role;
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 
 use crate::support::*;
@@ -46,7 +47,9 @@ async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
     let nina = app.client();
     app.login(&nina, "nina").await;
     assert_eq!(app.get(&nina, "/reports").await.status(), StatusCode::OK);
-    let rows = app.audit("event = 'user_created'", 1).await;
+    let rows = app
+        .audit("event = 'user_created' AND target = 'Nina'", 1)
+        .await;
     assert_eq!(rows[0].username.as_deref(), Some("root"));
     assert_eq!(rows[0].target.as_deref(), Some("Nina"));
 
@@ -112,9 +115,10 @@ async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
 async fn the_user_list_searches_and_pages() {
     let (app, admin) = with_admin().await;
     for n in 0..25 {
-        portcullis::auth::users::create(
+        admin::create(
             &app.pool,
             &app.hasher,
+            &Actor::cli(),
             &format!("user{n:02}"),
             PASSWORD,
             Role::Member,
@@ -585,9 +589,7 @@ async fn every_admin_form_checks_csrf() {
             );
         }
     }
-    let user = portcullis::auth::users::find(&app.pool, "tgt")
-        .await
-        .expect("still there");
+    let user = accounts::find(&app.pool, "tgt").await.expect("still there");
     assert_eq!(user.role, Role::Member);
     assert!(user.disabled_at.is_none());
     assert_eq!(
@@ -657,9 +659,7 @@ async fn non_admins_get_the_403_page_on_every_admin_route() {
         app.get_json(&anonymous, "/admin/denials").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let user = portcullis::auth::users::find(&app.pool, "tgt")
-        .await
-        .expect("user");
+    let user = accounts::find(&app.pool, "tgt").await.expect("user");
     assert_eq!(user.role, Role::Member);
 }
 

@@ -1,5 +1,6 @@
 //! The audit trail and the 401/403 dashboard built on it.
 
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use portcullis::{
     audit::{AuditEvent, AuditLog, RequestMeta},
     auth::Role,
@@ -14,7 +15,7 @@ async fn every_kind_of_event_is_recorded_with_its_precise_reason() {
     app.create_user("mem", Role::Member).await;
     app.create_user("off", Role::Member).await;
     let off = app.user_id("off").await;
-    portcullis::auth::users::disable(&app.pool, off)
+    admin::disable(&app.pool, &Actor::cli(), off)
         .await
         .expect("disable");
     let anon = app.bare_client();
@@ -119,7 +120,7 @@ async fn every_kind_of_event_is_recorded_with_its_precise_reason() {
     let again = app.client();
     app.login(&again, "mem").await;
     let mem = app.user_id("mem").await;
-    portcullis::auth::users::revoke_sessions(&app.pool, mem, None, "test")
+    accounts::revoke_sessions(&app.pool, mem, None, "test")
         .await
         .expect("revoke");
     app.get(&again, "/account").await;

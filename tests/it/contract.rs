@@ -1,5 +1,6 @@
 //! The 401/403 contract, for every protected page × every role × browser and API clients.
 
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use portcullis::{auth::Role, web::PROTECTED_PAGES};
 use reqwest::StatusCode;
 
@@ -164,14 +165,12 @@ async fn a_role_change_takes_effect_on_the_next_request() {
         app.get(&client, "/reports").await.status(),
         StatusCode::FORBIDDEN
     );
-    let user = portcullis::auth::users::find(&app.pool, "mia")
-        .await
-        .expect("user");
-    portcullis::auth::users::set_role(&app.pool, user.id, Role::Editor)
+    let user = accounts::find(&app.pool, "mia").await.expect("user");
+    admin::set_role(&app.pool, &Actor::cli(), user.id, Role::Editor)
         .await
         .expect("set role");
     assert_eq!(app.get(&client, "/reports").await.status(), StatusCode::OK);
-    portcullis::auth::users::set_role(&app.pool, user.id, Role::Member)
+    admin::set_role(&app.pool, &Actor::cli(), user.id, Role::Member)
         .await
         .expect("set role");
     assert_eq!(
@@ -186,10 +185,8 @@ async fn disabling_a_user_signs_them_out_on_the_next_request() {
     let client = app.user_client("dan", Role::Member).await;
     let api = app.client();
     app.login(&api, "dan").await;
-    let user = portcullis::auth::users::find(&app.pool, "dan")
-        .await
-        .expect("user");
-    portcullis::auth::users::disable(&app.pool, user.id)
+    let user = accounts::find(&app.pool, "dan").await.expect("user");
+    admin::disable(&app.pool, &Actor::cli(), user.id)
         .await
         .expect("disable");
     assert_login_redirect(
@@ -200,7 +197,7 @@ async fn disabling_a_user_signs_them_out_on_the_next_request() {
     .await;
     assert_api_401(app.get_json(&api, "/api/me").await, "session_revoked").await;
     // Re-enabling does not bring the old sessions back.
-    portcullis::auth::users::set_disabled(&app.pool, user.id, false)
+    admin::enable(&app.pool, &Actor::cli(), user.id)
         .await
         .expect("enable");
     assert_login_redirect(

@@ -4,10 +4,11 @@ use std::time::{Duration, Instant};
 
 use portcullis::{
     App,
-    auth::{Role, password::PasswordHasher, users},
+    auth::{Role, password::PasswordHasher},
     db::{Cluster, ClusterOptions},
     server::Stop,
 };
+use portcullis::{accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 use sqlx::{ConnectOptions, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,9 +49,17 @@ async fn a_database_outage_is_503_and_the_app_recovers_by_itself() {
         .expect("pool");
     portcullis::db::migrate(&pool).await.expect("migrate");
     let hasher = PasswordHasher::start(0).expect("hasher");
-    users::create(&pool, &hasher, "steady", PASSWORD, Role::Member, 8)
-        .await
-        .expect("user");
+    admin::create(
+        &pool,
+        &hasher,
+        &Actor::cli(),
+        "steady",
+        PASSWORD,
+        Role::Member,
+        8,
+    )
+    .await
+    .expect("user");
     let app = App::build_with_hasher(pool.clone(), test_settings(), hasher)
         .await
         .expect("app");

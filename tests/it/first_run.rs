@@ -1,6 +1,6 @@
 //! First run, "request access", the sign-in loop diagnosis, help and search engines.
 
-use portcullis::{auth::Role, web::setup};
+use portcullis::{accounts::setup, auth::Role};
 use reqwest::{StatusCode, header::ACCEPT};
 
 use crate::support::*;

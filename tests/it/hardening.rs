@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis::auth::{Role, users};
+use portcullis::auth::Role;
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -166,9 +167,10 @@ async fn unknown_and_known_usernames_take_the_same_time() {
     .await;
     const ROUNDS: usize = 25;
     for n in 0..ROUNDS {
-        users::create(
+        admin::create(
             &app.pool,
             &app.hasher,
+            &Actor::cli(),
             &format!("known{n}"),
             PASSWORD,
             Role::Member,
@@ -567,10 +569,10 @@ async fn sign_ins_racing_a_password_change_leave_no_working_session() {
                 .await
                 .expect("hash");
             let mut tx = app.pool.begin().await.expect("tx");
-            users::set_password_hash(&mut *tx, id, &hash)
+            accounts::set_password_hash(&mut *tx, id, &hash)
                 .await
                 .expect("set");
-            users::revoke_sessions(&mut *tx, id, None, "password_changed")
+            accounts::revoke_sessions(&mut *tx, id, None, "password_changed")
                 .await
                 .expect("revoke");
             tx.commit().await.expect("commit");

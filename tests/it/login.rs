@@ -1,6 +1,7 @@
 //! Sign-in and sign-out: notices, session ids, redirects, CSRF and enumeration.
 
 use portcullis::auth::Role;
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use reqwest::{StatusCode, header::ACCEPT};
 
 use crate::support::*;
@@ -378,10 +379,8 @@ async fn failed_sign_ins_are_indistinguishable() {
     let app = TestApp::spawn().await;
     app.create_user("known-user", Role::Member).await;
     app.create_user("dis-abled", Role::Member).await;
-    let off = portcullis::auth::users::find(&app.pool, "dis-abled")
-        .await
-        .expect("user");
-    portcullis::auth::users::disable(&app.pool, off.id)
+    let off = accounts::find(&app.pool, "dis-abled").await.expect("user");
+    admin::disable(&app.pool, &Actor::cli(), off.id)
         .await
         .expect("disable");
 

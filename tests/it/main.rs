@@ -2,6 +2,7 @@
 //! one PostgreSQL per run, a fresh database per test).
 
 mod account;
+mod accounts;
 mod admin;
 mod audit;
 mod browser;

@@ -9,6 +9,7 @@ use std::{
 };
 
 use portcullis::auth::Role;
+use portcullis::{accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 
 use crate::support::*;
@@ -395,9 +396,17 @@ async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
     let url = database_url(&app.db_name);
     for format in ["text", "json"] {
         let username = format!("logger-{format}");
-        portcullis::auth::users::create(&app.pool, &app.hasher, &username, secret, Role::Member, 8)
-            .await
-            .expect("create");
+        admin::create(
+            &app.pool,
+            &app.hasher,
+            &Actor::cli(),
+            &username,
+            secret,
+            Role::Member,
+            8,
+        )
+        .await
+        .expect("create");
         let (server, log) = Server::start_with(
             &["--database-url", &url, "--log-format", format],
             &[("RUST_LOG", "trace,hyper=debug,h2=debug")],

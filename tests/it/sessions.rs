@@ -1,7 +1,8 @@
 //! Session lifetimes: idle and absolute expiry, sliding, tampering, revocation, cleanup,
 //! and the cost of the hot path.
 
-use portcullis::auth::{Role, store, users};
+use portcullis::auth::{Role, store};
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 use time::Duration;
 
@@ -127,8 +128,8 @@ async fn revoked_sessions_tell_their_holder_they_were_signed_out() {
     let first = app.user_client("rex", Role::Member).await;
     let second = app.client();
     app.login(&second, "rex").await;
-    let user = users::find(&app.pool, "rex").await.expect("user");
-    let ended = users::revoke_sessions(&app.pool, user.id, None, "test")
+    let user = accounts::find(&app.pool, "rex").await.expect("user");
+    let ended = accounts::revoke_sessions(&app.pool, user.id, None, "test")
         .await
         .expect("revoke");
     assert_eq!(ended, 2);
@@ -158,7 +159,7 @@ async fn sessions_are_stored_with_owner_lifetimes_and_client_but_not_their_id() 
     .fetch_one(&app.pool)
     .await
     .expect("row");
-    let user = users::find(&app.pool, "sue").await.expect("user");
+    let user = accounts::find(&app.pool, "sue").await.expect("user");
     assert_eq!(row.0, user.id);
     assert_eq!(row.1.as_deref(), Some("127.0.0.1"));
     assert!(row.3, "idle deadline comes before the absolute one");
@@ -266,9 +267,17 @@ async fn an_authenticated_page_view_is_one_query_and_no_write() {
     // Set up a user and a session directly (no app instance, so nothing is in flight).
     let (setup_pool, db) = fresh_database().await;
     let hasher = portcullis::auth::password::PasswordHasher::start(1).expect("hasher");
-    let user = users::create(&setup_pool, &hasher, "hot", PASSWORD, Role::Member, 8)
-        .await
-        .expect("user");
+    let user = admin::create(
+        &setup_pool,
+        &hasher,
+        &Actor::cli(),
+        "hot",
+        PASSWORD,
+        Role::Member,
+        8,
+    )
+    .await
+    .expect("user");
     let id = tower_sessions::session::Id::default();
     let now = time::OffsetDateTime::now_utc();
     let mut record = tower_sessions::session::Record {

@@ -16,11 +16,12 @@ use std::{
 
 use portcullis::{
     App,
-    auth::{Role, password::PasswordHasher, users},
+    auth::{Role, password::PasswordHasher},
     config::Settings,
     db::{Cluster, ClusterOptions},
     server::Stop,
 };
+use portcullis::{accounts, accounts::admin, audit::Actor};
 use reqwest::{
     Client, Response, StatusCode,
     cookie::{CookieStore, Jar},
@@ -370,10 +371,20 @@ impl TestApp {
             .expect("client")
     }
 
+    /// Creates a user through the admin service, recorded as done by "test-setup" (so
+    /// tests that read "cli" or an admin's events see only their own).
     pub async fn create_user(&self, name: &str, role: Role) {
-        users::create(&self.pool, &self.hasher, name, PASSWORD, role, 8)
-            .await
-            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        admin::create(
+            &self.pool,
+            &self.hasher,
+            &Actor::new("test-setup", Default::default()),
+            name,
+            PASSWORD,
+            role,
+            8,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
     }
 
     pub async fn get(&self, client: &Client, path: &str) -> Response {
@@ -514,7 +525,7 @@ impl TestApp {
     }
 
     pub async fn user_id(&self, name: &str) -> i64 {
-        users::find(&self.pool, name)
+        accounts::find(&self.pool, name)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .id

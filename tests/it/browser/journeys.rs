@@ -3,7 +3,7 @@
 //! again with JavaScript off (`every_journey_works_without_javascript`): the app has no
 //! script at all, so nothing may depend on one.
 
-use portcullis::{auth::Role, web::setup};
+use portcullis::{accounts::setup, auth::Role};
 
 use super::{
     harness::{Browser, Js, Turn, turn},

@@ -2,9 +2,10 @@
 //! no-JavaScript check and the screenshots all walk it. Adding a page is one line in
 //! [`PAGES`].
 
+use portcullis::{accounts::setup, auth::Role};
 use portcullis::{
-    auth::{Role, users},
-    web::setup,
+    accounts::{self, admin},
+    audit::Actor,
 };
 use reqwest::StatusCode;
 
@@ -155,8 +156,10 @@ pub async fn app() -> TestApp {
     for (name, role) in PEOPLE {
         app.create_user(name, role).await;
     }
-    let dave = users::find(&app.pool, "dave").await.expect("dave exists");
-    users::disable(&app.pool, dave.id)
+    let dave = accounts::find(&app.pool, "dave")
+        .await
+        .expect("dave exists");
+    admin::disable(&app.pool, &Actor::cli(), dave.id)
         .await
         .expect("disable dave");
     // Refusals for the dashboard: a member on editors' and admins' pages (403), someone

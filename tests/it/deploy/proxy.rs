@@ -4,7 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use portcullis::auth::{Role, password::PasswordHasher, users};
+use portcullis::auth::{Role, password::PasswordHasher};
+use portcullis::{accounts::admin, audit::Actor};
 use reqwest::{Client, StatusCode};
 
 use super::*;
@@ -42,9 +43,17 @@ async fn nginx_terminates_tls_names_the_real_client_and_spreads_requests_over_bo
     let scratch = Scratch::new("proxy");
     let (pool, db) = fresh_database().await;
     let hasher = PasswordHasher::start(1).expect("hasher");
-    users::create(&pool, &hasher, "alice", PASSWORD, Role::Member, 8)
-        .await
-        .expect("create alice");
+    admin::create(
+        &pool,
+        &hasher,
+        &Actor::cli(),
+        "alice",
+        PASSWORD,
+        Role::Member,
+        8,
+    )
+    .await
+    .expect("create alice");
     let url = database_url(&db);
     let mut args = instance_args(&url);
     // A low per-address limit, to see throttling follow the real address quickly.
@@ -415,9 +424,17 @@ async fn measure_page_views_through_nginx_and_direct() {
     let scratch = Scratch::new("proxy-cost");
     let (pool, db) = fresh_database().await;
     let hasher = PasswordHasher::start(1).expect("hasher");
-    users::create(&pool, &hasher, "alice", PASSWORD, Role::Member, 8)
-        .await
-        .expect("create alice");
+    admin::create(
+        &pool,
+        &hasher,
+        &Actor::cli(),
+        "alice",
+        PASSWORD,
+        Role::Member,
+        8,
+    )
+    .await
+    .expect("create alice");
     // Plain cookies, so the same instance serves the direct (HTTP) clients too.
     let args: Vec<String> = [
         "--database-url",

@@ -8,7 +8,8 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use portcullis::auth::{Role, password::PasswordHasher, users};
+use portcullis::auth::{Role, password::PasswordHasher};
+use portcullis::{accounts::admin, audit::Actor};
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
@@ -143,9 +144,10 @@ async fn a_rolling_restart_and_an_upgrade_under_load_fail_no_request_and_lose_no
     let (pool, db) = fresh_database().await;
     let hasher = PasswordHasher::start(1).expect("hasher");
     for n in 0..CLIENTS {
-        users::create(
+        admin::create(
             &pool,
             &hasher,
+            &Actor::cli(),
             &format!("person{n}"),
             PASSWORD,
             Role::Member,

@@ -1,0 +1,78 @@
+//! What signed-in people do to their own account: change the password, sign out other
+//! sessions. Each change commits together with its audit event.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{revoke_sessions, set_password_hash};
+use crate::audit::{self, Actor, AuditEvent};
+
+/// Stores a new password hash (checked and hashed by the caller) and signs out every other
+/// session of the user; `current_session` continues. Returns how many sessions ended.
+pub async fn change_password(
+    pool: &PgPool,
+    actor: &Actor,
+    user_id: i64,
+    current_session: i64,
+    hash: &str,
+) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    set_password_hash(&mut *tx, user_id, hash).await?;
+    let ended =
+        revoke_sessions(&mut *tx, user_id, Some(current_session), "password_changed").await?;
+    let event = AuditEvent::new("password_changed", actor.meta.clone())
+        .username(&actor.username)
+        .detail(json!({ "other_sessions_revoked": ended }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// Signs out one of the user's live sessions. False if it is not theirs or already ended.
+pub async fn revoke_session(
+    pool: &PgPool,
+    actor: &Actor,
+    user_id: i64,
+    session_id: i64,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let revoked = sqlx::query!(
+        r#"
+        UPDATE sessions SET revoked_at = now(), revoked_reason = 'user'
+        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
+        "#,
+        session_id,
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if revoked == 0 {
+        return Ok(false);
+    }
+    let event = actor
+        .event("session_revoked", &actor.username)
+        .reason("user")
+        .detail(json!({ "session": session_id }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Signs out every session of the user but `keep`. Returns how many ended.
+pub async fn revoke_other_sessions(
+    pool: &PgPool,
+    actor: &Actor,
+    user_id: i64,
+    keep: i64,
+) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let ended = revoke_sessions(&mut *tx, user_id, Some(keep), "user").await?;
+    let event = actor
+        .event("session_revoked", &actor.username)
+        .reason("user_others")
+        .detail(json!({ "count": ended }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(ended)
+}

@@ -1,0 +1,216 @@
+//! The frame around every request, in one middleware.
+//!
+//! It used to be a stack of ten small layers (request id set, propagate and strip, trace
+//! span, client address, site and audit extensions, origin check, error pages, security
+//! headers, noindex, metrics). Each axum `from_fn`/`map_*` layer boxes a future and clones
+//! its inner service on every request; the benchmark's profile showed that stack costing
+//! more CPU than the page itself (benches/ANALYSIS.md). One function does the same work in
+//! one pass, in this order:
+//!
+//! 1. a random request id (the client's is never trusted), the client's address (through
+//!    trusted proxies only), the site and audit handles, a tracing span;
+//! 2. the cross-site check for state-changing requests (CSRF defence in depth) and the
+//!    body limit (413 before reading when `Content-Length` says too much);
+//! 3. the handler, within the request timeout (408), a panic in it becoming a 500;
+//! 4. the error page or JSON error for any unfinished 4xx/5xx;
+//! 5. headers: security policy, `no-store`, `noindex`, `X-Request-Id`; metrics.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use futures_util::FutureExt;
+use http_body_util::Limited;
+use ipnet::IpNet;
+use tracing::Instrument;
+
+use super::{BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, negotiate::RequestKind, origin};
+use crate::{audit::AuditLog, telemetry::metric};
+
+const ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
+
+/// Marks a response as not for search engines.
+fn noindex(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(ROBOTS_TAG, HeaderValue::from_static("noindex, nofollow"));
+}
+
+pub struct Frame {
+    pub site: Arc<Site>,
+    pub audit: AuditLog,
+    pub trusted_proxies: Vec<IpNet>,
+    /// `--secure-cookies`: the site is HTTPS, so responses carry HSTS.
+    pub secure: bool,
+    pub request_timeout: std::time::Duration,
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether the request announces a body longer than the limit.
+fn announces_too_much(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|length| length > BODY_LIMIT as u64)
+}
+
+/// Runs the handler with the body limit, the timeout and a panic guard.
+async fn run(request: Request, next: Next, timeout: std::time::Duration) -> Response {
+    if announces_too_much(&request) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    // Chunked bodies have no length to check up front: cap what is read (extractors then
+    // answer 413).
+    let request = if has_body {
+        request.map(|body| Body::new(Limited::new(body, BODY_LIMIT)))
+    } else {
+        request
+    };
+    let handler = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    match tokio::time::timeout(timeout, handler).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(panic)) => errors::panic_response(panic),
+        Err(_) => {
+            tracing::warn!(?timeout, "request timed out");
+            StatusCode::REQUEST_TIMEOUT.into_response()
+        }
+    }
+}
+
+/// Headers on every response: no sniffing, no framing, no referrer leaks, no inline
+/// script or style (the pages need none), a minimal permissions policy.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+];
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = format!("{:016x}", rand::random::<u64>());
+    let id_header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+    request.headers_mut().insert(REQUEST_ID, id_header.clone());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    let client = client::resolve(peer, request.headers(), &frame.trusted_proxies);
+    let kind = RequestKind::of(request.method(), request.uri(), request.headers());
+    let method = method_label(request.method());
+    let path = request.uri().path();
+    let indexable = path == "/" || path == "/robots.txt" || path.starts_with("/static/");
+    let is_static = path.starts_with("/static/");
+    // Route templates, never raw paths: unbounded label values would grow the registry.
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_owned(),
+        |matched| matched.as_str().to_owned(),
+    );
+    // Only the id in the span (formatting span fields costs on every request); the method
+    // and path are on the lines that need them (denials, "finished processing request").
+    let span = tracing::info_span!("request", request_id = %id);
+    let (method_text, path_text) = if tracing::enabled!(tracing::Level::DEBUG) {
+        (Some(request.method().clone()), Some(path.to_owned()))
+    } else {
+        (None, None)
+    };
+    let extensions = request.extensions_mut();
+    extensions.insert(client);
+    // Site and audit log travel together: one extension, one Arc clone.
+    extensions.insert(Arc::clone(&frame));
+
+    let response = async {
+        let response = if origin::is_cross_site(&request) {
+            let (parts, _) = request.into_parts();
+            denial::cross_origin(&parts)
+        } else {
+            run(request, next, frame.request_timeout).await
+        };
+        let status = response.status();
+        tracing::debug!(
+            method = ?method_text,
+            path = ?path_text,
+            status = status.as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "finished processing request"
+        );
+        response
+    }
+    .instrument(span)
+    .await;
+    let mut response = errors::finish(response, kind, &frame.site, &id);
+
+    let status = response.status();
+    let headers = response.headers_mut();
+    headers.reserve(SECURITY_HEADERS.len() + 4);
+    for (name, value) in SECURITY_HEADERS {
+        headers
+            .entry(HeaderName::from_static(name))
+            .or_insert(HeaderValue::from_static(value));
+    }
+    if frame.secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if !is_static {
+        // Every dynamic answer can depend on who asks: never cache it (the back button
+        // after signing out must show nothing private).
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    if !indexable {
+        noindex(&mut response);
+    }
+    response.headers_mut().insert(REQUEST_ID, id_header);
+    if frame.draining.load(std::sync::atomic::Ordering::Acquire) {
+        // Shutting down: no more requests on this connection; the proxy opens a new one,
+        // to another instance once this one stops accepting.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+
+    let status = status.as_u16().to_string();
+    metrics::counter!(metric::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!(metric::HTTP_DURATION, "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

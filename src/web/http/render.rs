@@ -1,0 +1,179 @@
+//! Pages in the site's look: the layout every page shares (`Chrome`), site-wide facts
+//! (`Site`), and rendering templates into responses.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    middleware,
+    response::{Html, IntoResponse, Response},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    auth::{Role, SessionUser},
+    config::Settings,
+};
+
+/// Site-wide presentation facts every page (including error pages) needs.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The stylesheet URL with a content hash, so it can be cached for a year.
+    pub css_href: String,
+    /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
+    pub support: Option<SupportContact>,
+    /// `--demo`: every page says so.
+    pub demo: bool,
+}
+
+impl Site {
+    pub fn new(settings: &Settings) -> Site {
+        let css = std::fs::read(settings.static_dir.join("app.css")).unwrap_or_default();
+        let digest = Sha256::digest(&css);
+        let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Site {
+            css_href: format!("/static/app.css?v={version}"),
+            support: settings.support_contact.as_deref().map(SupportContact::new),
+            demo: settings.demo,
+        }
+    }
+}
+
+/// Static files are cached for a year only under the address pages link to (with this
+/// build's content hash). Any other `v` gets `no-cache`: during a rolling upgrade an old
+/// instance may be asked for the new hash, and must not let its old file be kept a year
+/// under that name.
+pub async fn static_cache(
+    axum::extract::State(site): axum::extract::State<Arc<Site>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let current = request
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| site.css_href.ends_with(pq.as_str()) && pq.query().is_some());
+    let mut response = next.run(request).await;
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let value = if current {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The operator's support contact as pages show it: an address or URL becomes a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupportContact {
+    pub text: String,
+    /// Only `mailto:` and `http(s):` links are ever made, so the operator's text cannot
+    /// turn into a `javascript:` URL.
+    pub href: Option<String>,
+}
+
+impl SupportContact {
+    pub fn new(contact: &str) -> SupportContact {
+        let text = contact.trim().to_owned();
+        let lower = text.to_ascii_lowercase();
+        let href = if lower.starts_with("https://") || lower.starts_with("http://") {
+            Some(text.clone())
+        } else if text.contains('@') && !text.contains(char::is_whitespace) && !text.contains(':') {
+            Some(format!("mailto:{text}"))
+        } else {
+            None
+        };
+        SupportContact { text, href }
+    }
+}
+
+/// What the shared layout (`base.html`) shows: title, stylesheet, who is signed in, and
+/// whom to contact (`_contact.html`).
+pub struct Chrome {
+    pub title: String,
+    pub css_href: String,
+    pub user: Option<ChromeUser>,
+    pub support: Option<SupportContact>,
+    pub demo: bool,
+    /// Pending access requests, shown in the admin navigation (admin pages only).
+    pub pending_requests: Option<i64>,
+    /// Error pages are drawn without looking the session up (no query, so they work while
+    /// the database is down): the header then offers neither "Sign in" nor "Sign out".
+    pub identity_unknown: bool,
+}
+
+pub struct ChromeUser {
+    pub username: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+impl Chrome {
+    pub fn new(site: &Site, title: impl Into<String>, user: Option<&SessionUser>) -> Chrome {
+        Chrome {
+            title: title.into(),
+            css_href: site.css_href.clone(),
+            user: user.map(|user| ChromeUser {
+                username: user.username.clone(),
+                role: user.role,
+                csrf: user.csrf_token.clone(),
+            }),
+            support: site.support.clone(),
+            demo: site.demo,
+            pending_requests: None,
+            identity_unknown: false,
+        }
+    }
+
+    /// The chrome of a page drawn without knowing who asked (see `identity_unknown`).
+    pub fn anonymous_unknown(site: &Site, title: impl Into<String>) -> Chrome {
+        Chrome {
+            identity_unknown: true,
+            ..Chrome::new(site, title, None)
+        }
+    }
+}
+
+/// Marks a response whose body is already the page the person should see, so the error
+/// page layer leaves it alone (401/403 pages, a re-rendered form with errors).
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered;
+
+/// Renders a template into an HTML response; a template failure is a logged 500.
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => crate::error::AppError::Internal(err.into()).into_response(),
+    }
+}
+
+/// Renders with a status, marked as a finished page.
+pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
+    let mut response = render(template);
+    if response.status().is_success() {
+        *response.status_mut() = status;
+        response.extensions_mut().insert(Rendered);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SupportContact;
+
+    #[test]
+    fn support_contacts_become_safe_links() {
+        let mail = SupportContact::new(" it-help@example.com ");
+        assert_eq!(mail.text, "it-help@example.com");
+        assert_eq!(mail.href.as_deref(), Some("mailto:it-help@example.com"));
+        let web = SupportContact::new("https://help.example.com/access");
+        assert_eq!(web.href.as_deref(), Some("https://help.example.com/access"));
+        for text in ["the IT desk, room 4", "javascript:alert(1)", "a@b:c"] {
+            assert_eq!(SupportContact::new(text).href, None, "{text}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The signed-in user's own page: session facts, the user's sessions, password change.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::{
+    accounts::{self, own},
+    audit::{Actor, AuditEvent},
+    auth::{Notice, SessionUser, session::SessionSummary, sign_in},
+    display::display_time,
+    error::AppError,
+    web::{
+        AppState,
+        http::{
+            Chrome, CurrentUser, denial,
+            form::SignedForm,
+            render_status,
+            request::{audit_meta, client_ip, record},
+        },
+        pages::{access::AccessRequestView, login},
+    },
+};
+
+pub struct SessionLine {
+    pub id: i64,
+    pub current: bool,
+    pub created: String,
+    pub last_seen: String,
+    pub expires: String,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Sessions as shown in tables (account and admin pages).
+pub fn session_lines(sessions: &[SessionSummary], current: Option<i64>) -> Vec<SessionLine> {
+    sessions
+        .iter()
+        .map(|s| SessionLine {
+            id: s.id,
+            current: Some(s.id) == current,
+            created: display_time(s.created_at),
+            last_seen: display_time(s.last_seen_at),
+            expires: display_time(s.expires_at),
+            ip: s.ip.clone().unwrap_or_else(|| "—".into()),
+            user_agent: s.user_agent.clone().unwrap_or_else(|| "—".into()),
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct PasswordErrors {
+    current: Option<String>,
+    new: Option<String>,
+    confirm: Option<String>,
+}
+
+impl PasswordErrors {
+    fn any(&self) -> bool {
+        self.current.is_some() || self.new.is_some() || self.confirm.is_some()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    csrf: String,
+    username: String,
+    role: String,
+    signed_in_at: String,
+    idle_expires_at: String,
+    absolute_expires_at: String,
+    previous_sign_in: Option<String>,
+    previous_ip: Option<String>,
+    sessions: Vec<SessionLine>,
+    other_sessions: usize,
+    requests: Vec<AccessRequestView>,
+    done: Option<&'static str>,
+    errors: PasswordErrors,
+    min_password: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccountQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+fn done_message(key: &str) -> Option<&'static str> {
+    match key {
+        "password_changed" => {
+            Some("Your password was changed. Your other sessions were signed out.")
+        }
+        "session_revoked" => Some("That session was signed out."),
+        "others_revoked" => Some("All your other sessions were signed out."),
+        _ => None,
+    }
+}
+
+fn account_page(
+    state: &AppState,
+    user: &SessionUser,
+    status: StatusCode,
+    done: Option<&'static str>,
+    errors: PasswordErrors,
+) -> Response {
+    let sessions = session_lines(&user.sessions, Some(user.session_id));
+    let other_sessions = sessions.iter().filter(|s| !s.current).count();
+    render_status(
+        status,
+        &AccountPage {
+            chrome: Chrome::new(&state.site, "Your account", Some(user)),
+            csrf: user.csrf_token.clone(),
+            username: user.username.clone(),
+            role: user.role.to_string(),
+            signed_in_at: display_time(user.created_at),
+            idle_expires_at: display_time(user.idle_expires_at),
+            absolute_expires_at: display_time(user.absolute_expires_at),
+            previous_sign_in: user.prev_sign_in_at.map(display_time),
+            previous_ip: user.prev_sign_in_ip.clone(),
+            sessions,
+            other_sessions,
+            requests: user.access_requests.iter().map(Into::into).collect(),
+            done,
+            errors,
+            min_password: state.settings.password_min_length,
+        },
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<AccountQuery>,
+) -> Response {
+    let done = query.done.as_deref().and_then(done_message);
+    account_page(
+        &state,
+        &user,
+        StatusCode::OK,
+        done,
+        PasswordErrors::default(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// Changes the password: the current one is required; afterwards every other session of
+/// the user is revoked and this one continues under a new id.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    SignedForm { user, form, parts }: SignedForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let mut errors = PasswordErrors::default();
+    let new = match accounts::check_new_password(
+        &form.new_password,
+        state.settings.password_min_length,
+        Some(&user.username),
+    ) {
+        Ok(new) => Some(new),
+        Err(problem) => {
+            errors.new = Some(problem.to_string());
+            None
+        }
+    };
+    if form.confirm_password != form.new_password {
+        errors.confirm = Some("The two new passwords differ.".into());
+    }
+    // Guessing the current password through this form is throttled like sign-in.
+    let verified = sign_in::verify_current_password(
+        &state.pool,
+        &state.hasher,
+        &state.settings,
+        user.user_id,
+        &user.username,
+        &client_ip(&parts),
+        &form.current_password,
+    )
+    .await?;
+    match verified {
+        Err(blocked) => {
+            return Ok(login::throttled(&state, &parts, &user.username, blocked));
+        }
+        Ok(false) => {
+            errors.current = Some("That is not your current password.".into());
+            record(&parts, |meta| {
+                AuditEvent::new("password_change_failed", meta)
+                    .reason("bad_current_password")
+                    .username(&user.username)
+            });
+        }
+        Ok(true) => {}
+    }
+    let Some(new) = new.filter(|_| !errors.any()) else {
+        // Reload the session list for the page (the form route does not carry it).
+        let user = with_sessions(&state, &user).await?;
+        return Ok(account_page(
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            None,
+            errors,
+        ));
+    };
+    let hash = state.hasher.hash(new).await?;
+    let actor = Actor::new(&user.username, audit_meta(&parts));
+    own::change_password(&state.pool, &actor, user.user_id, user.session_id, &hash).await?;
+    // The current session continues under a new id (the old id is deleted).
+    session.cycle_id().await?;
+    Ok(Redirect::to("/account?done=password_changed").into_response())
+}
+
+/// The user's live sessions, for re-rendering the account page after a POST.
+async fn with_sessions(state: &AppState, user: &SessionUser) -> Result<SessionUser, AppError> {
+    Ok(SessionUser {
+        sessions: accounts::live_sessions(&state.pool, user.user_id).await?,
+        ..user.clone()
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+/// Signs out one of the user's other sessions.
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    SignedForm { user, parts, .. }: SignedForm<Empty>,
+) -> Result<Response, AppError> {
+    if id == user.session_id {
+        // "Sign out this session" on the current one is simply signing out.
+        session.flush().await?;
+        record(&parts, |meta| {
+            AuditEvent::new("sign_out", meta).username(&user.username)
+        });
+        return Ok(Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response());
+    }
+    let actor = Actor::new(&user.username, audit_meta(&parts));
+    if !own::revoke_session(&state.pool, &actor, user.user_id, id).await? {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    Ok(Redirect::to("/account?done=session_revoked").into_response())
+}
+
+/// Signs out every session of the user but this one.
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    SignedForm { user, parts, .. }: SignedForm<Empty>,
+) -> Result<Response, AppError> {
+    let actor = Actor::new(&user.username, audit_meta(&parts));
+    own::revoke_other_sessions(&state.pool, &actor, user.user_id, user.session_id).await?;
+    Ok(Redirect::to("/account?done=others_revoked").into_response())
+}

@@ -1,0 +1,180 @@
+//! Access requests: pending ones to grant or decline, and the recent decisions.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use super::admin_chrome;
+use crate::{
+    accounts::{
+        access::{self, MAX_MESSAGE},
+        admin::{self, AdminError},
+    },
+    audit::Actor,
+    auth::SessionUser,
+    display::display_time,
+    error::AppError,
+    web::{
+        AppState,
+        http::{Chrome, CurrentUser, form::SignedForm, render_status, request::audit_meta},
+    },
+};
+
+struct RequestLine {
+    id: i64,
+    user_id: i64,
+    username: String,
+    current_role: String,
+    role: String,
+    path: String,
+    message: String,
+    asked: String,
+    status: String,
+    decided: String,
+    decided_by: String,
+    note: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/requests.html")]
+struct RequestsPage {
+    chrome: Chrome,
+    csrf: String,
+    pending: Vec<RequestLine>,
+    decided: Vec<RequestLine>,
+    done: Option<&'static str>,
+    problem: Option<String>,
+    /// The pending request whose decline form the problem is about (its field is marked).
+    problem_for: Option<i64>,
+}
+
+impl RequestsPage {
+    fn problem_is_for(&self, id: &i64) -> bool {
+        self.problem_for == Some(*id)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DoneQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    user: &SessionUser,
+    status: StatusCode,
+    done: Option<&'static str>,
+    problem: Option<(i64, String)>,
+) -> Result<Response, AppError> {
+    let rows = access::recent(&state.pool).await?;
+    let (pending, decided): (Vec<RequestLine>, Vec<RequestLine>) = rows
+        .into_iter()
+        .map(|r| RequestLine {
+            id: r.id,
+            user_id: r.user_id,
+            username: r.username,
+            current_role: r.current_role.to_string(),
+            role: r.role,
+            path: r.path,
+            message: r.message,
+            asked: display_time(r.created_at),
+            status: r.status,
+            decided: r.decided_at.map(display_time).unwrap_or_default(),
+            decided_by: r.decided_by.unwrap_or_default(),
+            note: r.decision_note.unwrap_or_default(),
+        })
+        .partition(|line| line.status == "pending");
+    // `render_status` marks the page as finished: a 400 without that mark would be
+    // replaced by the generic "Bad request" page, and the reason to fix would be lost.
+    Ok(render_status(
+        status,
+        &RequestsPage {
+            chrome: admin_chrome(state, "Access requests", user).await?,
+            csrf: user.csrf_token.clone(),
+            pending,
+            decided,
+            done,
+            problem_for: problem.as_ref().map(|(id, _)| *id),
+            problem: problem.map(|(_, text)| text),
+        },
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<DoneQuery>,
+) -> Result<Response, AppError> {
+    let done = match query.done.as_deref() {
+        Some("granted") => Some("Access granted. It applies from the person's next request."),
+        Some("declined") => Some("Request declined. The person sees your note."),
+        _ => None,
+    };
+    page(&state, &user, StatusCode::OK, done, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+/// Grants: the person's role becomes the requested one (never lowered), effective on
+/// their next request.
+pub async fn grant(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    SignedForm {
+        user: admin, parts, ..
+    }: SignedForm<Empty>,
+) -> Result<Response, AppError> {
+    let actor = Actor::new(&admin.username, audit_meta(&parts));
+    match admin::grant(&state.pool, &actor, id).await {
+        Ok(_) => {}
+        Err(AdminError::NotFound) => return Ok(StatusCode::NOT_FOUND.into_response()),
+        Err(err) => return Err(err.into()),
+    }
+    Ok(Redirect::to("/admin/requests?done=granted").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeclineForm {
+    #[serde(default)]
+    note: String,
+}
+
+/// Declines, with a note the person will read.
+pub async fn decline(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    SignedForm {
+        user: admin,
+        form,
+        parts,
+    }: SignedForm<DeclineForm>,
+) -> Result<Response, AppError> {
+    let note: String = form
+        .note
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE)
+        .collect();
+    if note.is_empty() {
+        return page(
+            &state,
+            &admin,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some((id, "Say why you decline: the person will read it.".into())),
+        )
+        .await;
+    }
+    let actor = Actor::new(&admin.username, audit_meta(&parts));
+    if !access::decline(&state.pool, &actor, id, &note).await? {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    Ok(Redirect::to("/admin/requests?done=declined").into_response())
+}

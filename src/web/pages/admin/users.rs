@@ -1,0 +1,216 @@
+//! Users: the searchable, paged list and the form that creates a user.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use super::admin_chrome;
+use crate::{
+    accounts::{
+        self, Username,
+        admin::{self, AdminError},
+    },
+    audit::Actor,
+    auth::{Role, SessionUser},
+    display::display_time,
+    error::AppError,
+    web::{
+        AppState,
+        http::{Chrome, CurrentUser, form::SignedForm, render_status, request::audit_meta},
+    },
+};
+
+const PAGE_SIZE: i64 = 20;
+
+// ---------------------------------------------------------------- list and create
+
+struct UserLine {
+    id: i64,
+    username: String,
+    role: Role,
+    enabled: bool,
+    created: String,
+    last_sign_in: String,
+    sessions: i64,
+}
+
+#[derive(Default)]
+struct CreateErrors {
+    username: Option<String>,
+    password: Option<String>,
+    role: Option<String>,
+}
+
+impl CreateErrors {
+    fn any(&self) -> bool {
+        self.username.is_some() || self.password.is_some() || self.role.is_some()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    csrf: String,
+    q: String,
+    page: i64,
+    pages: i64,
+    total: i64,
+    users: Vec<UserLine>,
+    new_username: String,
+    new_role: Role,
+    errors: CreateErrors,
+    roles: [Role; 3],
+    done: Option<&'static str>,
+    min_password: usize,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<i64>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn users_page(
+    state: &AppState,
+    user: &SessionUser,
+    query: ListQuery,
+    form: (String, Role, CreateErrors),
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let q: String = query.q.chars().take(64).collect();
+    let found = accounts::search(&state.pool, &q, query.page.unwrap_or(1), PAGE_SIZE).await?;
+    let users = found
+        .users
+        .into_iter()
+        .map(|r| UserLine {
+            id: r.id,
+            username: r.username,
+            role: r.role,
+            enabled: r.disabled_at.is_none(),
+            created: display_time(r.created_at),
+            last_sign_in: r
+                .last_sign_in_at
+                .map(display_time)
+                .unwrap_or_else(|| "never".into()),
+            sessions: r.sessions,
+        })
+        .collect();
+    let (new_username, new_role, errors) = form;
+    Ok(render_status(
+        status,
+        &UsersPage {
+            chrome: admin_chrome(state, "Users", user).await?,
+            csrf: user.csrf_token.clone(),
+            q,
+            page: found.page,
+            pages: found.pages,
+            total: found.total,
+            users,
+            new_username,
+            new_role,
+            errors,
+            roles: Role::ALL,
+            done: query.done.as_deref().and_then(super::user::done_message),
+            min_password: state.settings.password_min_length,
+        },
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AppError> {
+    users_page(
+        &state,
+        &user,
+        query,
+        (String::new(), Role::Member, CreateErrors::default()),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    SignedForm { user, form, parts }: SignedForm<CreateForm>,
+) -> Result<Response, AppError> {
+    let mut errors = CreateErrors::default();
+    let role = Role::parse(&form.role);
+    if role.is_none() {
+        errors.role = Some("Choose a role.".into());
+    }
+    if let Err(problem) = Username::parse(&form.username) {
+        errors.username = Some(problem.to_string());
+    }
+    if let Err(problem) = accounts::check_new_password(
+        &form.password,
+        state.settings.password_min_length,
+        Some(&form.username),
+    ) {
+        errors.password = Some(problem.to_string());
+    }
+    let typed: String = form
+        .username
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let role_or_default = role.unwrap_or(Role::Member);
+    if let (false, Some(role)) = (errors.any(), role) {
+        let actor = Actor::new(&user.username, audit_meta(&parts));
+        match admin::create(
+            &state.pool,
+            &state.hasher,
+            &actor,
+            &form.username,
+            &form.password,
+            role,
+            state.settings.password_min_length,
+        )
+        .await
+        {
+            Ok(created) => {
+                return Ok(
+                    Redirect::to(&format!("/admin/users/{}?done=created", created.id))
+                        .into_response(),
+                );
+            }
+            Err(AdminError::Taken(name)) => {
+                errors.username = Some(format!(
+                    "A user named {name} already exists (names ignore case)."
+                ));
+            }
+            Err(AdminError::Username(p)) => errors.username = Some(p.to_string()),
+            Err(AdminError::Password(p)) => errors.password = Some(p.to_string()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    users_page(
+        &state,
+        &user,
+        ListQuery::default(),
+        (typed, role_or_default, errors),
+        StatusCode::BAD_REQUEST,
+    )
+    .await
+}

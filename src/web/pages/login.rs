@@ -1,0 +1,457 @@
+//! Sign-in and sign-out.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Query, State},
+    http::{HeaderName, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tower_cookies::{Cookie, Cookies, cookie::SameSite};
+use tower_sessions::Session;
+
+use crate::{
+    audit::AuditEvent,
+    auth::{
+        Authentication, Notice,
+        csrf::new_cookie_value,
+        next::{DEFAULT_NEXT, safe_next},
+        sign_in::{self, Attempt, Outcome},
+        throttle,
+    },
+    config::Settings,
+    display::{display_time, plain_duration},
+    error::AppError,
+    telemetry::metric,
+    web::{
+        AppState,
+        http::{
+            Chrome,
+            client::ClientInfo,
+            denial::{self, Denial},
+            negotiate::RequestKind,
+            render_status,
+            request::{client_ip, request_id, user_agent},
+        },
+    },
+};
+
+/// The one message for every failed sign-in: unknown user, wrong password and disabled
+/// account must be indistinguishable.
+pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    notice: Option<&'static str>,
+    /// What to do about the notice, in plain words.
+    notice_help: Option<String>,
+    /// Whether the notice ends with "contact your administrator".
+    notice_contact: bool,
+    /// [`FORGET_PAGES`], linked whenever a notice says a session ended (or is needed).
+    forget_pages: Option<&'static str>,
+    error: Option<&'static str>,
+    username: String,
+    next: String,
+    csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+/// The anonymous CSRF cookie's value, set now if the browser has none.
+pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
+    let name = state.settings.csrf_cookie_name();
+    if let Some(existing) = cookies.get(name) {
+        let value = existing.value();
+        if value.len() == 43
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return value.to_owned();
+        }
+    }
+    let value = new_cookie_value();
+    let cookie = Cookie::build((name, value.clone()))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build();
+    cookies.add(cookie);
+    value
+}
+
+fn login_page(
+    state: &AppState,
+    cookies: &Cookies,
+    status: StatusCode,
+    notice: Option<Notice>,
+    error: Option<&'static str>,
+    username: String,
+    next: Option<String>,
+) -> Response {
+    let cookie = anonymous_csrf_cookie(state, cookies);
+    render_status(
+        status,
+        &LoginPage {
+            chrome: Chrome::new(&state.site, "Sign in", None),
+            notice: notice.map(Notice::message),
+            notice_help: notice.map(|notice| notice_help(notice, &state.settings)),
+            notice_contact: notice == Some(Notice::Revoked),
+            forget_pages: notice.map(|_| FORGET_PAGES),
+            error,
+            username,
+            next: next.unwrap_or_default(),
+            csrf: state.csrf.anonymous_token(&cookie),
+        },
+    )
+}
+
+/// An address the sign-in page loads in a hidden frame when it shows a notice; the answer
+/// (`204`, nothing to show) carries `Clear-Site-Data: "cache"`, which drops the site's
+/// pages from the browser's back/forward cache.
+///
+/// Why: Chromium now keeps `no-store` pages in its back/forward cache, and after signing
+/// out the back button showed the account page again from memory (browser suite, journeys
+/// 3 and 4). The page being left enters that cache when the browser process learns that
+/// the next page committed; anything earlier (the sign-out response's cookie change, a
+/// `Clear-Site-Data` on it or on the sign-in page itself) is too early. A stylesheet link
+/// made *by* the next page was too early now and then as well: the renderer fetches
+/// subresources straight from the network service, racing its own commit message (about
+/// one run in forty of the browser suite). A frame's navigation is started by the browser
+/// process itself, on a message the renderer sends after its commit message and over the
+/// same ordered channel, so the clearing comes after the page is stored. No script needed.
+pub const FORGET_PAGES: &str = "/login/forget-pages";
+
+pub async fn forget_pages() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (HeaderName::from_static("clear-site-data"), "\"cache\""),
+        ],
+    )
+        .into_response()
+}
+
+/// The second half of each notice: why it happens and what to do (the notice itself,
+/// `Notice::message`, says what happened and is shared with the JSON API).
+fn notice_help(notice: Notice, settings: &Settings) -> String {
+    match notice {
+        Notice::SignInRequired => {
+            "This page is only for signed-in users. Sign in and you will be taken straight \
+             to it."
+                .to_owned()
+        }
+        Notice::Expired => format!(
+            "For your security, a session ends after {} without activity, and {} after \
+             signing in at the latest. Sign in again to carry on where you left off.",
+            plain_duration(settings.idle_timeout),
+            plain_duration(settings.absolute_timeout),
+        ),
+        Notice::FormExpired => format!(
+            "Nothing was changed. A session ends after {} without activity; sign in and you \
+             will be back on the form.",
+            plain_duration(settings.idle_timeout),
+        ),
+        Notice::Revoked => "Sessions are ended when you sign out everywhere, when your \
+                            password is changed, or by an administrator."
+            .to_owned(),
+        Notice::SignedOut => {
+            "On a shared computer, close the browser window too. To continue, sign in again."
+                .to_owned()
+        }
+        Notice::SetupDone => "The setup link no longer works. Add more users from the \
+                              administration page once you are signed in."
+            .to_owned(),
+    }
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let notice = query.notice.as_deref().and_then(Notice::from_key);
+    let next = query.next.as_deref().and_then(safe_next);
+    login_page(
+        &state,
+        &cookies,
+        StatusCode::OK,
+        notice,
+        None,
+        String::new(),
+        next,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    session: Session,
+    parts: Parts,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let next = safe_next(&form.next);
+    let cookie = cookies
+        .get(state.settings.csrf_cookie_name())
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
+        // The form came from our page (it has a token) but the cookie set with it did not
+        // come back: cookies are blocked, or secure cookies meet plain HTTP. Say so,
+        // rather than showing the form again and again.
+        if cookie.is_empty() && !form.csrf.is_empty() {
+            return Ok(cookies_not_returned(&state, &parts, false));
+        }
+        let retry = denial::login_url(None, next.as_deref());
+        return Ok(denial::csrf_failed(&parts, None, &retry));
+    }
+    let typed_username: String = form
+        .username
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if form.username.trim().is_empty() || form.password.is_empty() {
+        return Ok(login_page(
+            &state,
+            &cookies,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("Enter both your username and your password."),
+            typed_username,
+            next,
+        ));
+    }
+    let attempt = Attempt {
+        username: &form.username,
+        password: &form.password,
+        ip: &client_ip(&parts),
+        user_agent: user_agent(&parts.headers),
+    };
+    let outcome = sign_in::sign_in(
+        &state.pool,
+        &state.hasher,
+        &state.settings,
+        &session,
+        attempt,
+    )
+    .await?;
+    match outcome {
+        Outcome::SignedIn { username, .. } => {
+            tracing::info!(user = %username, "signed in");
+            denial::record(&parts, |meta| {
+                AuditEvent::new("sign_in", meta).username(&username)
+            });
+            metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
+            // Through /login/complete, which checks that the new session cookie comes back.
+            Ok(Redirect::to(&complete_url(next.as_deref())).into_response())
+        }
+        Outcome::Throttled(blocked) => Ok(throttled(&state, &parts, &typed_username, blocked)),
+        Outcome::Failed(failure) => {
+            let reason = failure.as_str();
+            tracing::warn!(status = 401, reason, username = %typed_username, "sign-in failed");
+            denial::record(&parts, |meta| {
+                AuditEvent::new("sign_in_failed", meta)
+                    .status(401)
+                    .reason(reason)
+                    .username(&typed_username)
+            });
+            metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => reason)
+                .increment(1);
+            Ok(with_challenge(login_page(
+                &state,
+                &cookies,
+                StatusCode::UNAUTHORIZED,
+                None,
+                Some(INVALID_CREDENTIALS),
+                typed_username,
+                next,
+            )))
+        }
+    }
+}
+
+fn complete_url(next: Option<&str>) -> String {
+    let next = next.unwrap_or(DEFAULT_NEXT);
+    match serde_urlencoded::to_string([("next", next)]) {
+        Ok(query) => format!("/login/complete?{query}"),
+        Err(_) => "/login/complete".into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompleteQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// The landing step after a successful sign-in: the session cookie set by the sign-in
+/// must arrive here. If it does, on to `next`; if it does not, the browser (or a proxy)
+/// drops it, and signing in again would only loop: explain instead.
+pub async fn complete(
+    State(state): State<AppState>,
+    parts: Parts,
+    Query(query): Query<CompleteQuery>,
+) -> Response {
+    if let Some(Authentication::SignedIn(_)) = parts.extensions.get::<Authentication>() {
+        let next = query.next.as_deref().and_then(safe_next);
+        return Redirect::to(next.as_deref().unwrap_or(DEFAULT_NEXT)).into_response();
+    }
+    cookies_not_returned(&state, &parts, true)
+}
+
+#[derive(Template)]
+#[template(path = "cookies.html")]
+struct CookiesPage {
+    chrome: Chrome,
+    insecure_transport: bool,
+    after_sign_in: bool,
+    request_id: String,
+}
+
+/// Why the sign-in loops, for the person and the operator: cookies blocked, or the site
+/// set `Secure` cookies while being reached over plain HTTP.
+fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) -> Response {
+    let https = parts
+        .extensions
+        .get::<ClientInfo>()
+        .is_some_and(|client| client.https);
+    let insecure_transport = state.settings.secure_cookies && !https;
+    let reason = match (insecure_transport, after_sign_in) {
+        (true, _) => "secure_cookie_over_http",
+        (false, true) => "session_cookie_not_returned",
+        (false, false) => "cookies_blocked",
+    };
+    let status = if after_sign_in {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    denial::deny(
+        parts,
+        Denial::new(
+            status,
+            reason,
+            "sign-in cannot work: the cookie did not come back",
+        ),
+    );
+    render_status(
+        status,
+        &CookiesPage {
+            chrome: Chrome::new(&state.site, "Cookies are not coming back", None),
+            insecure_transport,
+            after_sign_in,
+            request_id: request_id(&parts.headers).to_owned(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "throttled.html")]
+struct ThrottledPage {
+    chrome: Chrome,
+    locked: bool,
+    minutes: i64,
+    until: String,
+}
+
+/// 429: too many failed attempts for this name or from this address. Says when to try
+/// again; says nothing about whether the account exists.
+pub fn throttled(
+    state: &AppState,
+    parts: &Parts,
+    typed_username: &str,
+    blocked: throttle::Blocked,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let retry_after = blocked.retry_after(now);
+    tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
+    denial::record(parts, |meta| {
+        AuditEvent::new("throttled", meta)
+            .status(429)
+            .reason(blocked.reason())
+            .username(typed_username)
+    });
+    metrics::counter!(metric::THROTTLED, "scope" => blocked.scope.as_str()).increment(1);
+    let mut response = render_status(
+        StatusCode::TOO_MANY_REQUESTS,
+        &ThrottledPage {
+            chrome: Chrome::new(&state.site, "Too many attempts", None),
+            locked: blocked.locked,
+            minutes: (retry_after + 59) / 60,
+            until: display_time(blocked.until),
+        },
+    );
+    let seconds = if blocked.locked { 86_400 } else { retry_after };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn with_challenge(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static(denial::WWW_AUTHENTICATE),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Signs out: deletes the session row (a copy of the cookie is dead from now on) and
+/// clears the cookie. A stale form whose session already ended simply lands on sign-in.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    parts: Parts,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, AppError> {
+    if let Some(Authentication::SignedIn(user)) = parts.extensions.get::<Authentication>() {
+        if !state.csrf.verify_session_token(user.token, &form.csrf) {
+            return Ok(denial::csrf_failed(&parts, Some(user), "/"));
+        }
+        tracing::info!(user = %user.username, "signed out");
+        denial::record(&parts, |meta| {
+            AuditEvent::new("sign_out", meta).username(&user.username)
+        });
+    }
+    session.flush().await?;
+    Ok(
+        match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
+            RequestKind::Browser => {
+                Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response()
+            }
+            // Programs are told it worked, not sent to a login page.
+            RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
+}

@@ -1,0 +1,14 @@
+//! The pages, one module per page group. Each handler reads the request, calls the domain
+//! (`auth`, `accounts`, `audit`) and renders a template; the rules live in the domain.
+
+pub mod access;
+pub mod account;
+pub mod admin;
+pub mod api;
+pub mod health;
+pub mod help;
+pub mod home;
+pub mod login;
+pub mod metrics;
+pub mod reports;
+pub mod setup;
