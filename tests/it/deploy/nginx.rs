@@ -168,6 +168,18 @@ impl Nginx {
             render_site_config(https, http, cert, upstreams),
         )
         .expect("write site config");
+        // The TLS settings, where the site config's relative `include
+        // snippets/portcullis-tls.conf` finds them: under nginx's configuration directory,
+        // here the scratch directory that holds nginx.conf.
+        std::fs::create_dir_all(dir.path("snippets")).expect("mkdir snippets");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/nginx/portcullis-tls.conf"
+            ),
+            dir.path("snippets/portcullis-tls.conf"),
+        )
+        .expect("copy deploy/nginx/portcullis-tls.conf");
         let main = format!(
             "daemon off;\n\
              worker_processes 2;\n\
@@ -244,6 +256,61 @@ impl Nginx {
         format!("https://{SITE}:{}", self.https)
     }
 
+    /// One TLS connection for `SITE` with `openssl s_client` and its `options` (`-tls1_3`,
+    /// `-sess_out FILE`, …) that sends `GET /healthz` over HTTP/1.0 and reads until nginx
+    /// closes: a TLS 1.3 server sends its session tickets after the handshake, and an
+    /// s_client that quit at once would never see them. At most 10 s.
+    pub fn tls_probe(&self, openssl: &Path, options: &[&str]) -> TlsProbe {
+        let output_path = self.dir.join(format!(
+            "s_client-{}.out",
+            NEXT_PROBE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let output = std::fs::File::create(&output_path).expect("create s_client.out");
+        let mut child = Command::new(openssl)
+            .arg("s_client")
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{}", self.https))
+            .args(["-servername", SITE, "-ign_eof"])
+            .args(options)
+            .stdin(Stdio::piped())
+            .stdout(output.try_clone().expect("dup"))
+            .stderr(output)
+            .spawn()
+            .expect("run openssl s_client");
+        let request = format!(
+            "GET /healthz HTTP/1.0\r\nHost: {SITE}:{}\r\n\r\n",
+            self.https
+        );
+        if let Some(mut stdin) = child.stdin.take() {
+            // Fails only if s_client already exited, which its output then explains.
+            let _ = stdin.write_all(request.as_bytes());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait for s_client").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = std::fs::read_to_string(&output_path).unwrap_or_default();
+        // `New, TLSv1.3, Cipher is …` or `Reused, TLSv1.3, …` (`New, (NONE), …` when the
+        // handshake failed).
+        let summary = output
+            .lines()
+            .find(|line| line.starts_with("New, ") || line.starts_with("Reused, "))
+            .unwrap_or_default();
+        let mut fields = summary.split(", ");
+        let reused = fields.next() == Some("Reused");
+        let protocol = fields.next().unwrap_or("(no handshake)").to_owned();
+        TlsProbe {
+            protocol,
+            reused,
+            output,
+        }
+    }
+
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
@@ -281,6 +348,19 @@ impl Nginx {
             base: self.base(),
         }
     }
+}
+
+static NEXT_PROBE: AtomicUsize = AtomicUsize::new(0);
+
+/// What `openssl s_client` reported about one connection.
+#[derive(Debug)]
+pub struct TlsProbe {
+    /// The negotiated protocol, e.g. `TLSv1.3`.
+    pub protocol: String,
+    /// Whether the session was resumed (an abbreviated handshake).
+    pub reused: bool,
+    /// Everything s_client printed, for the failure message.
+    pub output: String,
 }
 
 impl Drop for Nginx {
