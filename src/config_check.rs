@@ -73,6 +73,18 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
                 .into(),
         );
     }
+    // Portcullis does not terminate TLS, so Secure cookies mean something in front does;
+    // unless it is trusted, its address is every client's address.
+    if settings.secure_cookies && settings.trusted_proxies.is_empty() {
+        warnings.push(format!(
+            "--secure-cookies is on without a --trusted-proxy: behind an HTTPS proxy every \
+             client then has the proxy's address, so all share one sign-in throttle ({} failed \
+             sign-ins from anyone in {} make everyone wait) and the audit trail names only the \
+             proxy: add --trusted-proxy with the proxy's address (e.g. --trusted-proxy \
+             127.0.0.1 for nginx on this host)",
+            settings.throttle.ip_failures, settings.throttle.window
+        ));
+    }
     if settings
         .trusted_proxies
         .iter()
@@ -240,7 +252,48 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
 
 #[cfg(test)]
 mod tests {
-    use super::mask_url;
+    use clap::Parser;
+
+    use super::{check, mask_url};
+    use crate::config::{Cli, ServeArgs};
+
+    /// `serve`'s defaults with these cookie and proxy settings, and no database to reach
+    /// (whatever DATABASE_URL the environment has).
+    fn args(secure_cookies: bool, trusted_proxies: &[&str]) -> ServeArgs {
+        let mut args = Cli::parse_from(["portcullis"]).serve;
+        args.secure_cookies = secure_cookies;
+        args.trusted_proxies = trusted_proxies
+            .iter()
+            .map(|net| net.parse().expect("a CIDR range"))
+            .collect();
+        args.db.database_url = None;
+        args.db.data_dir = "/nonexistent/portcullis-config-check".into();
+        args
+    }
+
+    #[tokio::test]
+    async fn secure_cookies_without_a_trusted_proxy_warns_that_clients_share_one_throttle() {
+        let report = check(&args(true, &[])).await.expect("check");
+        let warning = report
+            .warnings
+            .iter()
+            .find(|w| w.contains("--secure-cookies is on without a --trusted-proxy"))
+            .unwrap_or_else(|| panic!("no warning:\n{}", report.text));
+        assert!(
+            warning.contains("sign-in throttle") && warning.contains("add --trusted-proxy"),
+            "{warning}"
+        );
+        assert!(report.text.contains(warning.as_str()), "{}", report.text);
+
+        for (secure_cookies, proxies) in [(true, &["127.0.0.1/32"][..]), (false, &[][..])] {
+            let report = check(&args(secure_cookies, proxies)).await.expect("check");
+            assert!(
+                !report.text.contains("without a --trusted-proxy"),
+                "secure cookies {secure_cookies}, proxies {proxies:?}:\n{}",
+                report.text
+            );
+        }
+    }
 
     #[test]
     fn passwords_are_masked() {

@@ -59,7 +59,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("portcullis: {err:#}");
+            match db::pgbouncer_switch_missing(err.as_ref()) {
+                Some(what_to_do) => eprintln!("portcullis: {what_to_do}"),
+                None => eprintln!("portcullis: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }

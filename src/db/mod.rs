@@ -92,6 +92,35 @@ impl Database {
     }
 }
 
+/// The line to tell the operator when `err` comes from the driver's named prepared
+/// statements meeting a server connection shared with other clients: `prepared statement
+/// "sqlx_s_1" already exists` (another client prepared its own `sqlx_s_1` there), `… does not
+/// exist` (this one was prepared on another server connection), or a Bind that finds another
+/// client's statement of that name. The names are counted per client connection and cached
+/// on it, which only works when each client connection keeps its own server session: so the
+/// connection goes through a pooler in transaction mode (PgBouncer) without `--db-pgbouncer`,
+/// under which the driver prepares no named statements (see `Database::pool`). The raw error
+/// says nothing of that, and repeats itself through the cause chain.
+pub fn pgbouncer_switch_missing(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let said = std::iter::successors(Some(err), |err| err.source()).find_map(|err| {
+        match err.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db))
+                if db.message().contains("prepared statement \"sqlx_s_") =>
+            {
+                Some(db.message().to_owned())
+            }
+            _ => None,
+        }
+    })?;
+    Some(format!(
+        "the database connection goes through PgBouncer in transaction pooling mode (or \
+         another pooler that shares server connections between clients): add --db-pgbouncer \
+         (or PORTCULLIS_DB_PGBOUNCER=true), set statement_timeout on the database role, and \
+         run `portcullis migrate` directly against PostgreSQL (docs/DEPLOY.md, \"Scaling out\"); \
+         the database said: {said}"
+    ))
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
     pub size: u32,

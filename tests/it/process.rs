@@ -737,6 +737,8 @@ async fn config_check_masks_secrets_and_warns() {
         "--bind",
         "127.0.0.1:3000",
         "--secure-cookies",
+        "--trusted-proxy",
+        "127.0.0.1",
         "--metrics-token",
         "a-long-random-metrics-token-value",
         "--data-dir",

@@ -3,6 +3,8 @@
 //! `--db-pgbouncer` (sign-in, page views under concurrency, an admin's role change, the
 //! CLI, sign-out), and the failure without it.
 
+mod without_switch;
+
 use std::str::FromStr;
 
 use reqwest::StatusCode;
@@ -26,8 +28,16 @@ struct PgBouncer {
 
 impl PgBouncer {
     /// Renders the shipped example for `database` (a `postgres://` URL of the real server)
-    /// and starts it; waits until it accepts connections.
-    fn start(pgbouncer: &Path, dir: &Scratch, database: &str, pool_size: u32) -> PgBouncer {
+    /// and starts it; waits until it accepts connections. With `ignore_options`, it also
+    /// ignores the `options` startup parameter, as operators are often told to make it do
+    /// (the example warns against it): a client sending one is then let in.
+    fn start(
+        pgbouncer: &Path,
+        dir: &Scratch,
+        database: &str,
+        pool_size: u32,
+        ignore_options: bool,
+    ) -> PgBouncer {
         let server = PgConnectOptions::from_str(database).expect("database URL");
         let port = free_port();
         let user = server.get_username().to_owned();
@@ -91,6 +101,17 @@ impl PgBouncer {
             used.iter().all(|u| *u),
             "a placeholder is gone from the example"
         );
+        if ignore_options {
+            let shipped = "\nignore_startup_parameters = extra_float_digits\n";
+            assert!(
+                rendered.contains(shipped),
+                "{shipped:?} is gone from the example"
+            );
+            rendered = rendered.replace(
+                shipped,
+                "\nignore_startup_parameters = extra_float_digits,options\n",
+            );
+        }
         std::fs::write(dir.path("pgbouncer.ini"), rendered).expect("write ini");
         std::fs::write(dir.path("userlist.txt"), format!("\"{user}\" \"\"\n")).expect("write");
         let mut command = Command::new(pgbouncer);
@@ -195,7 +216,7 @@ async fn setup(
     // Migrations go to PostgreSQL directly...
     let (ok, out) = cli(&["migrate", "--database-url", &direct], "");
     assert!(ok, "{out}");
-    let bouncer = PgBouncer::start(pgbouncer_bin, scratch, &direct, pool_size);
+    let bouncer = PgBouncer::start(pgbouncer_bin, scratch, &direct, pool_size, false);
     // ...and are refused through PgBouncer, saying why.
     let (ok, out) = cli(
         &[

@@ -119,6 +119,39 @@ async fn nginx_terminates_tls_names_the_real_client_and_spreads_requests_over_bo
         .await;
     assert!(handshake.is_err(), "unknown name served: {handshake:?}");
 
+    // TLS 1.3 is negotiated, and a returning client resumes its session instead of a full
+    // handshake, in TLS 1.3 and 1.2. Both depend on the settings of the default server,
+    // in whose context every handshake on the port starts. TLS 1.2 gets no session
+    // ticket (they are off), so it resumes by session id, from the shared cache.
+    for (option, protocol) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let session = scratch.path(&format!("session{option}.pem"));
+        let session = session.to_str().expect("a UTF-8 path");
+        let first = nginx.tls_probe(&openssl, &[option, "-sess_out", session]);
+        assert!(
+            first.protocol == protocol && !first.reused && first.output.contains("HTTP/1.1 200"),
+            "{option}: a full handshake ({protocol}) and /healthz, got {} (reused: {}):\n{}\n{}",
+            first.protocol,
+            first.reused,
+            first.output,
+            logs()
+        );
+        if protocol == "TLSv1.2" {
+            assert!(
+                !first.output.contains("TLS session ticket"),
+                "ssl_session_tickets is off, yet a ticket came:\n{}",
+                first.output
+            );
+        }
+        let second = nginx.tls_probe(&openssl, &[option, "-sess_in", session]);
+        assert!(
+            second.protocol == protocol && second.reused,
+            "{option}: the second connection resumes the session, got {} (reused: {}):\n{}",
+            second.protocol,
+            second.reused,
+            second.output
+        );
+    }
+
     // Sign in over HTTPS, the client claiming to be someone else in X-Forwarded-For: the
     // `__Host-` cookies come back through nginx, and every record names 127.0.0.2.
     let alice = nginx.visitor(Ipv4Addr::new(127, 0, 0, 2));
