@@ -324,6 +324,15 @@ impl Settings {
         }
     }
 
+    /// The device cookie (`auth::device`): which accounts this browser has signed in to.
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-portcullis_device"
+        } else {
+            "portcullis_device"
+        }
+    }
+
     pub fn csrf_cookie_name(&self) -> &'static str {
         if self.secure_cookies {
             "__Host-portcullis_csrf"

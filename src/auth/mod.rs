@@ -3,6 +3,7 @@
 //! (`web::http::guard`) turns into responses.
 
 pub mod csrf;
+pub mod device;
 pub mod next;
 pub mod password;
 pub mod policy;

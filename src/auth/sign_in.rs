@@ -10,11 +10,13 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::{
+    csrf::CsrfKey,
+    device,
     password::{
         self, HashError, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, PasswordHasher, Verification,
     },
     store::{BINDING_KEY, SessionBinding},
-    throttle::{self, Blocked},
+    throttle::{self, Blocked, Keys},
 };
 use crate::{accounts::Username, config::Settings};
 
@@ -25,6 +27,8 @@ pub struct Attempt<'a> {
     /// The client's address (the per-address throttle's key).
     pub ip: &'a str,
     pub user_agent: Option<String>,
+    /// The browser's device cookie, if it sent one (`auth::device`).
+    pub device_cookie: Option<&'a str>,
 }
 
 impl Attempt<'_> {
@@ -48,8 +52,13 @@ impl Attempt<'_> {
 /// What became of an attempt.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Signed in: the session is saved under a new id.
-    SignedIn { user_id: i64, username: String },
+    /// Signed in: the session is saved under a new id. `device_cookie` is the device
+    /// cookie's new value, which marks this browser as a known device for the account.
+    SignedIn {
+        user_id: i64,
+        username: String,
+        device_cookie: String,
+    },
     /// Refused before any password check: too many failures for the name or the address.
     Throttled(Blocked),
     /// Refused: the reason is for logs and the audit trail only; the person is told the
@@ -90,31 +99,45 @@ pub enum SignInError {
     Session(#[from] tower_sessions::session::Error),
 }
 
-/// Signs in: checks the throttle, verifies the password, and on success starts a new
-/// session in `session` (a new id: whatever id the browser had before, perhaps planted by
-/// an attacker, is deleted, never promoted).
+/// What signing in needs from the application.
+pub struct Context<'a> {
+    pub pool: &'a PgPool,
+    pub hasher: &'a PasswordHasher,
+    pub key: &'a CsrfKey,
+    pub settings: &'a Settings,
+}
+
+/// Signs in: reserves the attempt with the throttle, verifies the password, and on
+/// success starts a new session in `session` (a new id: whatever id the browser had
+/// before, perhaps planted by an attacker, is deleted, never promoted).
 pub async fn sign_in(
-    pool: &PgPool,
-    hasher: &PasswordHasher,
-    settings: &Settings,
+    cx: &Context<'_>,
     session: &Session,
     attempt: Attempt<'_>,
 ) -> Result<Outcome, SignInError> {
-    let throttle_key = attempt.throttle_key();
-    if let Some(blocked) = throttle::check(pool, &throttle_key, attempt.ip).await? {
-        return Ok(Outcome::Throttled(blocked));
-    }
-    let key = throttle_key.as_str();
-    let ip = attempt.ip;
-    let failed = |failure| async move {
-        throttle::record_failure(pool, &settings.throttle, key, ip).await?;
-        Ok::<_, SignInError>(Outcome::Failed(failure))
+    let Context {
+        pool,
+        hasher,
+        key,
+        settings,
+    } = *cx;
+    let account_key = attempt.throttle_key();
+    let keys = Keys {
+        device: device::known(key, attempt.device_cookie, &account_key),
+        account: account_key.clone(),
+        ip: attempt.ip.to_owned(),
     };
+    let reservation = match throttle::reserve(pool, &settings.throttle, &keys).await? {
+        Ok(reservation) => reservation,
+        Err(blocked) => return Ok(Outcome::Throttled(blocked)),
+    };
+    // A failure keeps the reservation: it was counted when it was made.
+    let failed = |failure| Ok(Outcome::Failed(failure));
     // Over-long passwords are refused before hashing; this depends on the input only.
     let password = password::normalize(attempt.password);
     if attempt.password.len() > MAX_PASSWORD_BYTES || password.chars().count() > MAX_PASSWORD_CHARS
     {
-        return failed(Failure::TooLong).await;
+        return failed(Failure::TooLong);
     }
     let account = match Username::parse(attempt.username) {
         Ok(username) => {
@@ -138,9 +161,9 @@ pub async fn sign_in(
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
             (account, needs_rehash)
         }
-        (None, _) => return failed(Failure::UnknownUser).await,
-        (Some(_), Verification::Mismatch) => return failed(Failure::BadPassword).await,
-        (Some(_), Verification::Match { .. }) => return failed(Failure::Disabled).await,
+        (None, _) => return failed(Failure::UnknownUser),
+        (Some(_), Verification::Mismatch) => return failed(Failure::BadPassword),
+        (Some(_), Verification::Match { .. }) => return failed(Failure::Disabled),
     };
 
     let now = OffsetDateTime::now_utc();
@@ -175,46 +198,57 @@ pub async fn sign_in(
     )
     .execute(pool)
     .await?;
-    throttle::record_success(pool, &throttle_key).await?;
+    throttle::release(pool, &settings.throttle, reservation).await?;
     if needs_rehash {
-        // Rehashing is not a password change: it must not revoke any session.
+        // Rehashing is not a password change: it must not revoke any session. It replaces
+        // only the hash it verified, so it cannot undo a password change made meanwhile.
         let hash = hasher.hash(password).await?;
-        crate::accounts::set_password_hash_keeping_sessions(pool, account.id, &hash).await?;
-        tracing::info!(user = %account.username, "password hash upgraded to current parameters");
+        let upgraded =
+            crate::accounts::upgrade_password_hash(pool, account.id, &account.password_hash, &hash)
+                .await?;
+        if upgraded {
+            tracing::info!(user = %account.username, "password hash upgraded to current parameters");
+        }
     }
     Ok(Outcome::SignedIn {
         user_id: account.id,
         username: account.username,
+        device_cookie: device::remember(key, attempt.device_cookie, &account_key),
     })
 }
 
 /// Checks the signed-in user's current password (before a sensitive change), throttled
-/// like sign-in on the same counters. `Err(Blocked)` when the name or address is blocked.
+/// like sign-in on the same counters. `Err(Blocked)` when they are blocked.
 pub async fn verify_current_password(
-    pool: &PgPool,
-    hasher: &PasswordHasher,
-    settings: &Settings,
+    cx: &Context<'_>,
     user_id: i64,
     username: &str,
     ip: &str,
+    device_cookie: Option<&str>,
     typed: &str,
 ) -> Result<Result<bool, Blocked>, SignInError> {
-    let throttle_key = Username::key_of(username);
-    if let Some(blocked) = throttle::check(pool, &throttle_key, ip).await? {
-        return Ok(Err(blocked));
-    }
+    let account_key = Username::key_of(username);
+    let keys = Keys {
+        device: device::known(cx.key, device_cookie, &account_key),
+        account: account_key,
+        ip: ip.to_owned(),
+    };
+    let reservation = match throttle::reserve(cx.pool, &cx.settings.throttle, &keys).await? {
+        Ok(reservation) => reservation,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
     let stored = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user_id)
-        .fetch_one(pool)
+        .fetch_one(cx.pool)
         .await?;
     let verified = typed.len() <= MAX_PASSWORD_BYTES
         && matches!(
-            hasher
+            cx.hasher
                 .verify(password::normalize(typed), Some(stored))
                 .await?,
             Verification::Match { .. }
         );
-    if !verified {
-        throttle::record_failure(pool, &settings.throttle, &throttle_key, ip).await?;
+    if verified {
+        throttle::release(cx.pool, &cx.settings.throttle, reservation).await?;
     }
     Ok(Ok(verified))
 }

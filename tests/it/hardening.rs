@@ -112,50 +112,6 @@ async fn an_address_is_throttled_across_account_names_and_instances() {
     a.audit("event = 'throttled' AND reason = 'ip'", 2).await;
 }
 
-#[tokio::test]
-async fn a_hundred_failures_in_a_row_lock_the_name_until_an_admin_clears_it() {
-    let app = TestApp::spawn().await;
-    app.create_user("locked", Role::Member).await;
-    // 99 earlier failures, spread over time (the window allowance is not the issue here).
-    sqlx::query(
-        "INSERT INTO login_throttles VALUES ('account', 'locked', 1, 99, now(), now() - interval '1 hour', NULL)",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("seed");
-    let response = app
-        .post_login(&app.client(), "locked", "wrong guess!", "")
-        .await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = app.post_login(&app.client(), "locked", PASSWORD, "").await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let body = response.text().await.expect("body");
-    assert!(
-        body.contains("only an administrator can unlock it"),
-        "{body}"
-    );
-
-    let admin = app.user_client("boss", Role::Admin).await;
-    let page = app
-        .get(&admin, "/admin/throttles")
-        .await
-        .text()
-        .await
-        .expect("body");
-    assert!(page.contains(">locked</strong>"), "{page}");
-    let response = app
-        .post_form(
-            &admin,
-            "/admin/throttles/clear",
-            &[("scope", "account"), ("key", "locked")],
-        )
-        .await;
-    assert_eq!(location(&response), "/admin/throttles?done=cleared");
-    app.login(&app.client(), "locked").await;
-    app.audit("event = 'throttle_cleared' AND target = 'locked'", 1)
-        .await;
-}
-
 /// Unknown and known usernames must take the same time: each costs one full hash.
 #[tokio::test]
 async fn unknown_and_known_usernames_take_the_same_time() {

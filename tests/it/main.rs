@@ -17,3 +17,4 @@ mod login;
 mod process;
 mod sessions;
 mod support;
+mod throttle;

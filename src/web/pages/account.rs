@@ -164,6 +164,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
+    cookies: tower_cookies::Cookies,
     SignedForm { user, form, parts }: SignedForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let mut errors = PasswordErrors::default();
@@ -182,13 +183,15 @@ pub async fn change_password(
         errors.confirm = Some("The two new passwords differ.".into());
     }
     // Guessing the current password through this form is throttled like sign-in.
+    let device_cookie = cookies
+        .get(state.settings.device_cookie_name())
+        .map(|c| c.value().to_owned());
     let verified = sign_in::verify_current_password(
-        &state.pool,
-        &state.hasher,
-        &state.settings,
+        &login::sign_in_context(&state),
         user.user_id,
         &user.username,
         &client_ip(&parts),
+        device_cookie.as_deref(),
         &form.current_password,
     )
     .await?;

@@ -17,6 +17,7 @@ use crate::{
     auth::{
         Authentication, Notice,
         csrf::new_cookie_value,
+        device,
         next::{DEFAULT_NEXT, safe_next},
         sign_in::{self, Attempt, Outcome},
         throttle,
@@ -246,22 +247,24 @@ pub async fn submit(
             next,
         ));
     }
+    let device_cookie = cookies
+        .get(state.settings.device_cookie_name())
+        .map(|c| c.value().to_owned());
     let attempt = Attempt {
         username: &form.username,
         password: &form.password,
         ip: &client_ip(&parts),
         user_agent: user_agent(&parts.headers),
+        device_cookie: device_cookie.as_deref(),
     };
-    let outcome = sign_in::sign_in(
-        &state.pool,
-        &state.hasher,
-        &state.settings,
-        &session,
-        attempt,
-    )
-    .await?;
+    let outcome = sign_in::sign_in(&sign_in_context(&state), &session, attempt).await?;
     match outcome {
-        Outcome::SignedIn { username, .. } => {
+        Outcome::SignedIn {
+            username,
+            device_cookie,
+            ..
+        } => {
+            set_device_cookie(&state, &cookies, device_cookie);
             tracing::info!(user = %username, "signed in");
             denial::record(&parts, |meta| {
                 AuditEvent::new("sign_in", meta).username(&username)
@@ -293,6 +296,30 @@ pub async fn submit(
             )))
         }
     }
+}
+
+/// What signing in needs from the application state.
+pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
+    sign_in::Context {
+        pool: &state.pool,
+        hasher: &state.hasher,
+        key: &state.csrf,
+        settings: &state.settings,
+    }
+}
+
+/// Marks this browser as a known device for the account just signed in to (see
+/// `auth::device`): its later attempts are throttled on their own.
+fn set_device_cookie(state: &AppState, cookies: &Cookies, value: String) {
+    let lifetime = tower_cookies::cookie::time::Duration::seconds(device::LIFETIME.whole_seconds());
+    let cookie = Cookie::build((state.settings.device_cookie_name(), value))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(lifetime)
+        .build();
+    cookies.add(cookie);
 }
 
 fn complete_url(next: Option<&str>) -> String {
@@ -374,7 +401,6 @@ fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) ->
 #[template(path = "throttled.html")]
 struct ThrottledPage {
     chrome: Chrome,
-    locked: bool,
     minutes: i64,
     until: String,
 }
@@ -401,13 +427,11 @@ pub fn throttled(
         StatusCode::TOO_MANY_REQUESTS,
         &ThrottledPage {
             chrome: Chrome::new(&state.site, "Too many attempts", None),
-            locked: blocked.locked,
             minutes: (retry_after + 59) / 60,
             until: display_time(blocked.until),
         },
     );
-    let seconds = if blocked.locked { 86_400 } else { retry_after };
-    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
