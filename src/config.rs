@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// A session ends this long after sign-in, however active (e.g. 12h).
     #[arg(long, env = "PORTCULLIS_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
     pub absolute_timeout: time::Duration,
+    /// Sensitive changes (admin actions, signing out other sessions) need a sign-in or a
+    /// re-authentication at most this long ago (e.g. 10m).
+    #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub reauth_window: time::Duration,
     /// Mark cookies `Secure` and use the `__Host-` prefix. Turn on whenever the site is
     /// served over HTTPS (directly or behind a proxy).
     #[arg(long, env = "PORTCULLIS_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -245,6 +249,7 @@ fn std_duration(duration: time::Duration) -> std::time::Duration {
 pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
+    pub reauth_window: time::Duration,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
@@ -285,6 +290,7 @@ impl Settings {
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
+            reauth_window: args.reauth_window,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),

@@ -7,6 +7,7 @@ pub mod device;
 pub mod next;
 pub mod password;
 pub mod policy;
+pub mod reauth;
 pub mod role;
 pub mod session;
 pub mod sign_in;

@@ -30,6 +30,11 @@ pub struct SessionUser {
     pub user_agent: Option<String>,
     pub prev_sign_in_at: Option<OffsetDateTime>,
     pub prev_sign_in_ip: Option<String>,
+    /// When the holder last proved who they are (sign-in or re-authentication).
+    pub authenticated_at: OffsetDateTime,
+    /// Whether that was within `--reauth-window` (by the database's clock): sensitive
+    /// changes need it.
+    pub recently_authenticated: bool,
     /// This session's CSRF token for the forms on the page.
     pub csrf_token: String,
     /// The user's live sessions (this one included), newest activity first; loaded only
@@ -211,6 +216,7 @@ pub async fn resolve(
         SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
+               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
                CASE WHEN $2 THEN (
                    SELECT coalesce(json_agg(json_build_object(
@@ -279,6 +285,8 @@ pub async fn resolve(
         user_agent: row.user_agent,
         prev_sign_in_at: row.prev_sign_in_at,
         prev_sign_in_ip: row.prev_sign_in_ip,
+        authenticated_at: row.authenticated_at,
+        recently_authenticated: now - row.authenticated_at < settings.reauth_window,
         csrf_token: csrf.session_token(token),
         sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
         access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),

@@ -181,6 +181,7 @@ pub async fn sign_in(
                 prev_sign_in_at: account.last_sign_in_at,
                 prev_sign_in_ip: account.last_sign_in_ip,
                 password_changed_at: Some(account.password_changed_at),
+                authenticated_at: Some(now),
             },
         )
         .await?;

@@ -23,7 +23,9 @@ use http::{
     guard::{self, Gate},
     render::{Site, static_cache},
 };
-use pages::{access, account, admin, api, health, help, home, login, metrics, reports, setup};
+use pages::{
+    access, account, admin, api, health, help, home, login, metrics, reauth, reports, setup,
+};
 
 /// Everything handlers share. Cloned by every extractor and middleware that takes
 /// `State`, so it is one `Arc`: a clone is one atomic increment, not six.
@@ -139,6 +141,7 @@ pub fn router(state: AppState) -> Router {
             post(account::revoke_session),
         )
         .route("/access-requests", post(access::request))
+        .route("/reauth", get(reauth::form).post(reauth::submit))
         .route_layer(gate(member, false));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()

@@ -15,6 +15,7 @@ mod health;
 mod inputs;
 mod login;
 mod process;
+mod reauth;
 mod sessions;
 mod support;
 mod throttle;

@@ -7,6 +7,7 @@ pub mod denial;
 pub mod errors;
 pub mod form;
 pub mod frame;
+pub mod fresh;
 pub mod guard;
 pub mod negotiate;
 pub mod origin;

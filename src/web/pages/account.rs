@@ -20,6 +20,7 @@ use crate::{
         http::{
             Chrome, CurrentUser, denial,
             form::SignedForm,
+            fresh::{self, FreshForm},
             render_status,
             request::{audit_meta, client_ip, record},
         },
@@ -246,6 +247,10 @@ pub async fn revoke_session(
     Path(id): Path<i64>,
     SignedForm { user, parts, .. }: SignedForm<Empty>,
 ) -> Result<Response, AppError> {
+    // Signing out another session is sensitive; signing out this one never is.
+    if id != user.session_id && !user.recently_authenticated {
+        return Ok(fresh::reauth_required(&parts, &user, &session, &state, Vec::new()).await);
+    }
     if id == user.session_id {
         // "Sign out this session" on the current one is simply signing out.
         session.flush().await?;
@@ -264,7 +269,7 @@ pub async fn revoke_session(
 /// Signs out every session of the user but this one.
 pub async fn revoke_others(
     State(state): State<AppState>,
-    SignedForm { user, parts, .. }: SignedForm<Empty>,
+    FreshForm { user, parts, .. }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = Actor::new(&user.username, audit_meta(&parts));
     own::revoke_other_sessions(&state.pool, &actor, user.user_id, user.session_id).await?;

@@ -10,5 +10,6 @@ pub mod help;
 pub mod home;
 pub mod login;
 pub mod metrics;
+pub mod reauth;
 pub mod reports;
 pub mod setup;

@@ -20,7 +20,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, form::SignedForm, render_status, request::audit_meta},
+        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
     },
 };
 
@@ -126,9 +126,9 @@ pub struct Empty {}
 pub async fn grant(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = Actor::new(&admin.username, audit_meta(&parts));
     match admin::grant(&state.pool, &actor, id).await {
@@ -149,11 +149,11 @@ pub struct DeclineForm {
 pub async fn decline(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<DeclineForm>,
+    }: FreshForm<DeclineForm>,
 ) -> Result<Response, AppError> {
     let note: String = form
         .note

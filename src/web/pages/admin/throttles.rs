@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, form::SignedForm, render, request::audit_meta},
+        http::{Chrome, CurrentUser, fresh::FreshForm, render, request::audit_meta},
     },
 };
 
@@ -130,7 +130,7 @@ pub struct ClearForm {
 
 pub async fn clear(
     State(state): State<AppState>,
-    SignedForm { user, form, parts }: SignedForm<ClearForm>,
+    FreshForm { user, form, parts }: FreshForm<ClearForm>,
 ) -> Result<Response, AppError> {
     let Some(scope) = throttle::Scope::parse(&form.scope) else {
         return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());

@@ -24,7 +24,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, form::SignedForm, render_status, request::audit_meta},
+        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
         pages::account::{SessionLine, session_lines},
     },
 };
@@ -221,11 +221,11 @@ pub struct RoleForm {
 pub async fn set_role(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<RoleForm>,
+    }: FreshForm<RoleForm>,
 ) -> Result<Response, AppError> {
     let Some(role) = Role::parse(&form.role) else {
         return refuse(&state, &admin, id, "Choose one of the roles.".into()).await;
@@ -278,11 +278,11 @@ async fn other_user(
 pub async fn disable(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let on_self = "You cannot disable your own account; ask another administrator.";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -319,9 +319,9 @@ pub struct Empty {}
 pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let result = admin::enable(&state.pool, &actor(&admin, &parts), id).await;
     answer(&state, &admin, id, result, "enabled").await
@@ -338,11 +338,11 @@ pub struct ResetForm {
 pub async fn reset_password(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ResetForm>,
+    }: FreshForm<ResetForm>,
 ) -> Result<Response, AppError> {
     let on_self = "Change your own password on your account page (it asks for the current one).";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -376,11 +376,11 @@ pub async fn reset_password(
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let on_self = "You cannot delete your own account; ask another administrator.";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -417,11 +417,11 @@ pub async fn delete(
 pub async fn revoke_all(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let Some(target) = accounts::by_id(&state.pool, id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
@@ -454,9 +454,9 @@ pub async fn revoke_all(
 pub async fn revoke_one(
     State(state): State<AppState>,
     Path((id, session)): Path<(i64, i64)>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let result = admin::revoke_one_session(&state.pool, &actor(&admin, &parts), id, session).await;
     answer(&state, &admin, id, result, "session_revoked").await
