@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// re-authentication at most this long ago (e.g. 10m).
     #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub reauth_window: time::Duration,
+    /// Who must turn on two-step verification before reaching protected pages (admins:
+    /// administrators are sent to enrolment before any admin page).
+    #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
+    pub require_mfa: RequireMfa,
     /// Mark cookies `Secure` and use the `__Host-` prefix. Turn on whenever the site is
     /// served over HTTPS (directly or behind a proxy).
     #[arg(long, env = "PORTCULLIS_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -216,6 +220,25 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
 }
 
+/// Who must have two-step verification before reaching protected pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequireMfa {
+    None,
+    Admins,
+    All,
+}
+
+impl RequireMfa {
+    /// Whether a user with `role` must have a second factor.
+    pub fn covers(self, role: crate::auth::Role) -> bool {
+        match self {
+            RequireMfa::None => false,
+            RequireMfa::Admins => role == crate::auth::Role::Admin,
+            RequireMfa::All => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -250,6 +273,7 @@ pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
     pub reauth_window: time::Duration,
+    pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
@@ -291,6 +315,7 @@ impl Settings {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
             reauth_window: args.reauth_window,
+            require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),

@@ -103,6 +103,15 @@ impl CsrfKey {
     pub fn verify_device_tag(&self, account_key: &str, nonce: &str, tag: &str) -> bool {
         self.verify(b"device", format!("{account_key}\0{nonce}").as_bytes(), tag)
     }
+
+    /// The tag of a sign-in waiting for its second factor (`auth::sign_in::Pending`).
+    pub fn pending_tag(&self, value: &str) -> String {
+        self.token(b"second-factor", value.as_bytes())
+    }
+
+    pub fn verify_pending_tag(&self, value: &str, tag: &str) -> bool {
+        self.verify(b"second-factor", value.as_bytes(), tag)
+    }
 }
 
 /// A fresh random value for the anonymous CSRF cookie.

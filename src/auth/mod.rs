@@ -9,6 +9,7 @@ pub mod password;
 pub mod policy;
 pub mod reauth;
 pub mod role;
+pub mod second_factor;
 pub mod session;
 pub mod sign_in;
 pub mod store;

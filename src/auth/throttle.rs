@@ -190,37 +190,28 @@ pub async fn reserve(
     )))
 }
 
-/// The attempt succeeded: the account's (or device's) counters start over, and the
-/// address's counter gives back this attempt.
+/// How an admitted attempt ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// A complete sign-in: the account's (or device's) counters start over; the address's
+    /// gives back this attempt (one valid account must not launder a guessing run).
+    SignedIn,
+    /// One step of several was right (a password before its second factor, a password
+    /// before a code in re-authentication): every counter gives back this attempt only.
+    /// Never a reset, or knowing the password would buy unlimited guesses at the code.
+    StepPassed,
+}
+
+/// Gives back a reservation whose attempt was right.
 pub async fn release(
     pool: &PgPool,
     settings: &ThrottleSettings,
     reservation: Reservation,
+    how: Release,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     for (scope, key) in &reservation.counters {
-        if *scope == Scope::Ip {
-            // The address gives back this attempt; a row left with no failure goes.
-            sqlx::query!(
-                "DELETE FROM login_throttles WHERE scope = 'ip' AND key = $1 AND failures <= 1",
-                key
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query!(
-                r#"
-                UPDATE login_throttles
-                SET failures = failures - 1,
-                    consecutive = greatest(consecutive - 1, 0),
-                    blocked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE blocked_until END
-                WHERE scope = 'ip' AND key = $1
-                "#,
-                key,
-                settings.ip_failures
-            )
-            .execute(&mut *tx)
-            .await?;
-        } else {
+        if how == Release::SignedIn && *scope != Scope::Ip {
             sqlx::query!(
                 "DELETE FROM login_throttles WHERE scope = $1 AND key = $2",
                 scope.as_str(),
@@ -228,7 +219,35 @@ pub async fn release(
             )
             .execute(&mut *tx)
             .await?;
+            continue;
         }
+        // This attempt is given back; a row left with no failure goes.
+        sqlx::query!(
+            "DELETE FROM login_throttles WHERE scope = $1 AND key = $2 AND failures <= 1",
+            scope.as_str(),
+            key
+        )
+        .execute(&mut *tx)
+        .await?;
+        let budget = if *scope == Scope::Ip {
+            settings.ip_failures
+        } else {
+            settings.account_failures
+        };
+        sqlx::query!(
+            r#"
+            UPDATE login_throttles
+            SET failures = failures - 1,
+                consecutive = greatest(consecutive - 1, 0),
+                blocked_until = CASE WHEN failures - 1 < $3 THEN NULL ELSE blocked_until END
+            WHERE scope = $1 AND key = $2
+            "#,
+            scope.as_str(),
+            key,
+            budget
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }

@@ -19,3 +19,4 @@ mod reauth;
 mod sessions;
 mod support;
 mod throttle;
+mod two_factor;

@@ -294,6 +294,7 @@ async fn an_authenticated_page_view_is_one_query_and_no_write() {
                 prev_sign_in_ip: None,
                 password_changed_at: None,
                 authenticated_at: None,
+                auth_method: None,
             })
             .expect("json"),
         )]

@@ -244,6 +244,9 @@ pub fn test_settings() -> Settings {
     let mut settings = Settings::defaults();
     // Tests stop instances often; the drain grace has a test of its own.
     settings.drain_grace = Duration::ZERO;
+    // Most tests sign administrators in with a password alone; the second-factor policy
+    // (default: admins) has tests of its own (`two_factor::`), which turn it back on.
+    settings.require_mfa = portcullis::config::RequireMfa::None;
     settings
 }
 

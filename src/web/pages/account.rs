@@ -82,6 +82,10 @@ struct AccountPage {
     sessions: Vec<SessionLine>,
     other_sessions: usize,
     requests: Vec<AccessRequestView>,
+    second_factor: bool,
+    /// When a recovery code was last used (in the last 30 days), to announce it.
+    recovery_used: Option<String>,
+    recovery_left: i64,
     done: Option<&'static str>,
     errors: PasswordErrors,
     min_password: usize,
@@ -128,6 +132,14 @@ fn account_page(
             sessions,
             other_sessions,
             requests: user.access_requests.iter().map(Into::into).collect(),
+            second_factor: user.has_second_factor,
+            recovery_used: user
+                .recovery
+                .as_ref()
+                .and_then(|r| r.last_used_at)
+                .filter(|at| time::OffsetDateTime::now_utc() - *at < time::Duration::days(30))
+                .map(display_time),
+            recovery_left: user.recovery.as_ref().map_or(0, |r| r.codes_left),
             done,
             errors,
             min_password: state.settings.password_min_length,

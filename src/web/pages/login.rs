@@ -36,6 +36,7 @@ use crate::{
             render_status,
             request::{client_ip, request_id, user_agent},
         },
+        pages::second_step,
     },
 };
 
@@ -92,7 +93,7 @@ pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
     value
 }
 
-fn login_page(
+pub fn login_page(
     state: &AppState,
     cookies: &Cookies,
     status: StatusCode,
@@ -175,6 +176,10 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
         Notice::SetupDone => "The setup link no longer works. Add more users from the \
                               administration page once you are signed in."
             .to_owned(),
+        Notice::SecondStepExpired => format!(
+            "The code from your authenticator app must follow the password within {}.",
+            plain_duration(sign_in::PENDING_LIFETIME)
+        ),
     }
 }
 
@@ -263,15 +268,23 @@ pub async fn submit(
             username,
             device_cookie,
             ..
-        } => {
-            set_device_cookie(&state, &cookies, device_cookie);
-            tracing::info!(user = %username, "signed in");
-            denial::record(&parts, |meta| {
-                AuditEvent::new("sign_in", meta).username(&username)
-            });
-            metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
-            // Through /login/complete, which checks that the new session cookie comes back.
-            Ok(Redirect::to(&complete_url(next.as_deref())).into_response())
+        } => Ok(signed_in(
+            &state,
+            &cookies,
+            &parts,
+            &username,
+            "password",
+            device_cookie,
+            next.as_deref(),
+        )),
+        Outcome::SecondFactorNeeded { username, pending } => {
+            tracing::info!(user = %username, "password accepted; second factor awaited");
+            Ok(second_step::begin(
+                &state,
+                &cookies,
+                pending,
+                next.as_deref(),
+            ))
         }
         Outcome::Throttled(blocked) => Ok(throttled(&state, &parts, &typed_username, blocked)),
         Outcome::Failed(failure) => {
@@ -306,6 +319,28 @@ pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
         key: &state.csrf,
         settings: &state.settings,
     }
+}
+
+/// The end of every successful sign-in: the device cookie, the record, the count, and on
+/// through `/login/complete`, which checks that the new session cookie comes back.
+pub fn signed_in(
+    state: &AppState,
+    cookies: &Cookies,
+    parts: &Parts,
+    username: &str,
+    method: &'static str,
+    device_cookie: String,
+    next: Option<&str>,
+) -> Response {
+    set_device_cookie(state, cookies, device_cookie);
+    tracing::info!(user = %username, method, "signed in");
+    denial::record(parts, |meta| {
+        AuditEvent::new("sign_in", meta)
+            .username(username)
+            .reason(method)
+    });
+    metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
+    Redirect::to(&complete_url(next)).into_response()
 }
 
 /// Marks this browser as a known device for the account just signed in to (see
@@ -437,7 +472,7 @@ pub fn throttled(
     response
 }
 
-fn with_challenge(mut response: Response) -> Response {
+pub fn with_challenge(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         axum::http::HeaderValue::from_static(denial::WWW_AUTHENTICATE),

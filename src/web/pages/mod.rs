@@ -12,4 +12,6 @@ pub mod login;
 pub mod metrics;
 pub mod reauth;
 pub mod reports;
+pub mod second_step;
 pub mod setup;
+pub mod two_factor;

@@ -44,6 +44,8 @@ struct ReauthPage {
     next: String,
     kept: bool,
     dropped_secrets: bool,
+    /// Ask for the second factor's code too.
+    second_factor: bool,
     error: Option<&'static str>,
 }
 
@@ -84,6 +86,7 @@ fn page(
             next,
             kept: pending.is_some_and(|p| !p.fields.is_empty()),
             dropped_secrets: pending.is_some_and(|p| p.action.ends_with("/password")),
+            second_factor: user.has_second_factor,
             error,
         },
     )
@@ -116,6 +119,8 @@ pub struct ReauthForm {
     #[serde(default)]
     password: String,
     #[serde(default)]
+    code: String,
+    #[serde(default)]
     next: String,
 }
 
@@ -129,15 +134,28 @@ pub async fn submit(
     let device_cookie = cookies
         .get(state.settings.device_cookie_name())
         .map(|c| c.value().to_owned());
-    let verified = sign_in::verify_current_password(
-        &login::sign_in_context(&state),
+    let cx = login::sign_in_context(&state);
+    let ip = client_ip(&parts);
+    let mut verified = sign_in::verify_current_password(
+        &cx,
         user.user_id,
         &user.username,
-        &client_ip(&parts),
+        &ip,
         device_cookie.as_deref(),
         &form.password,
     )
     .await?;
+    if user.has_second_factor && matches!(verified, Ok(true)) {
+        verified = sign_in::verify_current_code(
+            &cx,
+            user.user_id,
+            &user.username,
+            &ip,
+            device_cookie.as_deref(),
+            &form.code,
+        )
+        .await?;
+    }
     match verified {
         Err(blocked) => return Ok(login::throttled(&state, &parts, &user.username, blocked)),
         Ok(false) => {
@@ -154,7 +172,11 @@ pub async fn submit(
                 pending.as_ref(),
                 next,
                 StatusCode::UNAUTHORIZED,
-                Some("That is not your password."),
+                Some(if user.has_second_factor {
+                    "That password or code is not right (codes work once and change every 30 seconds)."
+                } else {
+                    "That is not your password."
+                }),
             ));
         }
         Ok(true) => {}

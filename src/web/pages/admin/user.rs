@@ -19,7 +19,7 @@ use crate::{
         admin::{self, AdminError, Changed},
     },
     audit::{self, Actor},
-    auth::{Role, SessionUser},
+    auth::{Role, SessionUser, second_factor},
     display::display_time,
     error::AppError,
     web::{
@@ -54,6 +54,7 @@ struct UserPage {
     events: Vec<EventLine>,
     roles: [Role; 3],
     is_self: bool,
+    second_factor: bool,
     done: Option<&'static str>,
     problem: Option<String>,
     password_error: Option<String>,
@@ -77,6 +78,10 @@ pub fn done_message(key: &str) -> Option<&'static str> {
         "deleted" => "User deleted.",
         "sessions_revoked" => "Sessions signed out. They end on their next request.",
         "session_revoked" => "Session signed out.",
+        "second_factor_reset" => {
+            "Two-step verification reset and the user signed out everywhere. They sign in \
+             with their password and set it up again."
+        }
         _ => return None,
     })
 }
@@ -110,6 +115,7 @@ async fn user_page(
         })
         .collect();
     let current = (admin.user_id == target.id).then_some(admin.session_id);
+    let second_factor = second_factor::enabled(&state.pool, target.id).await?;
     Ok(render_status(
         status,
         &UserPage {
@@ -117,6 +123,7 @@ async fn user_page(
             csrf: admin.csrf_token.clone(),
             id: target.id,
             is_self: admin.user_id == target.id,
+            second_factor,
             username: target.username,
             role: target.role,
             enabled: target.disabled_at.is_none(),
@@ -460,4 +467,45 @@ pub async fn revoke_one(
 ) -> Result<Response, AppError> {
     let result = admin::revoke_one_session(&state.pool, &actor(&admin, &parts), id, session).await;
     answer(&state, &admin, id, result, "session_revoked").await
+}
+
+pub async fn reset_second_factor(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    FreshForm {
+        user: admin,
+        form,
+        parts,
+    }: FreshForm<ConfirmForm>,
+) -> Result<Response, AppError> {
+    let Some(target) = accounts::by_id(&state.pool, id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    if !confirmed(&form.confirm) {
+        return Ok(confirm_page(
+            &state,
+            &admin,
+            Confirm {
+                heading: format!("Reset two-step verification for {}?", target.username),
+                consequences: vec![
+                    format!(
+                        "{}'s authenticator app and recovery codes stop working.",
+                        target.username
+                    ),
+                    format!(
+                        "{} is signed out everywhere and signs in with the password alone, then \
+                         sets up two-step verification again.",
+                        target.username
+                    ),
+                    "Do this only once you are sure who asked: it removes a factor.".into(),
+                ],
+                action: format!("/admin/users/{id}/second-factor/reset"),
+                fields: vec![],
+                button: "Yes, reset",
+                cancel: format!("/admin/users/{id}"),
+            },
+        ));
+    }
+    let result = admin::reset_second_factor(&state.pool, &actor(&admin, &parts), id).await;
+    answer(&state, &admin, id, result, "second_factor_reset").await
 }
