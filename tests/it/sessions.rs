@@ -14,7 +14,8 @@ async fn an_idle_session_expires_with_a_notice() {
     let api = app.client();
     app.login(&api, "ida").await;
     assert_eq!(app.get(&browser, "/account").await.status(), StatusCode::OK);
-    sleep(2300).await;
+    // Both sessions go unused for longer than the idle window.
+    app.idle_out("ida").await;
     assert_login_redirect(
         app.get(&browser, "/account").await,
         "expired",
@@ -40,9 +41,11 @@ async fn an_idle_session_expires_with_a_notice() {
 async fn a_session_in_use_never_idles_out() {
     let app = TestApp::spawn_with(|s| s.idle_timeout = Duration::seconds(2)).await;
     let browser = app.user_client("active", Role::Member).await;
-    // 4.5 s of activity, a request every 0.6 s: well past the 2 s idle window in total.
+    // 4.8 s of activity, a request every 0.6 s: well past the 2 s idle window in total,
+    // so only the requests sliding the idle deadline keep the session alive.
     for _ in 0..8 {
-        sleep(600).await;
+        app.age_sessions("active", Duration::milliseconds(600))
+            .await;
         let response = app.get(&browser, "/account").await;
         assert_eq!(
             response.status(),
@@ -63,9 +66,10 @@ async fn the_absolute_lifetime_ends_even_an_active_session() {
     let browser = app.user_client("abe", Role::Member).await;
     let api = app.client();
     app.login(&api, "abe").await;
+    // A request every 0.5 s: the idle deadline keeps sliding, the absolute one does not.
     let mut last = StatusCode::OK;
     for _ in 0..8 {
-        sleep(500).await;
+        app.age_sessions("abe", Duration::milliseconds(500)).await;
         last = app.get(&browser, "/account").await.status();
         if last != StatusCode::OK {
             break;

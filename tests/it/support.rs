@@ -547,6 +547,35 @@ impl TestApp {
         panic!("fewer than {at_least} audit rows where {where_sql}; all rows: {all:#?}");
     }
 
+    /// Moves every timestamp of `username`'s sessions `by` into the past, as if that long
+    /// had passed since their last request: what a test would otherwise sleep for. The app
+    /// compares these columns with the database's clock on every request, so the next
+    /// request finds the sessions that much older (idle and absolute deadlines alike).
+    pub async fn age_sessions(&self, username: &str, by: time::Duration) {
+        let aged = sqlx::query(
+            "UPDATE sessions s \
+             SET created_at = s.created_at - make_interval(secs => $2), \
+                 last_seen_at = s.last_seen_at - make_interval(secs => $2), \
+                 idle_expires_at = s.idle_expires_at - make_interval(secs => $2), \
+                 absolute_expires_at = s.absolute_expires_at - make_interval(secs => $2) \
+             FROM users u WHERE u.id = s.user_id AND u.username = $1",
+        )
+        .bind(username)
+        .bind(by.as_seconds_f64())
+        .execute(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("ageing the sessions of {username}: {e}"))
+        .rows_affected();
+        assert!(aged > 0, "{username} has no session to age");
+    }
+
+    /// Ages `username`'s sessions past the idle window (the idle timeout and a second more),
+    /// so their next request finds them idle-expired.
+    pub async fn idle_out(&self, username: &str) {
+        let by = self.settings.idle_timeout + time::Duration::seconds(1);
+        self.age_sessions(username, by).await;
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.pool)
