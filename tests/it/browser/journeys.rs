@@ -9,7 +9,7 @@ use super::{
     harness::{Browser, Js, Turn, turn},
     pages::{self, PAGES, SUPPORT_CONTACT},
 };
-use crate::support::{PASSWORD, TestApp, sleep};
+use crate::support::{PASSWORD, TestApp};
 
 const FORBIDDEN: &str = "You do not have access to this page";
 const HELP: &str = "Signing in and access: what happened and what to do";
@@ -138,7 +138,7 @@ async fn idle_expiry_then_back_where_you_were(turn: &Turn, js: Js) {
     browser.visit("/login").await;
     browser.sign_in("eddie", PASSWORD).await;
     browser.expect_location("/account").await;
-    sleep(2_500).await;
+    app.idle_out("eddie").await;
 
     browser.click_link("Reports").await;
     browser
@@ -154,7 +154,7 @@ async fn idle_expiry_then_back_where_you_were(turn: &Turn, js: Js) {
     browser.expect_location("/reports").await;
     browser.expect_heading("Reports").await;
 
-    sleep(2_500).await;
+    app.idle_out("eddie").await;
     browser.sign_out().await;
     browser.expect_path("/login").await;
     browser.expect_heading("Sign in").await;
@@ -637,7 +637,7 @@ async fn stale_form_returns_to_its_page(turn: &Turn, js: Js) {
     browser.visit("/account").await;
     browser.expect_text("Sign out all other sessions (1)").await;
 
-    sleep(2_500).await;
+    app.idle_out("sam").await;
     browser
         .click_button("Sign out all other sessions (1)")
         .await;
