@@ -853,9 +853,21 @@ async fn ctrl_c_skips_the_drain_grace_that_sigterm_keeps() {
     let (server, _) = Server::start_with(&args, &[]);
     let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let response = reqwest::get(format!("{}/readyz", server.base))
-        .await
-        .expect("still serving during the grace");
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Until the signal is handled /readyz still says 200; every answer until the 503 must
+    // come from a server that is still serving.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .expect("still serving during the grace");
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still answered {} 10 s after SIGTERM",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
