@@ -258,8 +258,30 @@ async fn run_instance(db_name: &str, work: impl AsyncFnOnce(&TestApp)) {
         .await
         .expect("pool");
     let app = TestApp::spawn_on(pool, db_name.to_owned(), |_| {}).await;
-    // Let the start-up session sweep run.
-    sleep(200).await;
+    // The start-up sweep (ended sessions, throttles, then audit retention) must be done
+    // before the work, and before the pool closes, or runs differ by its statements. It
+    // runs on the only connection, so it is done once that one's last statement, idle,
+    // is the audit prune. (A fixed 200 ms was not always enough on a busy machine.)
+    let mut conn = admin_connection().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let swept: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1 \
+             AND state = 'idle' AND query LIKE '%DELETE FROM audit_events%')",
+        )
+        .bind(db_name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if swept {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up sweep did not run within 10 s"
+        );
+        sleep(10).await;
+    }
     work(&app).await;
     app.pool.close().await;
 }
