@@ -26,9 +26,9 @@ fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
@@ -39,7 +39,7 @@ impl Server {
 
     /// Starts `serve` with extra arguments and environment; also returns every line it
     /// writes to stderr (the log), as it writes them.
-    fn start_with(
+    pub(crate) fn start_with(
         args: &[&str],
         env: &[(&str, &str)],
     ) -> (Server, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -89,7 +89,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
     }
 
