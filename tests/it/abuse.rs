@@ -2,4 +2,5 @@
 //! on a real database, an access request naming its own role, a password crafted to be
 //! slow to judge, a username that forges log fields, and DNS rebinding.
 
+mod host;
 mod logs;

@@ -739,6 +739,8 @@ async fn config_check_masks_secrets_and_warns() {
         "--secure-cookies",
         "--trusted-proxy",
         "127.0.0.1",
+        "--public-url",
+        "https://login.example.com",
         "--metrics-token",
         "a-long-random-metrics-token-value",
         "--data-dir",
@@ -779,6 +781,7 @@ async fn config_check_masks_secrets_and_warns() {
     );
     for warning in [
         "--secure-cookies is off while listening on 0.0.0.0",
+        "--public-url is not set",
         "below 15",
         "/0 range",
         "cannot connect",

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod form;
 pub mod frame;
 pub mod guard;
+pub mod host;
 pub mod negotiate;
 pub mod origin;
 pub mod render;
