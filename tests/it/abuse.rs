@@ -4,3 +4,4 @@
 
 mod host;
 mod logs;
+mod password_cost;
