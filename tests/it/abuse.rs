@@ -2,6 +2,7 @@
 //! on a real database, an access request naming its own role, a password crafted to be
 //! slow to judge, a username that forges log fields, and DNS rebinding.
 
+mod access;
 mod host;
 mod logs;
 mod password_cost;
