@@ -182,7 +182,8 @@ pub struct ServeArgs {
     pub no_migrate: bool,
     /// Try Portcullis on this machine: creates (or resets) the accounts `member`, `editor`
     /// and `admin` with random passwords printed once, and marks every page as a demo.
-    /// Refused together with a non-loopback --bind or --secure-cookies.
+    /// Refused together with a non-loopback --bind or --secure-cookies, and on a database
+    /// with accounts that demo mode did not create (it marks the empty database it sets up).
     #[arg(long, env = "PORTCULLIS_DEMO", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub demo: bool,
     /// Audit events older than this are deleted.

@@ -3,6 +3,7 @@
 //! slow to judge, a username that forges log fields, and DNS rebinding.
 
 mod access;
+mod demo;
 mod host;
 mod logs;
 mod password_cost;
