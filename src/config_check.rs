@@ -85,6 +85,16 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             settings.throttle.ip_failures, settings.throttle.window
         ));
     }
+    // Without it, only `localhost` and IP addresses are answered (DNS rebinding defence):
+    // a site people reach by name, directly or through a proxy, would answer 421.
+    if settings.public_url.is_none() && (public_bind || !settings.trusted_proxies.is_empty()) {
+        warnings.push(
+            "--public-url is not set while listening beyond loopback or behind a \
+             --trusted-proxy: requests naming the site by a DNS name get 421 Misdirected \
+             Request; set it to the address people open (e.g. https://login.example.com)"
+                .into(),
+        );
+    }
     if settings
         .trusted_proxies
         .iter()
@@ -164,6 +174,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
         let _ = writeln!(text, "  {name:<24} {value}");
     };
     line("bind", args.bind.to_string());
+    line(
+        "public url",
+        settings.public_url.as_ref().map_or_else(
+            || "none (answers to localhost and IP addresses only)".into(),
+            ToString::to_string,
+        ),
+    );
     line("database", database);
     line("pgbouncer mode", args.db.db_pgbouncer.to_string());
     line("migrate at start", (!args.no_migrate).to_string());

@@ -1,6 +1,7 @@
 //! Integration tests: the real app over real HTTP on a real PostgreSQL (one test binary,
 //! one PostgreSQL per run, a fresh database per test).
 
+mod abuse;
 mod account;
 mod accounts;
 mod admin;

@@ -9,6 +9,7 @@ pub mod form;
 pub mod frame;
 pub mod fresh;
 pub mod guard;
+pub mod host;
 pub mod negotiate;
 pub mod origin;
 pub mod render;
