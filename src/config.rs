@@ -83,13 +83,10 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Directory of the private PostgreSQL cluster (used when DATABASE_URL is not set).
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATA_DIR",
-        default_value = "data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Default: `./data`; when running as root and the `postgres` user cannot reach it (a
+    /// checkout in root's 0700 home), `/var/lib/portcullis` instead (said in the log).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// DATABASE_URL points at PgBouncer in transaction pooling mode: no statement cache
     /// (each statement is prepared within the transaction that runs it: one more round
     /// trip per query), no startup options, and no migrations (only a schema check; run

@@ -121,12 +121,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .push("--metrics-token is shorter than 24 characters: use a long random one".into());
     }
 
+    let (data_dir, _) = crate::db::cluster::resolve_data_dir(args.db.data_dir.as_deref());
     let (database, options) = match &args.db.database_url {
         Some(url) => (
             format!("DATABASE_URL {}", mask_url(url)),
             PgConnectOptions::from_str(url).ok(),
         ),
-        None => match Cluster::find_running(&args.db.data_dir) {
+        None => match Cluster::find_running(&data_dir) {
             Some(cluster) => (
                 format!(
                     "private cluster in {} (running)",
@@ -137,7 +138,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             None => (
                 format!(
                     "private cluster in {} (not running; started by `serve`)",
-                    args.db.data_dir.display()
+                    data_dir.display()
                 ),
                 None,
             ),
@@ -284,7 +285,7 @@ mod tests {
             .map(|net| net.parse().expect("a CIDR range"))
             .collect();
         args.db.database_url = None;
-        args.db.data_dir = "/nonexistent/portcullis-config-check".into();
+        args.db.data_dir = Some("/nonexistent/portcullis-config-check".into());
         args
     }
 

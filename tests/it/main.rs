@@ -10,6 +10,7 @@ mod browser;
 mod contract;
 mod deploy;
 mod faults;
+mod first_command;
 mod first_run;
 mod hardening;
 mod health;
