@@ -11,7 +11,7 @@
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use super::{PasswordProblem, UserError, UserRow, UsernameProblem, revoke_sessions};
+use super::{UserError, UserRow, revoke_sessions};
 use crate::{
     audit::{self, Actor},
     auth::{
@@ -28,29 +28,13 @@ pub enum AdminError {
     /// The change would leave no enabled administrator.
     #[error("{0} is the last enabled administrator; make another user an administrator first")]
     LastAdmin(String),
+    /// The name or password of a new user (see `UserError`).
     #[error(transparent)]
-    Username(#[from] UsernameProblem),
-    #[error(transparent)]
-    Password(#[from] PasswordProblem),
-    #[error("a user named {0} already exists")]
-    Taken(String),
+    User(#[from] UserError),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-impl From<UserError> for AdminError {
-    fn from(err: UserError) -> Self {
-        match err {
-            UserError::Username(p) => AdminError::Username(p),
-            UserError::Password(p) => AdminError::Password(p),
-            UserError::Taken(name) => AdminError::Taken(name),
-            UserError::NotFound(_) => AdminError::NotFound,
-            UserError::Hash(err) => AdminError::Hash(err),
-            UserError::Database(err) => AdminError::Database(err),
-        }
-    }
 }
 
 /// Locks the enabled administrators' rows for the rest of the transaction and returns
@@ -84,6 +68,19 @@ async fn begin(
         .await?
         .ok_or(AdminError::NotFound)?;
     Ok((tx, admins, target))
+}
+
+/// Begins a change that cannot remove an administrator (no admin-set lock) and loads its
+/// target.
+async fn begin_unlocked(
+    pool: &PgPool,
+    target_id: i64,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, UserRow), AdminError> {
+    let mut tx = pool.begin().await?;
+    let target = super::by_id(&mut *tx, target_id)
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    Ok((tx, target))
 }
 
 /// Refuses when `target` is the only enabled administrator in `admins`.
@@ -229,10 +226,7 @@ pub async fn reset_password(
     target_id: i64,
     hash: &str,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     super::set_password_hash(&mut *tx, target_id, hash).await?;
     let ended = revoke_sessions(&mut *tx, target_id, None, "password_reset").await?;
     throttle::clear_account(&mut *tx, &super::Username::key_of(&user.username)).await?;
@@ -254,10 +248,7 @@ pub async fn reset_second_factor(
     actor: &Actor,
     target_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     let removed = second_factor::remove(
         &mut tx,
         actor,
@@ -283,10 +274,7 @@ pub async fn revoke_all_sessions(
     actor: &Actor,
     target_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     let ended = revoke_sessions(&mut *tx, target_id, None, "admin").await?;
     let event = actor
         .event("sessions_revoked", &user.username)
@@ -306,22 +294,8 @@ pub async fn revoke_one_session(
     target_id: i64,
     session_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    let revoked = sqlx::query!(
-        r#"
-        UPDATE sessions SET revoked_at = now(), revoked_reason = 'admin'
-        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
-        "#,
-        session_id,
-        target_id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if revoked == 0 {
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
+    if !super::revoke_session(&mut *tx, target_id, session_id, "admin").await? {
         return Err(AdminError::NotFound);
     }
     let event = actor
