@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{UserError, UserRow, revoke_sessions};
 use crate::{
-    audit::{self, Actor},
+    audit::{self, Actor, AuditEvent},
     auth::{
         Role,
         password::{HashError, PasswordHasher},
@@ -81,6 +81,24 @@ async fn begin_unlocked(
         .await?
         .ok_or(AdminError::NotFound)?;
     Ok((tx, target))
+}
+
+/// Ends a change: its audit event (if the change did not write its own) in the same
+/// transaction, the commit, and what it did.
+async fn finish(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    event: Option<AuditEvent>,
+    user: UserRow,
+    sessions_revoked: u64,
+) -> Result<Changed, AdminError> {
+    if let Some(event) = event {
+        audit::write_in(&mut *tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(Changed {
+        user,
+        sessions_revoked,
+    })
 }
 
 /// Refuses when `target` is the only enabled administrator in `admins`.
@@ -152,11 +170,7 @@ pub async fn set_role(
             .detail(json!({ "from": user.role, "to": role }));
         audit::write_in(&mut *tx, &event).await?;
     }
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: 0,
-    })
+    finish(tx, None, user, 0).await
 }
 
 /// Disables an account and signs it out everywhere (re-enabling later does not bring old
@@ -177,12 +191,7 @@ pub async fn disable(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Cha
     let event = actor
         .event("user_disabled", &user.username)
         .detail(json!({ "sessions_revoked": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Enables a disabled account (under the same lock: it changes the admin set too).
@@ -194,12 +203,13 @@ pub async fn enable(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Chan
     )
     .execute(&mut *tx)
     .await?;
-    audit::write_in(&mut *tx, &actor.event("user_enabled", &user.username)).await?;
-    tx.commit().await?;
-    Ok(Changed {
+    finish(
+        tx,
+        Some(actor.event("user_enabled", &user.username)),
         user,
-        sessions_revoked: 0,
-    })
+        0,
+    )
+    .await
 }
 
 /// Deletes an account for good (its audit events stay); refuses for the last enabled
@@ -210,12 +220,13 @@ pub async fn delete(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Chan
     sqlx::query!("DELETE FROM users WHERE id = $1", target_id)
         .execute(&mut *tx)
         .await?;
-    audit::write_in(&mut *tx, &actor.event("user_deleted", &user.username)).await?;
-    tx.commit().await?;
-    Ok(Changed {
+    finish(
+        tx,
+        Some(actor.event("user_deleted", &user.username)),
         user,
-        sessions_revoked: 0,
-    })
+        0,
+    )
+    .await
 }
 
 /// Sets a new password (already checked against the policy and hashed by the caller),
@@ -233,12 +244,7 @@ pub async fn reset_password(
     let event = actor
         .event("password_reset", &user.username)
         .detail(json!({ "sessions_revoked": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Removes a user's second factor and recovery codes (lost phone, lost codes) and signs
@@ -261,11 +267,7 @@ pub async fn reset_second_factor(
         return Err(AdminError::NotFound);
     }
     let ended = revoke_sessions(&mut *tx, target_id, None, "second_factor_reset").await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, None, user, ended).await
 }
 
 /// Signs a user out everywhere.
@@ -279,12 +281,7 @@ pub async fn revoke_all_sessions(
     let event = actor
         .event("sessions_revoked", &user.username)
         .detail(json!({ "count": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Signs out one live session of a user. `NotFound` if it is not theirs or already ended.
@@ -302,12 +299,7 @@ pub async fn revoke_one_session(
         .event("session_revoked", &user.username)
         .reason("admin")
         .detail(json!({ "session": session_id }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: 1,
-    })
+    finish(tx, Some(event), user, 1).await
 }
 
 /// A granted access request.
