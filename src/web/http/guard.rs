@@ -95,7 +95,8 @@ async fn authenticate(
             AuditEvent::new("session_expired", meta)
                 .reason(expired.reason.as_str())
                 .username(&expired.username)
-        });
+        })
+        .await;
     }
     Ok(authentication)
 }
