@@ -1,12 +1,15 @@
 //! The questions the 401/403 dashboard asks, one function per panel.
 //!
-//! Refusals of requests without a known user come from the counts (`audit_denials_by_minute`,
-//! and `audit_denials_by_network` for networks); refusals of signed-in people, failed and
-//! throttled sign-ins from `audit_events`. Before the counts existed every refusal was an
-//! event, so events with a status are always included: old rows keep counting.
+//! Refusals of requests without a known user come from the counts: whole hours from
+//! `audit_denials_by_hour` and the window's first, partial hour from
+//! `audit_denials_by_minute` (the SQL function `audit_denials_since`), so a day's window
+//! reads a few thousand rows however large the flood; networks from
+//! `audit_denials_by_network`. Refusals of signed-in people, failed and throttled sign-ins
+//! come from `audit_events` (through the partial index of events with a status). Before
+//! the counts existed every refusal was an event, so events with a status are always
+//! included: old rows keep counting.
 //!
-//! Counts are per minute (networks per hour), so a window's edge is rounded out to the
-//! whole minute (hour) it falls in.
+//! A window's edge is rounded out to the minute it falls in (for networks, to the hour).
 
 use std::collections::HashMap;
 
@@ -44,8 +47,7 @@ pub async fn totals(pool: &PgPool, period: Period) -> sqlx::Result<Totals> {
         WITH counted AS (
             SELECT coalesce(sum(count) FILTER (WHERE status = 401), 0)::bigint AS unauthorized,
                    coalesce(sum(count) FILTER (WHERE status = 403), 0)::bigint AS forbidden
-            FROM audit_denials_by_minute
-            WHERE minute > now() - make_interval(secs => $1) - interval '1 minute'
+            FROM audit_denials_since(now() - make_interval(secs => $1))
         ), recorded AS (
             SELECT count(*) FILTER (WHERE status = 401) AS unauthorized,
                    count(*) FILTER (WHERE status = 403) AS forbidden,
@@ -79,26 +81,55 @@ pub struct Bucket {
     pub forbidden: i64,
 }
 
-/// 401s and 403s per bucket of `bucket_seconds` (only buckets with any).
+/// 401s and 403s per bucket of `bucket_seconds` (only buckets with any). Buckets shorter
+/// than an hour read the minute counts; longer ones the hourly counts.
 pub async fn series(
     pool: &PgPool,
     period: Period,
     bucket_seconds: i64,
 ) -> sqlx::Result<Vec<Bucket>> {
+    if bucket_seconds < 3600 {
+        return sqlx::query_as!(
+            Bucket,
+            r#"
+            SELECT bucket AS "bucket!", sum(unauthorized)::bigint AS "unauthorized!",
+                   sum(forbidden)::bigint AS "forbidden!"
+            FROM (
+                SELECT extract(epoch FROM minute)::bigint / $2::bigint AS bucket,
+                       coalesce(sum(count) FILTER (WHERE status = 401), 0) AS unauthorized,
+                       coalesce(sum(count) FILTER (WHERE status = 403), 0) AS forbidden
+                FROM audit_denials_by_minute
+                WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1), 'UTC')
+                GROUP BY 1
+                UNION ALL
+                SELECT floor(extract(epoch FROM at))::bigint / $2::bigint,
+                       count(*) FILTER (WHERE status = 401), count(*) FILTER (WHERE status = 403)
+                FROM audit_events
+                WHERE status IN (401, 403) AND at > now() - make_interval(secs => $1)
+                GROUP BY 1
+            ) t
+            GROUP BY 1
+            "#,
+            period.seconds,
+            bucket_seconds,
+        )
+        .fetch_all(pool)
+        .await;
+    }
     sqlx::query_as!(
         Bucket,
         r#"
         SELECT bucket AS "bucket!", sum(unauthorized)::bigint AS "unauthorized!",
                sum(forbidden)::bigint AS "forbidden!"
         FROM (
-            SELECT floor(extract(epoch FROM minute) / $2)::bigint AS bucket,
+            SELECT extract(epoch FROM date_trunc('hour', at, 'UTC'))::bigint / $2::bigint
+                       AS bucket,
                    coalesce(sum(count) FILTER (WHERE status = 401), 0) AS unauthorized,
                    coalesce(sum(count) FILTER (WHERE status = 403), 0) AS forbidden
-            FROM audit_denials_by_minute
-            WHERE minute > now() - make_interval(secs => $1) - interval '1 minute'
-            GROUP BY 1
+            FROM audit_denials_since(now() - make_interval(secs => $1))
+            GROUP BY date_trunc('hour', at, 'UTC')
             UNION ALL
-            SELECT floor(extract(epoch FROM at) / $2)::bigint,
+            SELECT floor(extract(epoch FROM at))::bigint / $2::bigint,
                    count(*) FILTER (WHERE status = 401), count(*) FILTER (WHERE status = 403)
             FROM audit_events
             WHERE status IN (401, 403) AND at > now() - make_interval(secs => $1)
@@ -107,7 +138,7 @@ pub async fn series(
         GROUP BY 1
         "#,
         period.seconds,
-        bucket_seconds as f64,
+        bucket_seconds,
     )
     .fetch_all(pool)
     .await
@@ -128,8 +159,7 @@ pub async fn by_reason(pool: &PgPool, period: Period) -> sqlx::Result<Vec<Reason
         SELECT status AS "status!", reason AS "reason!", sum(n)::bigint AS "n!"
         FROM (
             SELECT status, reason, sum(count) AS n
-            FROM audit_denials_by_minute
-            WHERE minute > now() - make_interval(secs => $1) - interval '1 minute'
+            FROM audit_denials_since(now() - make_interval(secs => $1))
             GROUP BY 1, 2
             UNION ALL
             SELECT status, coalesce(reason, ''), count(*)
@@ -160,8 +190,7 @@ pub async fn by_path(pool: &PgPool, period: Period) -> sqlx::Result<Vec<Count>> 
         SELECT value AS "value!", sum(n)::bigint AS "n!"
         FROM (
             SELECT path AS value, sum(count) AS n
-            FROM audit_denials_by_minute
-            WHERE minute > now() - make_interval(secs => $1) - interval '1 minute'
+            FROM audit_denials_since(now() - make_interval(secs => $1))
             GROUP BY 1
             UNION ALL
             SELECT path, count(*)
@@ -227,7 +256,7 @@ pub async fn by_network(pool: &PgPool, period: Period) -> sqlx::Result<Vec<Count
             SELECT network, sum(count)::bigint AS n,
                    row_number() OVER (ORDER BY sum(count) DESC, network) AS rank
             FROM audit_denials_by_network
-            WHERE hour > now() - make_interval(secs => $1) - interval '1 hour'
+            WHERE hour >= date_trunc('hour', now() - make_interval(secs => $1), 'UTC')
             GROUP BY network
         ) t WHERE rank <= 10 OR network = ANY($2)
         "#,
@@ -294,13 +323,25 @@ pub async fn repeated_refusals(
     sqlx::query_as!(
         RepeatedRefusal,
         r#"
-        SELECT e.username AS "username!", e.path AS "path!",
-               coalesce(e.detail->>'required', '?') AS "required!", count(*) AS "n!",
-               min(u.id) AS user_id
-        FROM audit_events e LEFT JOIN users u ON u.username = e.username
-        WHERE e.status = 403 AND e.reason = 'insufficient_role' AND e.username IS NOT NULL
-          AND e.path IS NOT NULL AND e.at > now() - make_interval(secs => $1)
-        GROUP BY 1, 2, 3 HAVING count(*) >= 3 ORDER BY 4 DESC LIMIT 5
+        SELECT g.username AS "username!", g.path AS "path!",
+               coalesce(r.required, '?') AS "required!", g.n AS "n!", u.id AS "user_id?"
+        FROM (
+            SELECT username, path, count(*) AS n
+            FROM audit_events
+            WHERE status = 403 AND reason = 'insufficient_role' AND username IS NOT NULL
+              AND path IS NOT NULL AND at > now() - make_interval(secs => $1)
+            GROUP BY 1, 2 HAVING count(*) >= 3 ORDER BY 3 DESC, 1, 2 LIMIT 5
+        ) g
+        -- The role the page needed, from the latest refusal's detail: read for five rows
+        -- only (the grouping above is answered from the index).
+        LEFT JOIN LATERAL (
+            SELECT e.detail->>'required' AS required FROM audit_events e
+            WHERE e.username = g.username AND e.path = g.path AND e.status = 403
+              AND e.reason = 'insufficient_role'
+            ORDER BY e.at DESC LIMIT 1
+        ) r ON true
+        LEFT JOIN users u ON u.username = g.username
+        ORDER BY g.n DESC, g.username, g.path
         "#,
         period.seconds
     )
@@ -334,8 +375,8 @@ pub async fn paths_answering_401(pool: &PgPool, period: Period) -> sqlx::Result<
                    ::bigint AS "revoked!"
         FROM (
             SELECT path, reason, sum(count) AS n
-            FROM audit_denials_by_minute
-            WHERE status = 401 AND minute > now() - make_interval(secs => $1) - interval '1 minute'
+            FROM audit_denials_since(now() - make_interval(secs => $1))
+            WHERE status = 401
             GROUP BY 1, 2
             UNION ALL
             SELECT path, reason, count(*)
@@ -398,7 +439,7 @@ pub async fn latest_counts(pool: &PgPool, period: Period) -> sqlx::Result<Vec<Co
         r#"
         SELECT minute, status, reason, path, count AS n
         FROM audit_denials_by_minute
-        WHERE minute > now() - make_interval(secs => $1) - interval '1 minute'
+        WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1), 'UTC')
         ORDER BY minute DESC, count DESC, status, reason, path LIMIT 20
         "#,
         period.seconds
@@ -439,11 +480,9 @@ pub async fn counted_refusals(
             r#"
             SELECT status AS "status!", reason AS "reason!", path AS "path!",
                    sum(count)::bigint AS "n!", (sum(sum(count)) OVER ())::bigint AS "total!"
-            FROM audit_denials_by_minute
+            FROM audit_denials_since(coalesce(now() - make_interval(secs => $4), '-infinity'))
             WHERE ($1::smallint[] IS NULL OR status = ANY($1))
               AND ($2::text IS NULL OR reason = $2) AND ($3::text IS NULL OR path = $3)
-              AND ($4::float8 IS NULL
-                   OR minute > now() - make_interval(secs => $4) - interval '1 minute')
             GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3 LIMIT 20
             "#,
             filter.statuses.as_deref(),
@@ -481,7 +520,8 @@ pub async fn counted_refusals(
         WHERE network = $5
           AND ($1::smallint[] IS NULL OR status = ANY($1))
           AND ($2::text IS NULL OR reason = $2) AND ($3::text IS NULL OR path = $3)
-          AND ($4::float8 IS NULL OR hour > now() - make_interval(secs => $4) - interval '1 hour')
+          AND ($4::float8 IS NULL
+               OR hour >= date_trunc('hour', now() - make_interval(secs => $4), 'UTC'))
         GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3 LIMIT 20
         "#,
         filter.statuses.as_deref(),

@@ -262,13 +262,23 @@ async fn write(
     }
 }
 
-/// Whether the database refused the rows themselves (SQLSTATE class 22 data exception or
-/// 23 integrity violation), as opposed to being unreachable, busy or restarting.
-fn refused_data(err: &sqlx::Error) -> bool {
+/// Whether the database is unreachable, busy or restarting (worth retrying the batch), as
+/// opposed to refusing the rows themselves (a data or schema error: retrying cannot help).
+fn transient(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        // Connection exceptions, serialization failures and deadlocks, insufficient
+        // resources, operator intervention (shutdown, cancel), system errors.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
         _ => false,
     }
 }
@@ -292,7 +302,7 @@ impl Writer {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     break;
                 }
-                Err(err) if refused_data(&err) => {
+                Err(err) if !transient(&err) => {
                     for event in batch.iter() {
                         match insert(&self.pool, std::slice::from_ref(event)).await {
                             Ok(()) => {

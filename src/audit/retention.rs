@@ -2,7 +2,9 @@
 //!
 //! Age alone did not bound it: a flood adds rows faster than "older than 90 days" removes
 //! them. So events beyond `max_events` go too, the oldest first, and the refusal counts
-//! (a fixed number of rows per minute and hour, see [`super::tally`]) are pruned by age.
+//! (a bounded number of rows per minute and hour, see [`super::tally`]) are pruned by age:
+//! hourly counts after the retention, minute counts after [`MINUTE_COUNTS_KEPT`] (the
+//! dashboard's longest window needs them only for its first hour).
 
 use sqlx::PgPool;
 
@@ -30,6 +32,8 @@ impl Pruned {
 }
 
 const BATCH: i64 = 10_000;
+/// Minute counts are read for windows of up to a week (plus its first partial hour).
+pub const MINUTE_COUNTS_KEPT: time::Duration = time::Duration::days(8);
 /// Batches of old rows per table and sweep: at most a million rows, so one sweep never
 /// holds the sweeper for long. The size cap is enforced in full on every sweep.
 const AGE_BATCHES: usize = 100;
@@ -57,12 +61,31 @@ pub async fn prune(pool: &PgPool, retention: Retention) -> sqlx::Result<Pruned> 
         }
     }
     pruned.excess_events = prune_to_size(pool, retention.max_events).await?;
+    let minutes = retention.age.min(MINUTE_COUNTS_KEPT).whole_microseconds() as f64 / 1e6;
     for _ in 0..AGE_BATCHES {
         let deleted = sqlx::query!(
             r#"
             DELETE FROM audit_denials_by_minute WHERE ctid = ANY(ARRAY(
                 SELECT ctid FROM audit_denials_by_minute
                 WHERE minute < now() - make_interval(secs => $1) LIMIT $2))
+            "#,
+            minutes,
+            BATCH
+        )
+        .execute(pool)
+        .await?
+        .rows_affected();
+        pruned.old_counts += deleted;
+        if deleted < BATCH as u64 {
+            break;
+        }
+    }
+    for _ in 0..AGE_BATCHES {
+        let deleted = sqlx::query!(
+            r#"
+            DELETE FROM audit_denials_by_hour WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM audit_denials_by_hour
+                WHERE hour < now() - make_interval(secs => $1) LIMIT $2))
             "#,
             age,
             BATCH

@@ -3,8 +3,9 @@
 //! One audit row per anonymous 401 turned every bot request into 277 bytes on disk and the
 //! dashboard into a scan of the day's rows. Here a refusal is a hash-map increment; the
 //! audit writer upserts the counts every second (one multi-row
-//! `INSERT … ON CONFLICT DO UPDATE` per table, in one transaction) and once more on
-//! shutdown. Counts stay exact: a failed upsert puts its counts back for the next one.
+//! `INSERT … ON CONFLICT DO UPDATE` per table: per minute, per hour, per hour and network,
+//! in one transaction) and once more on shutdown. Counts stay exact: a failed upsert puts
+//! its counts back for the next one.
 //!
 //! What a client chooses is bounded per instance, so neither memory nor the tables grow
 //! with a flood: at most [`PATHS_PER_MINUTE`] distinct paths a minute (an unrouted path is
@@ -210,25 +211,52 @@ fn at(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Both tables in one transaction, so a failure leaves neither half-counted. Rows go in
-/// key order (`ORDER BY`), so instances upserting the same keys lock them in the same
-/// order and never deadlock.
-async fn upsert(pool: &PgPool, counts: &Counts) -> sqlx::Result<()> {
-    let n = counts.by_minute.len();
-    let (mut minute, mut status, mut reason, mut path, mut count) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (key, n) in &counts.by_minute {
-        minute.push(at(key.minute));
-        status.push(key.status);
-        reason.push(key.reason.to_owned());
-        path.push(key.path.to_string());
-        count.push(*n);
+/// Columns of per-minute or per-hour rows, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    at: Vec<OffsetDateTime>,
+    status: Vec<i16>,
+    reason: Vec<String>,
+    path: Vec<String>,
+    count: Vec<i64>,
+}
+
+impl Columns {
+    fn of(rows: impl Iterator<Item = (i64, i16, &'static str, Arc<str>, i64)>) -> Columns {
+        let mut columns = Columns::default();
+        for (seconds, status, reason, path, n) in rows {
+            columns.at.push(at(seconds));
+            columns.status.push(status);
+            columns.reason.push(reason.to_owned());
+            columns.path.push(path.to_string());
+            columns.count.push(n);
+        }
+        columns
     }
+}
+
+/// All tables in one transaction, so a failure leaves none half-counted. Rows go in key
+/// order (`ORDER BY`), so instances upserting the same keys lock them in the same order
+/// and never deadlock.
+async fn upsert(pool: &PgPool, counts: &Counts) -> sqlx::Result<()> {
+    let minutes = Columns::of(
+        counts
+            .by_minute
+            .iter()
+            .map(|(k, n)| (k.minute, k.status, k.reason, Arc::clone(&k.path), *n)),
+    );
+    let mut by_hour: HashMap<(i64, i16, &'static str, Arc<str>), i64> = HashMap::new();
+    for (key, n) in &counts.by_minute {
+        let hour = key.minute.div_euclid(3600) * 3600;
+        *by_hour
+            .entry((hour, key.status, key.reason, Arc::clone(&key.path)))
+            .or_default() += n;
+    }
+    let hours = Columns::of(
+        by_hour
+            .into_iter()
+            .map(|((hour, status, reason, path), n)| (hour, status, reason, path, n)),
+    );
     let mut tx = pool.begin().await?;
     sqlx::query!(
         r#"
@@ -239,11 +267,28 @@ async fn upsert(pool: &PgPool, counts: &Counts) -> sqlx::Result<()> {
         ON CONFLICT (minute, status, reason, path)
         DO UPDATE SET count = audit_denials_by_minute.count + EXCLUDED.count
         "#,
-        &minute,
-        &status,
-        &reason,
-        &path,
-        &count,
+        &minutes.at,
+        &minutes.status,
+        &minutes.reason,
+        &minutes.path,
+        &minutes.count,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"
+        INSERT INTO audit_denials_by_hour (hour, status, reason, path, count)
+        SELECT * FROM UNNEST($1::timestamptz[], $2::smallint[], $3::text[], $4::text[],
+                             $5::bigint[])
+        ORDER BY 1, 2, 3, 4
+        ON CONFLICT (hour, status, reason, path)
+        DO UPDATE SET count = audit_denials_by_hour.count + EXCLUDED.count
+        "#,
+        &hours.at,
+        &hours.status,
+        &hours.reason,
+        &hours.path,
+        &hours.count,
     )
     .execute(&mut *tx)
     .await?;

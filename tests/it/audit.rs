@@ -356,10 +356,14 @@ async fn retention_keeps_at_most_the_newest_events_up_to_the_cap() {
     .execute(&pool)
     .await
     .expect("events");
-    sqlx::query(
-        "INSERT INTO audit_denials_by_minute (minute, status, reason, path, count) \
+    // Hourly counts are kept for the retention, minute counts for eight days.
+    sqlx::raw_sql(
+        "INSERT INTO audit_denials_by_hour (hour, status, reason, path, count) \
          VALUES (now() - interval '91 days', 401, 'no_session', '/account', 5), \
-                (now() - interval '89 days', 401, 'no_session', '/account', 7)",
+                (now() - interval '89 days', 401, 'no_session', '/account', 7); \
+         INSERT INTO audit_denials_by_minute (minute, status, reason, path, count) \
+         VALUES (now() - interval '9 days', 401, 'no_session', '/account', 2), \
+                (now() - interval '7 days', 401, 'no_session', '/account', 3)",
     )
     .execute(&pool)
     .await
@@ -371,12 +375,19 @@ async fn retention_keeps_at_most_the_newest_events_up_to_the_cap() {
     let pruned = portcullis::audit::prune(&pool, retention)
         .await
         .expect("prune");
-    assert_eq!((pruned.excess_events, pruned.old_counts), (900, 1));
-    let counted: i64 = sqlx::query_scalar("SELECT sum(count)::bigint FROM audit_denials_by_minute")
-        .fetch_one(&pool)
-        .await
-        .expect("counts");
-    assert_eq!(counted, 7, "counts older than the retention are pruned");
+    assert_eq!((pruned.excess_events, pruned.old_counts), (900, 2));
+    let counted: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT sum(count) FROM audit_denials_by_hour)::bigint, \
+                (SELECT sum(count) FROM audit_denials_by_minute)::bigint",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!(
+        counted,
+        (7, 3),
+        "counts older than they are kept are pruned"
+    );
     let (kept, oldest): (i64, Option<String>) = sqlx::query_as(
         "SELECT count(*), min(username) FILTER (WHERE at = (SELECT min(at) FROM audit_events)) \
          FROM audit_events",
