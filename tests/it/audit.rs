@@ -160,28 +160,13 @@ async fn the_dashboard_counts_a_scripted_sequence() {
         .text()
         .await
         .expect("body");
-    let figure = |label: &str| -> i64 {
-        let at = page
-            .find(label)
-            .unwrap_or_else(|| panic!("no {label:?} in {page}"));
-        let before = &page[..at];
-        let start = before.rfind("<span class=\"figure\">").expect("figure")
-            + "<span class=\"figure\">".len();
-        before[start..]
-            .split('<')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .parse()
-            .expect("number")
-    };
     assert_eq!(
-        figure("401 — not signed in"),
+        tile(&page, "401 — not signed in"),
         5,
         "3 anonymous page views + 2 failed sign-ins"
     );
-    assert_eq!(figure("403 — not allowed"), 4);
-    assert_eq!(figure("failed sign-ins"), 2);
+    assert_eq!(tile(&page, "403 — not allowed"), 4);
+    assert_eq!(tile(&page, "failed sign-ins"), 2);
     assert!(
         page.contains("lena was refused /admin 4 times (needs admin)"),
         "{page}"
@@ -303,6 +288,17 @@ async fn an_anonymous_flood_is_counted_exactly_without_a_row_per_request() {
         sleep(100).await;
     }
     assert_eq!(shown, FLOOD, "the dashboard's 401 count");
+    // The audit log, asked for refusals, says how many were counted.
+    let log = app
+        .get(&admin, "/admin/audit?status=denials&window=1h")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        log.contains("2000 refusals of requests without a signed-in user"),
+        "{log}"
+    );
     sleep(300).await;
     let rows_after = app.count("SELECT count(*) FROM audit_events").await;
     assert!(
