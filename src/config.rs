@@ -83,13 +83,10 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Directory of the private PostgreSQL cluster (used when DATABASE_URL is not set).
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATA_DIR",
-        default_value = "data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Default: `./data`; when running as root and the `postgres` user cannot reach it (a
+    /// checkout in root's 0700 home), `/var/lib/portcullis` instead (said in the log).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// DATABASE_URL points at PgBouncer in transaction pooling mode: no statement cache
     /// (each statement is prepared within the transaction that runs it: one more round
     /// trip per query), no startup options, and no migrations (only a schema check; run
@@ -111,6 +108,14 @@ pub struct ServeArgs {
     /// A session ends this long after sign-in, however active (e.g. 12h).
     #[arg(long, env = "PORTCULLIS_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
     pub absolute_timeout: time::Duration,
+    /// Sensitive changes (admin actions, signing out other sessions) need a sign-in or a
+    /// re-authentication at most this long ago (e.g. 10m).
+    #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub reauth_window: time::Duration,
+    /// Who must turn on two-step verification before reaching protected pages (admins:
+    /// administrators are sent to enrolment before any admin page).
+    #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
+    pub require_mfa: RequireMfa,
     /// Mark cookies `Secure` and use the `__Host-` prefix. Turn on whenever the site is
     /// served over HTTPS (directly or behind a proxy).
     #[arg(long, env = "PORTCULLIS_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -182,7 +187,8 @@ pub struct ServeArgs {
     pub no_migrate: bool,
     /// Try Portcullis on this machine: creates (or resets) the accounts `member`, `editor`
     /// and `admin` with random passwords printed once, and marks every page as a demo.
-    /// Refused together with a non-loopback --bind or --secure-cookies.
+    /// Refused together with a non-loopback --bind or --secure-cookies, and on a database
+    /// with accounts that demo mode did not create (it marks the empty database it sets up).
     #[arg(long, env = "PORTCULLIS_DEMO", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub demo: bool,
     /// Audit events older than this are deleted.
@@ -193,6 +199,12 @@ pub struct ServeArgs {
     /// stored as events, so this bounds what known people and administrators generate.
     #[arg(long, env = "PORTCULLIS_AUDIT_MAX_EVENTS", default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub audit_max_events: u64,
+    /// The address people open the site at, e.g. `https://login.example.com`. Requests
+    /// naming another host (other than `localhost` or an IP address) get 421: a page
+    /// whose DNS name is re-pointed at this server (DNS rebinding) cannot use it. Needed
+    /// whenever the site is reached by a DNS name, e.g. behind a proxy.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (IP or CIDR;
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
@@ -206,6 +218,25 @@ fn parse_duration_or_zero(value: &str) -> Result<time::Duration, String> {
     parse_duration(value)
 }
 
+/// An `http(s)` URL of a host, with nothing after it but an optional `/`.
+fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("{value:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{value:?} is not an http(s) URL of a host (e.g. https://login.example.com)"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{value:?}: give the site's address without a path (Portcullis serves from /)"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{value:?}: no user or password in the URL"));
+    }
+    Ok(url)
+}
+
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
     let value = value.trim();
     if let Ok(net) = value.parse::<ipnet::IpNet>() {
@@ -215,6 +246,25 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
         .parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+/// Who must have two-step verification before reaching protected pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequireMfa {
+    None,
+    Admins,
+    All,
+}
+
+impl RequireMfa {
+    /// Whether a user with `role` must have a second factor.
+    pub fn covers(self, role: crate::auth::Role) -> bool {
+        match self {
+            RequireMfa::None => false,
+            RequireMfa::Admins => role == crate::auth::Role::Admin,
+            RequireMfa::All => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -250,6 +300,8 @@ fn std_duration(duration: time::Duration) -> std::time::Duration {
 pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
+    pub reauth_window: time::Duration,
+    pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
@@ -268,6 +320,8 @@ pub struct Settings {
     pub audit_retention: time::Duration,
     pub audit_max_events: u64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--public-url`: the site's own address (see `web::http::host`).
+    pub public_url: Option<url::Url>,
 }
 
 impl Settings {
@@ -291,6 +345,8 @@ impl Settings {
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
+            reauth_window: args.reauth_window,
+            require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),
@@ -314,6 +370,7 @@ impl Settings {
             audit_retention: args.audit_retention,
             audit_max_events: args.audit_max_events,
             trusted_proxies: args.trusted_proxies.clone(),
+            public_url: args.public_url.clone(),
         })
     }
 
@@ -328,6 +385,15 @@ impl Settings {
             "__Host-portcullis_session"
         } else {
             "portcullis_session"
+        }
+    }
+
+    /// The device cookie (`auth::device`): which accounts this browser has signed in to.
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-portcullis_device"
+        } else {
+            "portcullis_device"
         }
     }
 

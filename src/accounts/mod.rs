@@ -65,14 +65,16 @@ impl Username {
 
 pub use crate::auth::policy::PasswordProblem;
 
-/// Checks a new password against the policy (see `auth::policy`) and returns the
-/// normalized form that gets hashed.
-pub fn check_new_password(
+/// Checks a new password against the policy (see `auth::policy`) on a hashing worker and
+/// returns the normalized form that gets hashed, or what is wrong with it; `Err` when the
+/// workers are saturated.
+pub async fn check_new_password(
+    hasher: &PasswordHasher,
     raw: &str,
     min_chars: usize,
     username: Option<&str>,
-) -> Result<String, PasswordProblem> {
-    crate::auth::policy::check(raw, min_chars, username)
+) -> Result<Result<String, PasswordProblem>, HashError> {
+    crate::auth::policy::check_on(hasher, raw, min_chars, username).await
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +122,13 @@ pub(crate) async fn insert(
     min_password_chars: usize,
 ) -> Result<UserRow, UserError> {
     let username = Username::parse(raw_username)?;
-    let password = check_new_password(raw_password, min_password_chars, Some(&username.display))?;
+    let password = check_new_password(
+        hasher,
+        raw_password,
+        min_password_chars,
+        Some(&username.display),
+    )
+    .await??;
     let hash = hasher.hash(password).await?;
     let row = sqlx::query_as!(
         UserRow,
@@ -269,21 +277,25 @@ pub async fn set_password_hash(
     Ok(())
 }
 
-/// Replaces the hash with a stronger one of the same password (parameter upgrade at
+/// Replaces the hash `old` with a stronger one of the same password (parameter upgrade at
 /// sign-in). Not a password change: `password_changed_at` and sessions stay as they are.
-pub async fn set_password_hash_keeping_sessions(
+/// Only if the stored hash is still `old`: a password changed meanwhile is never undone.
+/// True if the hash was replaced.
+pub async fn upgrade_password_hash(
     pool: &PgPool,
     user_id: i64,
-    hash: &str,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE users SET password_hash = $2 WHERE id = $1",
+    old: &str,
+    new: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
         user_id,
-        hash
+        old,
+        new
     )
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(result.rows_affected() == 1)
 }
 
 /// Revokes a user's live sessions, except `keep` (a session row id). Revoked rows stay as

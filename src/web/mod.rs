@@ -23,7 +23,10 @@ use http::{
     guard::{self, Gate},
     render::{Site, static_cache},
 };
-use pages::{access, account, admin, api, health, help, home, login, metrics, reports, setup};
+use pages::{
+    access, account, admin, api, health, help, home, login, metrics, reauth, reports, second_step,
+    setup, two_factor,
+};
 
 /// Everything handlers share. Cloned by every extractor and middleware that takes
 /// `State`, so it is one `Arc`: a clone is one atomic increment, not six.
@@ -109,12 +112,15 @@ pub fn router(state: AppState) -> Router {
     .with_expiry(Expiry::OnSessionEnd);
     // Each group of routes gets one gate: who is asking (one query when there is a session
     // cookie) and, for protected pages, the role the page needs (`PROTECTED_PAGES`).
-    let gate = |required: Option<Role>, with_sessions: bool| {
+    // `enforce_mfa`: whether `--require-mfa` applies; not on the account pages, where
+    // enrolment happens.
+    let gate = |required: Option<Role>, with_sessions: bool, enforce_mfa: bool| {
         middleware::from_fn_with_state(
             Gate {
                 state: state.clone(),
                 required,
                 with_sessions,
+                enforce_mfa,
             },
             guard::gate,
         )
@@ -127,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login/complete", get(login::complete))
         .route("/help/access", get(help::access))
         .route("/metrics", get(metrics::show))
-        .route_layer(gate(None, false));
+        .route_layer(gate(None, false, false));
     let member_forms = Router::new()
         .route("/account/password", post(account::change_password))
         .route(
@@ -139,18 +145,26 @@ pub fn router(state: AppState) -> Router {
             post(account::revoke_session),
         )
         .route("/access-requests", post(access::request))
-        .route_layer(gate(member, false));
+        .route("/reauth", get(reauth::form).post(reauth::submit))
+        .route("/account/two-factor", get(two_factor::show))
+        .route("/account/two-factor/enable", post(two_factor::enable))
+        .route(
+            "/account/two-factor/recovery-codes",
+            post(two_factor::new_codes),
+        )
+        .route("/account/two-factor/disable", post(two_factor::disable))
+        .route_layer(gate(member, false, false));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()
         .route("/account", get(account::show))
-        .route_layer(gate(member, true));
+        .route_layer(gate(member, true, false));
     let reports = Router::new()
         .route("/reports", get(reports::show))
-        .route_layer(gate(Some(role_of("/reports")), false));
-    let admin = admin::router().route_layer(gate(Some(role_of("/admin")), false));
+        .route_layer(gate(Some(role_of("/reports")), false, true));
+    let admin = admin::router().route_layer(gate(Some(role_of("/admin")), false, true));
     let api = Router::new()
         .route("/api/me", get(api::me))
-        .route_layer(gate(Some(role_of("/api/me")), false));
+        .route_layer(gate(Some(role_of("/api/me")), false, true));
 
     let with_sessions = Router::new()
         .merge(public_pages)
@@ -161,6 +175,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/login", get(login::form).post(login::submit))
         .route(login::FORGET_PAGES, get(login::forget_pages))
+        .route(
+            "/login/second-factor",
+            get(second_step::form).post(second_step::submit),
+        )
         .route("/setup", get(setup::form).post(setup::submit))
         .layer(sessions);
 

@@ -47,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/password", post(user::reset_password))
         .route("/admin/users/{id}/delete", post(user::delete))
         .route(
+            "/admin/users/{id}/second-factor/reset",
+            post(user::reset_second_factor),
+        )
+        .route(
             "/admin/users/{id}/sessions/revoke-all",
             post(user::revoke_all),
         )

@@ -20,7 +20,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, form::SignedForm, render_status, request::audit_meta},
+        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
     },
 };
 
@@ -152,7 +152,7 @@ pub struct CreateForm {
 
 pub async fn create(
     State(state): State<AppState>,
-    SignedForm { user, form, parts }: SignedForm<CreateForm>,
+    FreshForm { user, form, parts }: FreshForm<CreateForm>,
 ) -> Result<Response, AppError> {
     let mut errors = CreateErrors::default();
     let role = Role::parse(&form.role);
@@ -163,10 +163,13 @@ pub async fn create(
         errors.username = Some(problem.to_string());
     }
     if let Err(problem) = accounts::check_new_password(
+        &state.hasher,
         &form.password,
         state.settings.password_min_length,
         Some(&form.username),
-    ) {
+    )
+    .await?
+    {
         errors.password = Some(problem.to_string());
     }
     let typed: String = form
