@@ -271,6 +271,8 @@ async fn refused_attempts_are_counted_not_recorded_one_row_each() {
         app.post_login(&app.client(), "victim", "wrong guess!", "")
             .await;
     }
+    // The five checked attempts are events (written a moment later, off the request).
+    app.audit("event = 'sign_in_failed'", 5).await;
     let rows = app.count("SELECT count(*) FROM audit_events").await;
     let client = app.client();
     for _ in 0..40 {
