@@ -15,7 +15,10 @@ use crate::{
     auth::{Role, next::safe_next},
     display::display_time,
     error::AppError,
-    web::{AppState, http::form::SignedForm, http::request::audit_meta},
+    web::{
+        AppState,
+        http::{MultiLine, form::SignedForm, request::audit_meta},
+    },
 };
 
 /// A request as the person sees it.
@@ -61,7 +64,7 @@ pub struct RequestForm {
     #[serde(default)]
     path: String,
     #[serde(default)]
-    message: String,
+    message: MultiLine,
 }
 
 /// Records a pending request and goes back to the page, which now says the request is
@@ -80,6 +83,7 @@ pub async fn request(
     }
     let message: String = form
         .message
+        .as_str()
         .trim()
         .chars()
         .filter(|c| !c.is_control() || *c == '\n')

@@ -3,10 +3,7 @@
 use std::fmt::Write as _;
 
 use askama::Template;
-use axum::{
-    extract::{Query, State},
-    response::Response,
-};
+use axum::{extract::State, response::Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -15,7 +12,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, render},
+        http::{Chrome, CurrentUser, TextQuery, render},
     },
 };
 
@@ -113,7 +110,7 @@ fn audit_link(window: &str, pairs: &[(&str, &str)]) -> String {
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<DashboardQuery>,
+    TextQuery(query): TextQuery<DashboardQuery>,
 ) -> Result<Response, AppError> {
     let window = WINDOWS
         .iter()

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, form::SignedForm, render, request::audit_meta},
+        http::{Chrome, CurrentUser, TextQuery, form::SignedForm, render, request::audit_meta},
     },
 };
 
@@ -52,7 +52,7 @@ pub struct DoneQuery {
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<DoneQuery>,
+    TextQuery(query): TextQuery<DoneQuery>,
 ) -> Result<Response, AppError> {
     let now = OffsetDateTime::now_utc();
     let settings = state.settings.throttle;
