@@ -251,7 +251,6 @@ impl Refusal {
     pub fn input(&self) -> &BadInput {
         &self.input
     }
-
 }
 
 impl IntoResponse for Refusal {
@@ -398,6 +397,7 @@ mod tests {
             ("q=a&q=b", Some("q"), Problem::Repeated),
             // Unknown fields are ignored, but not their characters.
             ("x=%00", Some("x"), Problem::ControlCharacter),
+            ("x=a%0Ab", Some("x"), Problem::LineBreak),
         ] {
             let bad = problem(raw).unwrap_or_else(|| panic!("{raw} was accepted"));
             assert_eq!(

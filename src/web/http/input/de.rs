@@ -131,8 +131,9 @@ impl<'de> Deserializer<'de> for Value {
         visitor.visit_newtype_struct(self)
     }
 
-    /// Fields the handler does not read: their characters were checked, nothing more.
+    /// Fields the handler does not read: checked like one-line text, then dropped.
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, BadInput> {
+        self.one_line()?;
         visitor.visit_unit()
     }
 
