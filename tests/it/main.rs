@@ -15,5 +15,6 @@ mod health;
 mod inputs;
 mod login;
 mod process;
+mod routes;
 mod sessions;
 mod support;
