@@ -223,11 +223,15 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(input: BadInput, source: Source, parts: &Parts, site: &Arc<Site>) -> Refusal {
-        tracing::info!(
-            field = input.field.as_deref().unwrap_or("(name)"),
-            problem = ?input.problem,
-            "input refused"
-        );
+        // The field's name only (clipped: it is the client's), never its value.
+        let field: String = input
+            .field
+            .as_deref()
+            .unwrap_or("(a name)")
+            .chars()
+            .take(64)
+            .collect();
+        tracing::info!(%field, problem = ?input.problem, "input refused");
         let status = if input.problem.breaks_text_rules() || source == Source::Query {
             StatusCode::BAD_REQUEST
         } else {

@@ -52,8 +52,8 @@ impl<'de> Deserialize<'de> for MultiLine {
 }
 
 impl de::Error for BadInput {
-    fn custom<T: std::fmt::Display>(message: T) -> Self {
-        tracing::debug!(%message, "input could not be read");
+    /// serde's message may quote the value (a password, say): not kept, not logged.
+    fn custom<T: std::fmt::Display>(_message: T) -> Self {
         BadInput::unnamed(Problem::Unreadable)
     }
 
