@@ -111,6 +111,14 @@ pub struct ServeArgs {
     /// A session ends this long after sign-in, however active (e.g. 12h).
     #[arg(long, env = "PORTCULLIS_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
     pub absolute_timeout: time::Duration,
+    /// Sensitive changes (admin actions, signing out other sessions) need a sign-in or a
+    /// re-authentication at most this long ago (e.g. 10m).
+    #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub reauth_window: time::Duration,
+    /// Who must turn on two-step verification before reaching protected pages (admins:
+    /// administrators are sent to enrolment before any admin page).
+    #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
+    pub require_mfa: RequireMfa,
     /// Mark cookies `Secure` and use the `__Host-` prefix. Turn on whenever the site is
     /// served over HTTPS (directly or behind a proxy).
     #[arg(long, env = "PORTCULLIS_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -212,6 +220,25 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
 }
 
+/// Who must have two-step verification before reaching protected pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequireMfa {
+    None,
+    Admins,
+    All,
+}
+
+impl RequireMfa {
+    /// Whether a user with `role` must have a second factor.
+    pub fn covers(self, role: crate::auth::Role) -> bool {
+        match self {
+            RequireMfa::None => false,
+            RequireMfa::Admins => role == crate::auth::Role::Admin,
+            RequireMfa::All => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -245,6 +272,8 @@ fn std_duration(duration: time::Duration) -> std::time::Duration {
 pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
+    pub reauth_window: time::Duration,
+    pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
@@ -285,6 +314,8 @@ impl Settings {
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
+            reauth_window: args.reauth_window,
+            require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),
@@ -321,6 +352,15 @@ impl Settings {
             "__Host-portcullis_session"
         } else {
             "portcullis_session"
+        }
+    }
+
+    /// The device cookie (`auth::device`): which accounts this browser has signed in to.
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-portcullis_device"
+        } else {
+            "portcullis_device"
         }
     }
 

@@ -74,6 +74,7 @@ impl From<SignInError> for AppError {
             SignInError::Database(err) => err.into(),
             SignInError::Hash(err) => err.into(),
             SignInError::Session(err) => err.into(),
+            other @ SignInError::ChangedMeanwhile => AppError::Internal(other.into()),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::{
     auth::{
         Role,
         password::{HashError, PasswordHasher},
-        throttle,
+        second_factor, throttle,
     },
 };
 
@@ -240,6 +240,36 @@ pub async fn reset_password(
         .event("password_reset", &user.username)
         .detail(json!({ "sessions_revoked": ended }));
     audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(Changed {
+        user,
+        sessions_revoked: ended,
+    })
+}
+
+/// Removes a user's second factor and recovery codes (lost phone, lost codes) and signs
+/// them out everywhere; they sign in with their password and enrol again.
+pub async fn reset_second_factor(
+    pool: &PgPool,
+    actor: &Actor,
+    target_id: i64,
+) -> Result<Changed, AdminError> {
+    let mut tx = pool.begin().await?;
+    let user = super::by_id(&mut *tx, target_id)
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    let removed = second_factor::remove(
+        &mut tx,
+        actor,
+        "second_factor_reset",
+        target_id,
+        &user.username,
+    )
+    .await?;
+    if !removed {
+        return Err(AdminError::NotFound);
+    }
+    let ended = revoke_sessions(&mut *tx, target_id, None, "second_factor_reset").await?;
     tx.commit().await?;
     Ok(Changed {
         user,

@@ -269,21 +269,25 @@ pub async fn set_password_hash(
     Ok(())
 }
 
-/// Replaces the hash with a stronger one of the same password (parameter upgrade at
+/// Replaces the hash `old` with a stronger one of the same password (parameter upgrade at
 /// sign-in). Not a password change: `password_changed_at` and sessions stay as they are.
-pub async fn set_password_hash_keeping_sessions(
+/// Only if the stored hash is still `old`: a password changed meanwhile is never undone.
+/// True if the hash was replaced.
+pub async fn upgrade_password_hash(
     pool: &PgPool,
     user_id: i64,
-    hash: &str,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE users SET password_hash = $2 WHERE id = $1",
+    old: &str,
+    new: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
         user_id,
-        hash
+        old,
+        new
     )
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(result.rows_affected() == 1)
 }
 
 /// Revokes a user's live sessions, except `keep` (a session row id). Revoked rows stay as

@@ -76,3 +76,50 @@ pub async fn revoke_other_sessions(
     tx.commit().await?;
     Ok(ended)
 }
+
+/// Two-step verification as its owner sees it.
+#[derive(Debug, Clone, Default)]
+pub struct SecondFactorStatus {
+    pub enabled: bool,
+    pub codes_left: i64,
+    pub last_recovery_used_at: Option<time::OffsetDateTime>,
+}
+
+pub async fn second_factor_status(pool: &PgPool, user_id: i64) -> sqlx::Result<SecondFactorStatus> {
+    let row = sqlx::query!(
+        r#"
+        SELECT EXISTS (SELECT 1 FROM totp_credentials
+                       WHERE user_id = $1 AND enabled_at IS NOT NULL) AS "enabled!",
+               (SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL)
+                   AS "codes_left!",
+               (SELECT max(used_at) FROM recovery_codes WHERE user_id = $1) AS last_used
+        "#,
+        user_id
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(SecondFactorStatus {
+        enabled: row.enabled,
+        codes_left: row.codes_left,
+        last_recovery_used_at: row.last_used,
+    })
+}
+
+/// Turns the owner's second factor off (recovery codes included).
+pub async fn turn_off_second_factor(
+    pool: &PgPool,
+    actor: &Actor,
+    user_id: i64,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let removed = crate::auth::second_factor::remove(
+        &mut tx,
+        actor,
+        "second_factor_disabled",
+        user_id,
+        &actor.username,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(removed)
+}

@@ -94,6 +94,24 @@ impl CsrfKey {
     pub fn verify_anonymous_token(&self, cookie: &str, token: &str) -> bool {
         !cookie.is_empty() && self.verify(b"anonymous", cookie.as_bytes(), token)
     }
+
+    /// The tag of a device token (`auth::device`): binds a device nonce to an account key.
+    pub fn device_tag(&self, account_key: &str, nonce: &str) -> String {
+        self.token(b"device", format!("{account_key}\0{nonce}").as_bytes())
+    }
+
+    pub fn verify_device_tag(&self, account_key: &str, nonce: &str, tag: &str) -> bool {
+        self.verify(b"device", format!("{account_key}\0{nonce}").as_bytes(), tag)
+    }
+
+    /// The tag of a sign-in waiting for its second factor (`auth::sign_in::Pending`).
+    pub fn pending_tag(&self, value: &str) -> String {
+        self.token(b"second-factor", value.as_bytes())
+    }
+
+    pub fn verify_pending_tag(&self, value: &str, tag: &str) -> bool {
+        self.verify(b"second-factor", value.as_bytes(), tag)
+    }
 }
 
 /// A fresh random value for the anonymous CSRF cookie.

@@ -3,10 +3,13 @@
 //! (`web::http::guard`) turns into responses.
 
 pub mod csrf;
+pub mod device;
 pub mod next;
 pub mod password;
 pub mod policy;
+pub mod reauth;
 pub mod role;
+pub mod second_factor;
 pub mod session;
 pub mod sign_in;
 pub mod store;

@@ -30,6 +30,17 @@ pub struct SessionUser {
     pub user_agent: Option<String>,
     pub prev_sign_in_at: Option<OffsetDateTime>,
     pub prev_sign_in_ip: Option<String>,
+    /// When the holder last proved who they are (sign-in or re-authentication).
+    pub authenticated_at: OffsetDateTime,
+    /// Whether that was within `--reauth-window` (by the database's clock): sensitive
+    /// changes need it.
+    pub recently_authenticated: bool,
+    /// Whether the user has two-step verification on (`--require-mfa` asks for it).
+    pub has_second_factor: bool,
+    /// How this session signed in ("password", "password+totp", "password+recovery").
+    pub auth_method: Option<String>,
+    /// Recovery codes left and the last use of one (account page only, like `sessions`).
+    pub recovery: Option<RecoveryStatus>,
     /// This session's CSRF token for the forms on the page.
     pub csrf_token: String,
     /// The user's live sessions (this one included), newest activity first; loaded only
@@ -64,6 +75,8 @@ pub enum Notice {
     SignedOut,
     /// The first administrator was just created at /setup.
     SetupDone,
+    /// The second step of a sign-in was not completed in time (or its note is invalid).
+    SecondStepExpired,
 }
 
 impl Notice {
@@ -75,6 +88,7 @@ impl Notice {
             Notice::Revoked => "revoked",
             Notice::SignedOut => "signed_out",
             Notice::SetupDone => "setup_done",
+            Notice::SecondStepExpired => "second_step_expired",
         }
     }
 
@@ -86,6 +100,7 @@ impl Notice {
             Notice::Revoked,
             Notice::SignedOut,
             Notice::SetupDone,
+            Notice::SecondStepExpired,
         ]
         .into_iter()
         .find(|notice| notice.key() == key)
@@ -104,6 +119,9 @@ impl Notice {
             }
             Notice::SignedOut => "You have been signed out.",
             Notice::SetupDone => "The administrator account was created. Sign in with it.",
+            Notice::SecondStepExpired => {
+                "Your sign-in was not completed in time. Sign in again with your password."
+            }
         }
     }
 }
@@ -176,6 +194,14 @@ pub struct SessionSummary {
     pub user_agent: Option<String>,
 }
 
+/// The user's recovery codes, as the account page reports them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecoveryStatus {
+    pub codes_left: i64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
 /// One of the user's access requests, as the account page lists it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct AccessRequestSummary {
@@ -211,6 +237,17 @@ pub async fn resolve(
         SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
+               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
+               s.auth_method,
+               EXISTS (SELECT 1 FROM totp_credentials t
+                       WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+                   AS "has_second_factor!",
+               CASE WHEN $2 THEN (
+                   SELECT json_build_object(
+                              'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
+                              'last_used_at', max(c.used_at))
+                   FROM recovery_codes c WHERE c.user_id = s.user_id)
+               END AS "recovery: sqlx::types::Json<RecoveryStatus>",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
                CASE WHEN $2 THEN (
                    SELECT coalesce(json_agg(json_build_object(
@@ -279,6 +316,11 @@ pub async fn resolve(
         user_agent: row.user_agent,
         prev_sign_in_at: row.prev_sign_in_at,
         prev_sign_in_ip: row.prev_sign_in_ip,
+        authenticated_at: row.authenticated_at,
+        recently_authenticated: now - row.authenticated_at < settings.reauth_window,
+        has_second_factor: row.has_second_factor,
+        auth_method: row.auth_method,
+        recovery: row.recovery.map(|json| json.0),
         csrf_token: csrf.session_token(token),
         sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
         access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),

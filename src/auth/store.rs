@@ -40,6 +40,12 @@ pub struct SessionBinding {
     /// raced a password change or a disable cannot leave a working session behind.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub password_changed_at: Option<OffsetDateTime>,
+    /// When the holder last proved who they are (sign-in or re-authentication).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub authenticated_at: Option<OffsetDateTime>,
+    /// How they signed in: "password", "password+totp", "password+recovery".
+    #[serde(default)]
+    pub auth_method: Option<String>,
 }
 
 /// The stored form of a session id: SHA-256 of its 16 bytes. A leaked table or backup
@@ -94,9 +100,11 @@ impl SessionStore for PgSessionStore {
                 r#"
                 INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
                                       idle_expires_at, absolute_expires_at, ip, user_agent,
-                                      prev_sign_in_at, prev_sign_in_ip)
+                                      prev_sign_in_at, prev_sign_in_ip, authenticated_at,
+                                      auth_method)
                 SELECT $1, u.id, $3, $4, now(),
-                       least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10
+                       least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10,
+                       coalesce($12::timestamptz, $4::timestamptz), $13
                 FROM users u
                 WHERE u.id = $2 AND u.disabled_at IS NULL
                   AND ($11::timestamptz IS NULL OR u.password_changed_at = $11)
@@ -115,6 +123,8 @@ impl SessionStore for PgSessionStore {
                 binding.prev_sign_in_at,
                 binding.prev_sign_in_ip,
                 binding.password_changed_at,
+                binding.authenticated_at,
+                binding.auth_method,
             )
             .fetch_optional(&self.pool)
             .await
@@ -158,7 +168,9 @@ impl SessionStore for PgSessionStore {
             r#"
             SELECT s.user_id, s.data, s.created_at, s.absolute_expires_at,
                    s.ended_at AS "ended_at!", s.ip, s.user_agent, s.prev_sign_in_at,
-                   s.prev_sign_in_ip, u.password_changed_at
+                   s.prev_sign_in_ip, u.password_changed_at,
+                   coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
+                   s.auth_method
             FROM sessions s JOIN users u ON u.id = s.user_id
             WHERE s.token_hash = $1 AND s.ended_at > now()
             "#,
@@ -182,6 +194,8 @@ impl SessionStore for PgSessionStore {
             prev_sign_in_at: row.prev_sign_in_at,
             prev_sign_in_ip: row.prev_sign_in_ip,
             password_changed_at: Some(row.password_changed_at),
+            authenticated_at: Some(row.authenticated_at),
+            auth_method: row.auth_method,
         };
         data.insert(
             BINDING_KEY.to_owned(),

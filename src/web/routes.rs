@@ -24,11 +24,15 @@ use super::{
         CurrentUser, MaybeUser, TextForm, TextQuery, errors,
         form::SignedForm,
         frame,
+        fresh::FreshForm,
         guard::{self, Gate},
         input::{field_names, is_multi_line},
         render::static_cache,
     },
-    pages::{access, account, admin, api, health, help, home, login, metrics, reports, setup},
+    pages::{
+        access, account, admin, api, health, help, home, login, metrics, reauth, reports,
+        second_step, setup, two_factor,
+    },
 };
 use crate::auth::{Role, store::PgSessionStore};
 
@@ -42,18 +46,24 @@ pub enum Access {
     Anonymous,
     /// Anyone; who is asking is looked up (the page may differ, or check a token itself).
     Public,
-    /// Signed in with at least this role: the guard answers 401 or 403 otherwise.
+    /// Signed in with at least this role (the guard answers 401 or 403 otherwise) and,
+    /// where `--require-mfa` covers the role, with a second factor set up.
     Role(Role),
-    /// As `Role`, and the guard's one query also fetches the user's sessions (the account
+    /// Signed in (any role), on the person's own account: sessions, password, second
+    /// factor, access requests, re-authentication. `--require-mfa` does not apply: this is
+    /// where a second factor is set up.
+    Own,
+    /// As `Own`, and the guard's one query also fetches the user's sessions (the account
     /// page lists them).
-    RoleWithSessions(Role),
+    OwnWithSessions,
 }
 
 impl Access {
     /// The role the route needs, if any.
     pub fn role(self) -> Option<Role> {
         match self {
-            Access::Role(role) | Access::RoleWithSessions(role) => Some(role),
+            Access::Role(role) => Some(role),
+            Access::Own | Access::OwnWithSessions => Some(Role::Member),
             Access::Stateless | Access::Anonymous | Access::Public => None,
         }
     }
@@ -138,6 +148,13 @@ impl<T: DeserializeOwned> Reads for SignedForm<T> {
     }
 }
 
+impl<T: DeserializeOwned> Reads for FreshForm<T> {
+    fn declare(inputs: &mut Inputs) {
+        inputs.form = Some(fields::<T>());
+        inputs.signed = true;
+    }
+}
+
 impl<T: Reads, E> Reads for Result<T, E> {
     fn declare(inputs: &mut Inputs) {
         T::declare(inputs);
@@ -201,6 +218,7 @@ macro_rules! route {
     };
 }
 
+const OWN: Access = Access::Own;
 const MEMBER: Access = Access::Role(Role::Member);
 const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
@@ -215,12 +233,20 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/logout", Public, login::logout),
     route!(GET "/setup", Anonymous, setup::form),
     route!(POST "/setup", Anonymous, setup::submit),
+    route!(GET "/login/second-factor", Anonymous, second_step::form),
+    route!(POST "/login/second-factor", Anonymous, second_step::submit),
     route!(GET "/help/access", Public, help::access),
-    route!(GET "/account", Access::RoleWithSessions(Role::Member), account::show),
-    route!(POST "/account/password", MEMBER, account::change_password),
-    route!(POST "/account/sessions/revoke-others", MEMBER, account::revoke_others),
-    route!(POST "/account/sessions/{id}/revoke", MEMBER, account::revoke_session),
-    route!(POST "/access-requests", MEMBER, access::request),
+    route!(GET "/account", Access::OwnWithSessions, account::show),
+    route!(POST "/account/password", OWN, account::change_password),
+    route!(POST "/account/sessions/revoke-others", OWN, account::revoke_others),
+    route!(POST "/account/sessions/{id}/revoke", OWN, account::revoke_session),
+    route!(GET "/account/two-factor", OWN, two_factor::show),
+    route!(POST "/account/two-factor/enable", OWN, two_factor::enable),
+    route!(POST "/account/two-factor/recovery-codes", OWN, two_factor::new_codes),
+    route!(POST "/account/two-factor/disable", OWN, two_factor::disable),
+    route!(POST "/access-requests", OWN, access::request),
+    route!(GET "/reauth", OWN, reauth::form),
+    route!(POST "/reauth", OWN, reauth::submit),
     route!(GET "/reports", EDITOR, reports::show),
     route!(GET "/api/me", MEMBER, api::me),
     route!(GET "/admin", ADMIN, admin::users::list),
@@ -231,6 +257,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/enable", ADMIN, admin::user::enable),
     route!(POST "/admin/users/{id}/password", ADMIN, admin::user::reset_password),
     route!(POST "/admin/users/{id}/delete", ADMIN, admin::user::delete),
+    route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),
     route!(POST "/admin/users/{id}/sessions/{session}/revoke", ADMIN, admin::user::revoke_one),
     route!(GET "/admin/denials", ADMIN, admin::denials::show),
@@ -274,26 +301,31 @@ pub fn router(state: AppState) -> Router {
     for spec in routes() {
         let handler = (spec.handler)();
         // Each route gets its gate: who is asking (one query when there is a session
-        // cookie) and, for protected routes, the role it needs.
-        let gate = |with_sessions: bool| {
-            middleware::from_fn_with_state(
-                Gate {
-                    state: state.clone(),
-                    required: spec.access.role(),
-                    with_sessions,
-                },
-                guard::gate,
-            )
+        // cookie) and, for protected routes, the role it needs. (with_sessions, enforce_mfa)
+        let gate = match spec.access {
+            Access::Stateless | Access::Anonymous => None,
+            Access::Public | Access::Own => Some((false, false)),
+            Access::OwnWithSessions => Some((true, false)),
+            Access::Role(_) => Some((false, true)),
         };
-        match spec.access {
-            Access::Stateless => stateless = stateless.route(spec.path, handler),
-            Access::Anonymous => with_sessions = with_sessions.route(spec.path, handler),
-            Access::Public | Access::Role(_) => {
-                with_sessions = with_sessions.route(spec.path, handler.route_layer(gate(false)));
+        let route = match gate {
+            None => handler,
+            Some((with_sessions, enforce_mfa)) => {
+                handler.route_layer(middleware::from_fn_with_state(
+                    Gate {
+                        state: state.clone(),
+                        required: spec.access.role(),
+                        with_sessions,
+                        enforce_mfa,
+                    },
+                    guard::gate,
+                ))
             }
-            Access::RoleWithSessions(_) => {
-                with_sessions = with_sessions.route(spec.path, handler.route_layer(gate(true)));
-            }
+        };
+        if spec.access == Access::Stateless {
+            stateless = stateless.route(spec.path, route);
+        } else {
+            with_sessions = with_sessions.route(spec.path, route);
         }
     }
 

@@ -235,7 +235,7 @@ async fn a_stale_form_after_expiry_leads_to_sign_in_and_back_to_the_page() {
     let app = TestApp::spawn_with(|s| s.idle_timeout = time::Duration::seconds(1)).await;
     let browser = app.user_client("stale", Role::Member).await;
     let csrf = app.session_csrf(&browser).await;
-    sleep(1300).await;
+    app.idle_out("stale").await;
     let response = browser
         .post(app.url("/account/sessions/revoke-others"))
         .header("accept", BROWSER_ACCEPT)

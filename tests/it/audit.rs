@@ -47,7 +47,7 @@ async fn every_kind_of_event_is_recorded_with_its_precise_reason() {
     // Expiry: noticed once, then a 401 per request.
     let sleepy = app.client();
     app.login(&sleepy, "mem").await;
-    sleep(1300).await;
+    app.idle_out("mem").await;
     app.get(&sleepy, "/account").await;
     app.get(&sleepy, "/reports").await;
 

@@ -207,15 +207,17 @@ async fn a_graceful_stop_finishes_the_request_in_flight() {
         urlencode(PASSWORD),
         urlencode(&csrf)
     );
-    let (first, rest) = body.split_at(10);
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
+    // `Expect: 100-continue`: the server answers "100 Continue" when the handler starts
+    // reading the body, so the test knows the request is in flight without guessing.
     stream
         .write_all(
             format!(
                 "POST /login HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nCookie: {cookie}\r\n\
-                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{first}",
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\n\r\n",
                 app.addr,
                 body.len()
             )
@@ -223,17 +225,14 @@ async fn a_graceful_stop_finishes_the_request_in_flight() {
         )
         .await
         .expect("write");
-    sleep(100).await;
+    let interim = read_head(&mut stream).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
     let addr = app.addr;
     let stopping = tokio::spawn(app.stop());
-    sleep(200).await;
     // New connections are refused while draining...
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "still accepting"
-    );
+    wait_until_refused(addr).await;
     // ...but the request in flight completes.
-    stream.write_all(rest.as_bytes()).await.expect("write rest");
+    stream.write_all(body.as_bytes()).await.expect("write body");
     let mut answer = vec![0u8; 512];
     let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
         .await
@@ -245,6 +244,56 @@ async fn a_graceful_stop_finishes_the_request_in_flight() {
         .await
         .expect("stopped")
         .expect("join");
+}
+
+/// The first answer (status line and headers) on `stream`, or what went wrong, within 10 s.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => head.extend_from_slice(&buffer[..n]),
+            Ok(Err(err)) => return format!("read error: {err}"),
+            Err(_) => return format!("no answer: {}", String::from_utf8_lossy(&head)),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// How many connections the kernel has completed for the listener on `addr` that wait for
+/// `accept` (Linux: a listening socket's `rx_queue` in /proc/net/tcp); 0 if unknown.
+fn accept_queue(addr: std::net::SocketAddr) -> u32 {
+    let std::net::SocketAddr::V4(v4) = addr else {
+        return 0;
+    };
+    // The table prints the address as the kernel's (network order) u32 in hex.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+        .filter_map(|fields| fields.get(4)?.split_once(':'))
+        .filter_map(|(_, rx_queue)| u32::from_str_radix(rx_queue, 16).ok())
+        .sum()
+}
+
+/// Waits until `addr` refuses new connections (at most 10 s).
+async fn wait_until_refused(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still accepts connections 10 s after the stop"
+        );
+        sleep(10).await;
+    }
 }
 
 /// On SIGTERM an instance first says it is going (`/readyz` 503, `Connection: close` on
@@ -265,12 +314,20 @@ async fn shutting_down_says_so_before_refusing_connections() {
         StatusCode::OK
     );
     let stopping = tokio::spawn(app.stop());
-    sleep(300).await;
-    let response = client
-        .get(url("/readyz"))
-        .send()
-        .await
-        .expect("still serving");
+    // 200 until the stop is seen, then 503; every answer from a server still serving.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let response = loop {
+        let response = client
+            .get(url("/readyz"))
+            .send()
+            .await
+            .expect("still serving");
+        if response.status() != StatusCode::OK {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "/readyz still 200 after 10 s");
+        sleep(10).await;
+    };
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         response
@@ -291,11 +348,8 @@ async fn shutting_down_says_so_before_refusing_connections() {
         StatusCode::OK,
         "pages are still served during the grace"
     );
-    sleep(1700).await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no longer accepting"
-    );
+    // Once the grace has passed, no longer accepting.
+    wait_until_refused(addr).await;
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await
         .expect("stopped")
@@ -314,22 +368,25 @@ async fn connections_queued_when_the_grace_ends_are_served() {
     .await;
     let addr = app.addr;
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
-        let mut buffer = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
-            Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).into_owned(),
-            Ok(Err(err)) => format!("read error: {err}"),
-            Err(_) => "no answer".into(),
-        }
-    }
     // Takes the only slot and keeps it, idle, after one answered request.
     let mut holder = tokio::net::TcpStream::connect(addr).await.expect("connect");
     holder.write_all(request.as_bytes()).await.expect("write");
     assert!(read_head(&mut holder).await.starts_with("HTTP/1.1 200"));
-    // Completed by the kernel, waiting in the accept queue with its request sent.
+    // Completed by the kernel, waiting in the accept queue with its request sent. Looked
+    // at after the server has had a chance to run: with no free slot, it must not take it.
     let mut queued = tokio::net::TcpStream::connect(addr).await.expect("connect");
     queued.write_all(request.as_bytes()).await.expect("write");
-    sleep(100).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        sleep(10).await;
+        if accept_queue(addr) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second connection is not waiting in the accept queue"
+        );
+    }
     let stopping = tokio::spawn(app.stop());
     let head = read_head(&mut queued).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -15,7 +15,8 @@ async fn an_idle_session_expires_with_a_notice() {
     let api = app.client();
     app.login(&api, "ida").await;
     assert_eq!(app.get(&browser, "/account").await.status(), StatusCode::OK);
-    sleep(2300).await;
+    // Both sessions go unused for longer than the idle window.
+    app.idle_out("ida").await;
     assert_login_redirect(
         app.get(&browser, "/account").await,
         "expired",
@@ -41,9 +42,11 @@ async fn an_idle_session_expires_with_a_notice() {
 async fn a_session_in_use_never_idles_out() {
     let app = TestApp::spawn_with(|s| s.idle_timeout = Duration::seconds(2)).await;
     let browser = app.user_client("active", Role::Member).await;
-    // 4.5 s of activity, a request every 0.6 s: well past the 2 s idle window in total.
+    // 4.8 s of activity, a request every 0.6 s: well past the 2 s idle window in total,
+    // so only the requests sliding the idle deadline keep the session alive.
     for _ in 0..8 {
-        sleep(600).await;
+        app.age_sessions("active", Duration::milliseconds(600))
+            .await;
         let response = app.get(&browser, "/account").await;
         assert_eq!(
             response.status(),
@@ -64,9 +67,10 @@ async fn the_absolute_lifetime_ends_even_an_active_session() {
     let browser = app.user_client("abe", Role::Member).await;
     let api = app.client();
     app.login(&api, "abe").await;
+    // A request every 0.5 s: the idle deadline keeps sliding, the absolute one does not.
     let mut last = StatusCode::OK;
     for _ in 0..8 {
-        sleep(500).await;
+        app.age_sessions("abe", Duration::milliseconds(500)).await;
         last = app.get(&browser, "/account").await.status();
         if last != StatusCode::OK {
             break;
@@ -255,8 +259,30 @@ async fn run_instance(db_name: &str, work: impl AsyncFnOnce(&TestApp)) {
         .await
         .expect("pool");
     let app = TestApp::spawn_on(pool, db_name.to_owned(), |_| {}).await;
-    // Let the start-up session sweep run.
-    sleep(200).await;
+    // The start-up sweep (ended sessions, throttles, then audit retention) must be done
+    // before the work, and before the pool closes, or runs differ by its statements. It
+    // runs on the only connection, so it is done once that one's last statement, idle,
+    // is the audit prune. (A fixed 200 ms was not always enough on a busy machine.)
+    let mut conn = admin_connection().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let swept: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1 \
+             AND state = 'idle' AND query LIKE '%DELETE FROM audit_events%')",
+        )
+        .bind(db_name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if swept {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up sweep did not run within 10 s"
+        );
+        sleep(10).await;
+    }
     work(&app).await;
     app.pool.close().await;
 }
@@ -293,6 +319,8 @@ async fn an_authenticated_page_view_is_one_query_and_no_write() {
                 prev_sign_in_at: None,
                 prev_sign_in_ip: None,
                 password_changed_at: None,
+                authenticated_at: None,
+                auth_method: None,
             })
             .expect("json"),
         )]

@@ -6,14 +6,20 @@
 use std::sync::Arc;
 
 use axum::{
+    Json,
     extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Redirect, Response},
 };
+use serde_json::json;
 use tower_sessions::Session;
 
-use super::denial;
+use super::{
+    Rendered,
+    denial::{self, Denial},
+    negotiate::RequestKind,
+};
 use crate::{
     audit::AuditEvent,
     auth::{Authentication, NotSignedIn, Role, SessionUser, session},
@@ -28,6 +34,9 @@ pub struct Gate {
     pub state: AppState,
     pub required: Option<Role>,
     pub with_sessions: bool,
+    /// Whether `--require-mfa` applies to these routes (everything protected but the
+    /// account pages, where enrolment happens).
+    pub enforce_mfa: bool,
 }
 
 /// Middleware: resolves the request's [`Authentication`], stores it in the extensions,
@@ -50,6 +59,13 @@ pub async fn gate(
         return next.run(request).await;
     };
     match authentication {
+        Authentication::SignedIn(user)
+            if gate.enforce_mfa
+                && gate.state.settings.require_mfa.covers(user.role)
+                && !user.has_second_factor =>
+        {
+            second_factor_required(&parts, &user)
+        }
         Authentication::SignedIn(user) if user.role.satisfies(required) => {
             let mut request = Request::from_parts(parts, body);
             request
@@ -99,6 +115,41 @@ async fn authenticate(
     }
     Ok(authentication)
 }
+
+/// The policy (`--require-mfa`) wants a second factor this user has not set up: a browser
+/// goes to enrolment, with a notice saying why; a program gets a 403 saying so.
+fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
+    denial::deny(
+        parts,
+        Denial::new(
+            StatusCode::FORBIDDEN,
+            "second_factor_required",
+            "two-step verification required",
+        )
+        .user(Some(&user.username)),
+    );
+    let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
+        RequestKind::Browser => Redirect::to(ENROL_REQUIRED).into_response(),
+        RequestKind::Api => (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "forbidden",
+                "reason": "second_factor_required",
+                "message": "Turn on two-step verification on your account page first.",
+                "enrol_url": "/account/two-factor",
+            })),
+        )
+            .into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.extensions_mut().insert(Rendered);
+    response
+}
+
+/// Where `--require-mfa` sends people without a second factor.
+pub const ENROL_REQUIRED: &str = "/account/two-factor?required=1";
 
 fn has_session_cookie(headers: &HeaderMap, name: &str) -> bool {
     headers

@@ -8,6 +8,7 @@ pub mod denial;
 pub mod errors;
 pub mod form;
 pub mod frame;
+pub mod fresh;
 pub mod guard;
 pub mod input;
 pub mod negotiate;

@@ -20,6 +20,7 @@ use crate::{
         http::{
             Chrome, CurrentUser, TextQuery, denial,
             form::SignedForm,
+            fresh::{self, FreshForm},
             render_status,
             request::{audit_meta, client_ip, record},
         },
@@ -81,6 +82,10 @@ struct AccountPage {
     sessions: Vec<SessionLine>,
     other_sessions: usize,
     requests: Vec<AccessRequestView>,
+    second_factor: bool,
+    /// When a recovery code was last used (in the last 30 days), to announce it.
+    recovery_used: Option<String>,
+    recovery_left: i64,
     done: Option<&'static str>,
     errors: PasswordErrors,
     min_password: usize,
@@ -127,6 +132,14 @@ fn account_page(
             sessions,
             other_sessions,
             requests: user.access_requests.iter().map(Into::into).collect(),
+            second_factor: user.has_second_factor,
+            recovery_used: user
+                .recovery
+                .as_ref()
+                .and_then(|r| r.last_used_at)
+                .filter(|at| time::OffsetDateTime::now_utc() - *at < time::Duration::days(30))
+                .map(display_time),
+            recovery_left: user.recovery.as_ref().map_or(0, |r| r.codes_left),
             done,
             errors,
             min_password: state.settings.password_min_length,
@@ -164,6 +177,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
+    cookies: tower_cookies::Cookies,
     SignedForm { user, form, parts }: SignedForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let mut errors = PasswordErrors::default();
@@ -182,13 +196,15 @@ pub async fn change_password(
         errors.confirm = Some("The two new passwords differ.".into());
     }
     // Guessing the current password through this form is throttled like sign-in.
+    let device_cookie = cookies
+        .get(state.settings.device_cookie_name())
+        .map(|c| c.value().to_owned());
     let verified = sign_in::verify_current_password(
-        &state.pool,
-        &state.hasher,
-        &state.settings,
+        &login::sign_in_context(&state),
         user.user_id,
         &user.username,
         &client_ip(&parts),
+        device_cookie.as_deref(),
         &form.current_password,
     )
     .await?;
@@ -243,6 +259,10 @@ pub async fn revoke_session(
     Path(id): Path<i64>,
     SignedForm { user, parts, .. }: SignedForm<Empty>,
 ) -> Result<Response, AppError> {
+    // Signing out another session is sensitive; signing out this one never is.
+    if id != user.session_id && !user.recently_authenticated {
+        return Ok(fresh::reauth_required(&parts, &user, &session, &state, Vec::new()).await);
+    }
     if id == user.session_id {
         // "Sign out this session" on the current one is simply signing out.
         session.flush().await?;
@@ -261,7 +281,7 @@ pub async fn revoke_session(
 /// Signs out every session of the user but this one.
 pub async fn revoke_others(
     State(state): State<AppState>,
-    SignedForm { user, parts, .. }: SignedForm<Empty>,
+    FreshForm { user, parts, .. }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = Actor::new(&user.username, audit_meta(&parts));
     own::revoke_other_sessions(&state.pool, &actor, user.user_id, user.session_id).await?;

@@ -34,6 +34,7 @@ struct HelpPage {
     chrome: Chrome,
     idle: String,
     absolute: String,
+    reauth: String,
     request_id: String,
 }
 
@@ -47,6 +48,7 @@ pub async fn access(
         chrome: Chrome::new(&state.site, "Help: signing in and access", user.as_deref()),
         idle: plain_duration(state.settings.idle_timeout),
         absolute: plain_duration(state.settings.absolute_timeout),
+        reauth: plain_duration(state.settings.reauth_window),
         request_id,
     })
 }

@@ -16,6 +16,7 @@ use crate::{
     auth::{
         Authentication, Notice,
         csrf::new_cookie_value,
+        device,
         next::{DEFAULT_NEXT, safe_next},
         sign_in::{self, Attempt, Outcome},
         throttle,
@@ -35,6 +36,7 @@ use crate::{
             render_status,
             request::{client_ip, request_id, user_agent},
         },
+        pages::second_step,
     },
 };
 
@@ -95,7 +97,7 @@ pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
     value
 }
 
-fn login_page(
+pub fn login_page(
     state: &AppState,
     cookies: &Cookies,
     status: StatusCode,
@@ -178,6 +180,10 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
         Notice::SetupDone => "The setup link no longer works. Add more users from the \
                               administration page once you are signed in."
             .to_owned(),
+        Notice::SecondStepExpired => format!(
+            "The code from your authenticator app must follow the password within {}.",
+            plain_duration(sign_in::PENDING_LIFETIME)
+        ),
     }
 }
 
@@ -267,29 +273,39 @@ pub async fn submit(
             next,
         ));
     }
+    let device_cookie = cookies
+        .get(state.settings.device_cookie_name())
+        .map(|c| c.value().to_owned());
     let attempt = Attempt {
         username: &form.username,
         password: &form.password,
         ip: &client_ip(&parts),
         user_agent: user_agent(&parts.headers),
+        device_cookie: device_cookie.as_deref(),
     };
-    let outcome = sign_in::sign_in(
-        &state.pool,
-        &state.hasher,
-        &state.settings,
-        &session,
-        attempt,
-    )
-    .await?;
+    let outcome = sign_in::sign_in(&sign_in_context(&state), &session, attempt).await?;
     match outcome {
-        Outcome::SignedIn { username, .. } => {
-            tracing::info!(user = %username, "signed in");
-            denial::record(&parts, |meta| {
-                AuditEvent::new("sign_in", meta).username(&username)
-            });
-            metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
-            // Through /login/complete, which checks that the new session cookie comes back.
-            Ok(Redirect::to(&complete_url(next.as_deref())).into_response())
+        Outcome::SignedIn {
+            username,
+            device_cookie,
+            ..
+        } => Ok(signed_in(
+            &state,
+            &cookies,
+            &parts,
+            &username,
+            "password",
+            device_cookie,
+            next.as_deref(),
+        )),
+        Outcome::SecondFactorNeeded { username, pending } => {
+            tracing::info!(user = %username, "password accepted; second factor awaited");
+            Ok(second_step::begin(
+                &state,
+                &cookies,
+                pending,
+                next.as_deref(),
+            ))
         }
         Outcome::Throttled(blocked) => Ok(throttled(&state, &parts, &typed_username, blocked)),
         Outcome::Failed(failure) => {
@@ -314,6 +330,52 @@ pub async fn submit(
             )))
         }
     }
+}
+
+/// What signing in needs from the application state.
+pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
+    sign_in::Context {
+        pool: &state.pool,
+        hasher: &state.hasher,
+        key: &state.csrf,
+        settings: &state.settings,
+    }
+}
+
+/// The end of every successful sign-in: the device cookie, the record, the count, and on
+/// through `/login/complete`, which checks that the new session cookie comes back.
+pub fn signed_in(
+    state: &AppState,
+    cookies: &Cookies,
+    parts: &Parts,
+    username: &str,
+    method: &'static str,
+    device_cookie: String,
+    next: Option<&str>,
+) -> Response {
+    set_device_cookie(state, cookies, device_cookie);
+    tracing::info!(user = %username, method, "signed in");
+    denial::record(parts, |meta| {
+        AuditEvent::new("sign_in", meta)
+            .username(username)
+            .reason(method)
+    });
+    metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
+    Redirect::to(&complete_url(next)).into_response()
+}
+
+/// Marks this browser as a known device for the account just signed in to (see
+/// `auth::device`): its later attempts are throttled on their own.
+fn set_device_cookie(state: &AppState, cookies: &Cookies, value: String) {
+    let lifetime = tower_cookies::cookie::time::Duration::seconds(device::LIFETIME.whole_seconds());
+    let cookie = Cookie::build((state.settings.device_cookie_name(), value))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(lifetime)
+        .build();
+    cookies.add(cookie);
 }
 
 fn complete_url(next: Option<&str>) -> String {
@@ -395,7 +457,6 @@ fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) ->
 #[template(path = "throttled.html")]
 struct ThrottledPage {
     chrome: Chrome,
-    locked: bool,
     minutes: i64,
     until: String,
 }
@@ -422,19 +483,17 @@ pub fn throttled(
         StatusCode::TOO_MANY_REQUESTS,
         &ThrottledPage {
             chrome: Chrome::new(&state.site, "Too many attempts", None),
-            locked: blocked.locked,
             minutes: (retry_after + 59) / 60,
             until: display_time(blocked.until),
         },
     );
-    let seconds = if blocked.locked { 86_400 } else { retry_after };
-    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
 
-fn with_challenge(mut response: Response) -> Response {
+pub fn with_challenge(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         axum::http::HeaderValue::from_static(denial::WWW_AUTHENTICATE),

@@ -10,5 +10,8 @@ pub mod help;
 pub mod home;
 pub mod login;
 pub mod metrics;
+pub mod reauth;
 pub mod reports;
+pub mod second_step;
 pub mod setup;
+pub mod two_factor;

@@ -21,7 +21,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser, MultiLine, TextQuery, form::SignedForm, render_status,
+            Chrome, CurrentUser, MultiLine, TextQuery, fresh::FreshForm, render_status,
             request::audit_meta,
         },
     },
@@ -129,9 +129,9 @@ pub struct Empty {}
 pub async fn grant(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let actor = Actor::new(&admin.username, audit_meta(&parts));
     match admin::grant(&state.pool, &actor, id).await {
@@ -152,11 +152,11 @@ pub struct DeclineForm {
 pub async fn decline(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<DeclineForm>,
+    }: FreshForm<DeclineForm>,
 ) -> Result<Response, AppError> {
     let note: String = form
         .note

@@ -16,20 +16,23 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, TextQuery, form::SignedForm, render, request::audit_meta},
+        http::{Chrome, CurrentUser, TextQuery, fresh::FreshForm, render, request::audit_meta},
     },
 };
 
 struct ThrottleLine {
     scope: String,
     key: String,
+    /// What the key means to a person: the name, the address, or "name (known device)".
+    label: String,
     failures: i32,
     consecutive: i32,
     last_failure: String,
     blocked_until: String,
     blocked: bool,
-    locked: bool,
 }
+
+const PAGE_SIZE: i64 = 50;
 
 #[derive(Template)]
 #[template(path = "admin/throttles.html")]
@@ -37,6 +40,10 @@ struct ThrottlesPage {
     chrome: Chrome,
     csrf: String,
     lines: Vec<ThrottleLine>,
+    q: String,
+    page: i64,
+    pages: i64,
+    total: i64,
     account_failures: i32,
     ip_failures: i32,
     window: String,
@@ -44,7 +51,11 @@ struct ThrottlesPage {
 }
 
 #[derive(Debug, Deserialize, Default)]
-pub struct DoneQuery {
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<i64>,
     #[serde(default)]
     done: Option<String>,
 }
@@ -52,16 +63,36 @@ pub struct DoneQuery {
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    TextQuery(query): TextQuery<DoneQuery>,
+    TextQuery(query): TextQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     let now = OffsetDateTime::now_utc();
     let settings = state.settings.throttle;
-    let lines = throttle::list(&state.pool, settings.window)
-        .await?
+    let q: String = query
+        .q
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let found = throttle::list(
+        &state.pool,
+        settings.window,
+        &q,
+        query.page.unwrap_or(1),
+        PAGE_SIZE,
+    )
+    .await?;
+    let lines = found
+        .rows
         .into_iter()
         .map(|t| ThrottleLine {
             blocked: t.blocked_until.is_some_and(|u| u > now),
-            locked: t.consecutive >= throttle::HARD_LIMIT,
+            label: match t.scope.as_str() {
+                "device" => format!(
+                    "{} (known device)",
+                    t.key.split(':').next().unwrap_or_default()
+                ),
+                _ => t.key.clone(),
+            },
             scope: t.scope,
             key: t.key,
             failures: t.failures,
@@ -78,6 +109,10 @@ pub async fn list(
         chrome: super::admin_chrome(&state, "Sign-in throttles", &user).await?,
         csrf: user.csrf_token.clone(),
         lines,
+        q,
+        page: found.page,
+        pages: found.pages,
+        total: found.total,
         account_failures: settings.account_failures,
         ip_failures: settings.ip_failures,
         window: format!("{}", settings.window),
@@ -95,7 +130,7 @@ pub struct ClearForm {
 
 pub async fn clear(
     State(state): State<AppState>,
-    SignedForm { user, form, parts }: SignedForm<ClearForm>,
+    FreshForm { user, form, parts }: FreshForm<ClearForm>,
 ) -> Result<Response, AppError> {
     let Some(scope) = throttle::Scope::parse(&form.scope) else {
         return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());

@@ -19,13 +19,13 @@ use crate::{
         admin::{self, AdminError, Changed},
     },
     audit::{self, Actor},
-    auth::{Role, SessionUser},
+    auth::{Role, SessionUser, second_factor},
     display::display_time,
     error::AppError,
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser, TextQuery, form::SignedForm, render_status, request::audit_meta,
+            Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
         },
         pages::account::{SessionLine, session_lines},
     },
@@ -56,6 +56,7 @@ struct UserPage {
     events: Vec<EventLine>,
     roles: [Role; 3],
     is_self: bool,
+    second_factor: bool,
     done: Option<&'static str>,
     problem: Option<String>,
     password_error: Option<String>,
@@ -79,6 +80,10 @@ pub fn done_message(key: &str) -> Option<&'static str> {
         "deleted" => "User deleted.",
         "sessions_revoked" => "Sessions signed out. They end on their next request.",
         "session_revoked" => "Session signed out.",
+        "second_factor_reset" => {
+            "Two-step verification reset and the user signed out everywhere. They sign in \
+             with their password and set it up again."
+        }
         _ => return None,
     })
 }
@@ -112,6 +117,7 @@ async fn user_page(
         })
         .collect();
     let current = (admin.user_id == target.id).then_some(admin.session_id);
+    let second_factor = second_factor::enabled(&state.pool, target.id).await?;
     Ok(render_status(
         status,
         &UserPage {
@@ -119,6 +125,7 @@ async fn user_page(
             csrf: admin.csrf_token.clone(),
             id: target.id,
             is_self: admin.user_id == target.id,
+            second_factor,
             username: target.username,
             role: target.role,
             enabled: target.disabled_at.is_none(),
@@ -223,11 +230,11 @@ pub struct RoleForm {
 pub async fn set_role(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<RoleForm>,
+    }: FreshForm<RoleForm>,
 ) -> Result<Response, AppError> {
     let Some(role) = Role::parse(&form.role) else {
         return refuse(&state, &admin, id, "Choose one of the roles.".into()).await;
@@ -280,11 +287,11 @@ async fn other_user(
 pub async fn disable(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let on_self = "You cannot disable your own account; ask another administrator.";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -321,9 +328,9 @@ pub struct Empty {}
 pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let result = admin::enable(&state.pool, &actor(&admin, &parts), id).await;
     answer(&state, &admin, id, result, "enabled").await
@@ -340,11 +347,11 @@ pub struct ResetForm {
 pub async fn reset_password(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ResetForm>,
+    }: FreshForm<ResetForm>,
 ) -> Result<Response, AppError> {
     let on_self = "Change your own password on your account page (it asks for the current one).";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -378,11 +385,11 @@ pub async fn reset_password(
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let on_self = "You cannot delete your own account; ask another administrator.";
     let target = match other_user(&state, &admin, id, on_self).await? {
@@ -419,11 +426,11 @@ pub async fn delete(
 pub async fn revoke_all(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    SignedForm {
+    FreshForm {
         user: admin,
         form,
         parts,
-    }: SignedForm<ConfirmForm>,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let Some(target) = accounts::by_id(&state.pool, id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
@@ -456,10 +463,51 @@ pub async fn revoke_all(
 pub async fn revoke_one(
     State(state): State<AppState>,
     Path((id, session)): Path<(i64, i64)>,
-    SignedForm {
+    FreshForm {
         user: admin, parts, ..
-    }: SignedForm<Empty>,
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let result = admin::revoke_one_session(&state.pool, &actor(&admin, &parts), id, session).await;
     answer(&state, &admin, id, result, "session_revoked").await
+}
+
+pub async fn reset_second_factor(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    FreshForm {
+        user: admin,
+        form,
+        parts,
+    }: FreshForm<ConfirmForm>,
+) -> Result<Response, AppError> {
+    let Some(target) = accounts::by_id(&state.pool, id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    if !confirmed(&form.confirm) {
+        return Ok(confirm_page(
+            &state,
+            &admin,
+            Confirm {
+                heading: format!("Reset two-step verification for {}?", target.username),
+                consequences: vec![
+                    format!(
+                        "{}'s authenticator app and recovery codes stop working.",
+                        target.username
+                    ),
+                    format!(
+                        "{} is signed out everywhere and signs in with the password alone, then \
+                         sets up two-step verification again.",
+                        target.username
+                    ),
+                    "Do this only once you are sure who asked: it removes a factor.".into(),
+                ],
+                action: format!("/admin/users/{id}/second-factor/reset"),
+                fields: vec![],
+                button: "Yes, reset",
+                cancel: format!("/admin/users/{id}"),
+            },
+        ));
+    }
+    let result = admin::reset_second_factor(&state.pool, &actor(&admin, &parts), id).await;
+    answer(&state, &admin, id, result, "second_factor_reset").await
 }

@@ -21,7 +21,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser, TextQuery, form::SignedForm, render_status, request::audit_meta,
+            Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
         },
     },
 };
@@ -154,7 +154,7 @@ pub struct CreateForm {
 
 pub async fn create(
     State(state): State<AppState>,
-    SignedForm { user, form, parts }: SignedForm<CreateForm>,
+    FreshForm { user, form, parts }: FreshForm<CreateForm>,
 ) -> Result<Response, AppError> {
     let mut errors = CreateErrors::default();
     let role = Role::parse(&form.role);

@@ -1,24 +1,20 @@
 //! Test harness: one PostgreSQL per test process (the private cluster, or DATABASE_URL),
-//! a fresh database per test cloned from a migrated template, and the real app on
-//! 127.0.0.1:0 driven over HTTP by a client that does not follow redirects.
+//! a fresh database per test cloned from a migrated template (`database`), and the real
+//! app on 127.0.0.1:0 driven over HTTP by a client that does not follow redirects; the
+//! `portcullis` binary for CLI tests (`cli`).
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    process::{Command, Stdio},
-    str::FromStr,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+mod cli;
+mod database;
+
+pub use cli::*;
+pub use database::*;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use portcullis::{
     App,
     auth::{Role, password::PasswordHasher},
     config::Settings,
-    db::{Cluster, ClusterOptions},
     server::Stop,
 };
 use portcullis::{accounts, accounts::admin, audit::Actor};
@@ -27,223 +23,18 @@ use reqwest::{
     cookie::{CookieStore, Jar},
     header::{ACCEPT, HeaderMap, LOCATION},
 };
-use sqlx::{ConnectOptions, Connection, Executor, PgPool, postgres::PgConnectOptions};
+use sqlx::PgPool;
 
 pub const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 pub const PASSWORD: &str = "correct horse battery staple";
-
-struct TestServer {
-    /// Connection to the server's maintenance database, for CREATE DATABASE.
-    admin: PgConnectOptions,
-    template: String,
-    /// URL prefix for subprocesses (CLI tests): append a database name.
-    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
-    /// Keeps the private cluster alive for the whole process; it stops when the process
-    /// exits (parent-death signal), also if the run is killed.
-    _cluster: Option<Mutex<Cluster>>,
-}
-
-static SERVER: OnceLock<TestServer> = OnceLock::new();
-static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
-
-fn pid_alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Leftovers of earlier, killed runs: their clusters' directories.
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir("/tmp") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pc-it-")) else {
-            continue;
-        };
-        let pid = pid.split('-').next().unwrap_or_default();
-        if pid.parse::<i32>().is_ok_and(|pid| !pid_alive(pid)) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-fn server() -> &'static TestServer {
-    SERVER.get_or_init(|| {
-        let pid = std::process::id();
-        let template = format!("pc_it_template_{pid}");
-        let server = match std::env::var("DATABASE_URL") {
-            Ok(url) => {
-                let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL parses");
-                let base = url.clone();
-                TestServer {
-                    admin,
-                    template: template.clone(),
-                    url_for: Box::new(move |db| with_database(&base, db)),
-                    _cluster: None,
-                }
-            }
-            Err(_) => {
-                remove_stale_clusters();
-                let dir = std::path::PathBuf::from(format!("/tmp/pc-it-{pid}"));
-                let cluster = Cluster::start(&ClusterOptions {
-                    data_dir: dir,
-                    ephemeral: true,
-                })
-                .unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
-                let admin = cluster.connect_options("postgres");
-                let socket = cluster.socket_dir().to_path_buf();
-                TestServer {
-                    admin,
-                    template: template.clone(),
-                    url_for: Box::new(move |db| {
-                        format!(
-                            "postgres://postgres@localhost:5432/{db}?host={}",
-                            socket.display()
-                        )
-                    }),
-                    _cluster: Some(Mutex::new(cluster)),
-                }
-            }
-        };
-        // The template is built once, on its own runtime (each test has its own runtime,
-        // and a connection must not outlive the runtime that made it).
-        let admin = server.admin.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(build_template(admin, template));
-        })
-        .join()
-        .expect("building the template database");
-        server
-    })
-}
-
-/// Replaces the database name in a URL (keeping its query string).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let root = path_start.map_or(base, |i| &base[..i]);
-    match query {
-        Some(q) => format!("{root}/{db}?{q}"),
-        None => format!("{root}/{db}"),
-    }
-}
-
-async fn build_template(admin: PgConnectOptions, template: String) {
-    let mut conn = admin.connect().await.expect("connect to the test server");
-    // Databases of earlier runs of this suite whose process is gone (shared servers only).
-    let stale: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pc\\_it\\_%'")
-            .fetch_all(&mut conn)
-            .await
-            .expect("list databases");
-    for name in stale {
-        // Names are pc_it_template_<pid> and pc_it_<pid>_<n>.
-        let owner = name
-            .strip_prefix("pc_it_template_")
-            .or_else(|| {
-                name.strip_prefix("pc_it_")
-                    .and_then(|rest| rest.split('_').next())
-            })
-            .and_then(|pid| pid.parse::<i32>().ok());
-        if owner.is_some_and(|pid| !pid_alive(pid)) || name == template {
-            let _ = conn
-                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                .await;
-        }
-    }
-    conn.execute(format!("CREATE DATABASE \"{template}\"").as_str())
-        .await
-        .expect("create template");
-    conn.close().await.ok();
-    let pool = PgPool::connect_with(server_options(&admin, &template))
-        .await
-        .expect("connect to template");
-    portcullis::db::migrate(&pool)
-        .await
-        .expect("migrate template");
-    pool.close().await;
-}
-
-fn server_options(admin: &PgConnectOptions, db: &str) -> PgConnectOptions {
-    admin.clone().database(db)
-}
-
-/// A fresh, migrated database for one test.
-pub async fn fresh_database() -> (PgPool, String) {
-    let server = server();
-    let name = format!(
-        "pc_it_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut conn = server.admin.connect().await.expect("connect");
-    conn.execute(
-        format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
-            server.template
-        )
-        .as_str(),
-    )
-    .await
-    .expect("create test database");
-    conn.close().await.ok();
-    (pool_for(&name).await, name)
-}
-
-/// Connection options for an existing test database.
-pub fn database_options(name: &str) -> PgConnectOptions {
-    server_options(&server().admin, name)
-}
-
-/// A new pool on an existing test database.
-pub async fn pool_for(name: &str) -> PgPool {
-    portcullis::db::pool_options(5)
-        .connect_with(server_options(&server().admin, name))
-        .await
-        .expect("connect to test database")
-}
-
-/// A fresh, empty database (no migrations), for tests of the migration commands.
-pub async fn fresh_database_unmigrated() -> (PgPool, String) {
-    let server = server();
-    let name = format!(
-        "pc_it_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut conn = server.admin.connect().await.expect("connect");
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .expect("create test database");
-    conn.close().await.ok();
-    (pool_for(&name).await, name)
-}
-
-/// A connection to the server's maintenance database.
-pub async fn admin_connection() -> sqlx::PgConnection {
-    server()
-        .admin
-        .connect()
-        .await
-        .expect("connect to the maintenance database")
-}
-
-/// `postgres://` URL of a test database, for subprocesses.
-pub fn database_url(name: &str) -> String {
-    (server().url_for)(name)
-}
 
 pub fn test_settings() -> Settings {
     let mut settings = Settings::defaults();
     // Tests stop instances often; the drain grace has a test of its own.
     settings.drain_grace = Duration::ZERO;
+    // Most tests sign administrators in with a password alone; the second-factor policy
+    // (default: admins) has tests of its own (`two_factor::`), which turn it back on.
+    settings.require_mfa = portcullis::config::RequireMfa::None;
     settings
 }
 
@@ -558,6 +349,35 @@ impl TestApp {
         panic!("fewer than {at_least} audit rows where {where_sql}; all rows: {all:#?}");
     }
 
+    /// Moves every timestamp of `username`'s sessions `by` into the past, as if that long
+    /// had passed since their last request: what a test would otherwise sleep for. The app
+    /// compares these columns with the database's clock on every request, so the next
+    /// request finds the sessions that much older (idle and absolute deadlines alike).
+    pub async fn age_sessions(&self, username: &str, by: time::Duration) {
+        let aged = sqlx::query(
+            "UPDATE sessions s \
+             SET created_at = s.created_at - make_interval(secs => $2), \
+                 last_seen_at = s.last_seen_at - make_interval(secs => $2), \
+                 idle_expires_at = s.idle_expires_at - make_interval(secs => $2), \
+                 absolute_expires_at = s.absolute_expires_at - make_interval(secs => $2) \
+             FROM users u WHERE u.id = s.user_id AND u.username = $1",
+        )
+        .bind(username)
+        .bind(by.as_seconds_f64())
+        .execute(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("ageing the sessions of {username}: {e}"))
+        .rows_affected();
+        assert!(aged > 0, "{username} has no session to age");
+    }
+
+    /// Ages `username`'s sessions past the idle window (the idle timeout and a second more),
+    /// so their next request finds them idle-expired.
+    pub async fn idle_out(&self, username: &str) {
+        let by = self.settings.idle_timeout + time::Duration::seconds(1);
+        self.age_sessions(username, by).await;
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.pool)
@@ -664,40 +484,4 @@ pub async fn assert_api_401(response: Response, reason: &str) {
 
 pub async fn sleep(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-/// The `portcullis` binary with `args`, in a clean environment: no inherited
-/// `DATABASE_URL`, no colours, info logs.
-pub fn portcullis(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
-    command
-}
-
-/// Runs the CLI with `stdin`; returns (success, stdout, stderr).
-pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = portcullis(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the CLI");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("CLI output");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }

@@ -1,0 +1,339 @@
+//! Two-step verification: enrolment, the second step of signing in, recovery codes, the
+//! policy, and an administrator's reset.
+
+use portcullis::{auth::Role, config::RequireMfa};
+use reqwest::StatusCode;
+use totp_rs::{Builder, Secret};
+
+use crate::support::*;
+
+/// The code an authenticator app would show `offset` steps from now.
+fn code(key: &str, offset: i64) -> String {
+    let secret = Secret::try_from_base32(key).expect("base32 key");
+    let totp = Builder::new().with_secret(secret).build().expect("totp");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
+    totp.generate(u64::try_from(now).expect("time")).to_string()
+}
+
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let from = page
+        .find(start)
+        .map(|i| i + start.len())
+        .expect("start marker");
+    let to = page[from..]
+        .find(end)
+        .map(|i| from + i)
+        .expect("end marker");
+    &page[from..to]
+}
+
+/// Enrols `client` (signed in as `name`); returns the key and the recovery codes.
+async fn enrol(app: &TestApp, client: &Browser) -> (String, Vec<String>) {
+    let page = app
+        .get(client, "/account/two-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("data:image/svg+xml;base64,"),
+        "a QR code: {page}"
+    );
+    let key = between(&page, r#"<code class="key" id="totp-key">"#, "</code>").to_owned();
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let wrong = app
+        .post_form_with_csrf(
+            client,
+            "/account/two-factor/enable",
+            &[("code", "000000")],
+            &csrf,
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let done = app
+        .post_form_with_csrf(
+            client,
+            "/account/two-factor/enable",
+            &[("code", &code(&key, 0))],
+            &csrf,
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let page = done.text().await.expect("body");
+    let codes: Vec<String> = page
+        .split("<li><code>")
+        .skip(1)
+        .map(|rest| rest.split("</code>").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    (key, codes)
+}
+
+#[tokio::test]
+async fn enrolled_users_sign_in_with_a_code_that_works_once() {
+    let app = TestApp::spawn().await;
+    let first = app.user_client("tia", Role::Member).await;
+    let (key, _) = enrol(&app, &first).await;
+    app.audit("event = 'second_factor_enabled' AND username = 'tia'", 1)
+        .await;
+
+    // The password alone leads to the second step, which grants nothing yet.
+    let browser = app.client();
+    let response = app.post_login(&browser, "tia", PASSWORD, "/reports").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/login/second-factor?next=%2Freports");
+    let response = app.get(&browser, "/account").await;
+    assert_login_redirect(response, "required", Some("/account")).await;
+
+    let page = app
+        .get(&browser, "/login/second-factor?next=%2Freports")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let post = |code: String| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        let app = &app;
+        async move {
+            browser
+                .post(app.url("/login/second-factor"))
+                .header(reqwest::header::ACCEPT, BROWSER_ACCEPT)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("code", code.as_str()),
+                    ("next", "/reports"),
+                ])
+                .send()
+                .await
+                .expect("POST")
+        }
+    };
+    let wrong = post("123456".into()).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = post(code(&key, 1)).await;
+    assert_eq!(app.landing(&browser, right).await, "/reports");
+    let method: String = sqlx::query_scalar(
+        "SELECT auth_method FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'tia') \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("session");
+    assert_eq!(method, "password+totp");
+
+    // The same code again, in another sign-in: refused (no replay within its window).
+    let again = app.client();
+    app.post_login(&again, "tia", PASSWORD, "").await;
+    let page = app
+        .get(&again, "/login/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let replay = again
+        .post(app.url("/login/second-factor"))
+        .header(reqwest::header::ACCEPT, BROWSER_ACCEPT)
+        .form(&[("csrf", csrf.as_str()), ("code", code(&key, 1).as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    app.audit(
+        "event = 'sign_in_failed' AND reason = 'bad_second_factor'",
+        2,
+    )
+    .await;
+}
+
+/// Completes the second step with `code`; returns the response.
+async fn second_step(
+    app: &TestApp,
+    browser: &Browser,
+    username: &str,
+    code: &str,
+) -> reqwest::Response {
+    let response = app.post_login(browser, username, PASSWORD, "").await;
+    if response.status() != StatusCode::SEE_OTHER {
+        return response;
+    }
+    assert_eq!(location(&response), "/login/second-factor?next=");
+    let page = app
+        .get(browser, "/login/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    browser
+        .post(app.url("/login/second-factor"))
+        .header(reqwest::header::ACCEPT, BROWSER_ACCEPT)
+        .form(&[("csrf", csrf.as_str()), ("code", code)])
+        .send()
+        .await
+        .expect("POST")
+}
+
+#[tokio::test]
+async fn a_recovery_code_works_once_and_is_announced() {
+    let app = TestApp::spawn().await;
+    let first = app.user_client("rio", Role::Member).await;
+    let (_, codes) = enrol(&app, &first).await;
+    let browser = app.client();
+    let response = second_step(&app, &browser, "rio", &codes[3].to_uppercase()).await;
+    assert_eq!(app.landing(&browser, response).await, "/account");
+    let page = app
+        .get(&browser, "/account")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("A recovery code was used to sign in")
+            && page.contains("9 recovery codes left"),
+        "{page}"
+    );
+    let again = second_step(&app, &app.client(), "rio", &codes[3]).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn wrong_codes_are_throttled_like_passwords() {
+    let app = TestApp::spawn().await;
+    let first = app.user_client("ted", Role::Member).await;
+    enrol(&app, &first).await;
+    let browser = app.client();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(second_step(&app, &browser, "ted", "111111").await.status());
+    }
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5], "{statuses:?}");
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_second_step_without_its_first_is_sign_in_again() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .get(&app.client(), "/login/second-factor?next=%2Fadmin")
+        .await;
+    assert_eq!(
+        location(&response),
+        "/login?next=%2Fadmin&notice=second_step_expired"
+    );
+    let page = app
+        .get(&app.client(), "/login?notice=second_step_expired")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("not completed in time"), "{page}");
+}
+
+/// `--require-mfa admins` (the default): an administrator without a second factor is sent
+/// to enrolment before any admin page; once enrolled, the admin pages open.
+#[tokio::test]
+async fn admins_are_sent_to_enrolment_first() {
+    let app = TestApp::spawn_with(|s| s.require_mfa = RequireMfa::Admins).await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let response = app.get(&admin, "/admin").await;
+    assert_eq!(location(&response), "/account/two-factor?required=1");
+    let page = app
+        .get(&admin, "/account/two-factor?required=1")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("asks administrators to turn on two-step verification"),
+        "{page}"
+    );
+    // Every protected page but the account pages, for a program too.
+    let api = app.get_json(&admin, "/api/me").await;
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = api.json().await.expect("json");
+    assert_eq!(body["reason"], "second_factor_required");
+    app.audit("event = 'denied' AND reason = 'second_factor_required'", 1)
+        .await;
+    enrol(&app, &admin).await;
+    assert_eq!(app.get(&admin, "/admin").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_json(&admin, "/api/me").await.status(),
+        StatusCode::OK
+    );
+    // It cannot be turned off while the policy covers the role.
+    let csrf = app.session_csrf(&admin).await;
+    let off = app
+        .post_form_with_csrf(&admin, "/account/two-factor/disable", &[], &csrf)
+        .await;
+    assert_eq!(off.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_lost_second_factor() {
+    let app = TestApp::spawn().await;
+    let member = app.user_client("lu", Role::Member).await;
+    enrol(&app, &member).await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let lu = app.user_id("lu").await;
+    let action = format!("/admin/users/{lu}/second-factor/reset");
+    let confirm = app.post_form(&admin, &action, &[]).await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let done = app.post_form(&admin, &action, &[("confirm", "yes")]).await;
+    assert_eq!(
+        location(&done),
+        format!("/admin/users/{lu}?done=second_factor_reset")
+    );
+    let response = app.get(&member, "/account").await;
+    assert_login_redirect(response, "revoked", Some("/account")).await;
+    app.login(&app.client(), "lu").await;
+    app.audit(
+        "event = 'second_factor_reset' AND target = 'lu' AND username = 'root'",
+        1,
+    )
+    .await;
+}
+
+/// Re-authentication asks for the code too when a second factor is on.
+#[tokio::test]
+async fn reauthentication_asks_for_the_code_when_enrolled() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let (key, _) = enrol(&app, &admin).await;
+    sqlx::query("UPDATE sessions SET authenticated_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .expect("age");
+    let page = app
+        .get(&admin, "/reauth?next=/admin")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Code from your authenticator app"), "{page}");
+    let csrf = hidden_field(&page, "csrf").expect("csrf");
+    let without = app
+        .post_form_with_csrf(
+            &admin,
+            "/reauth",
+            &[("password", PASSWORD), ("next", "/admin")],
+            &csrf,
+        )
+        .await;
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    let with = app
+        .post_form_with_csrf(
+            &admin,
+            "/reauth",
+            &[
+                ("password", PASSWORD),
+                ("code", &code(&key, 1)),
+                ("next", "/admin"),
+            ],
+            &csrf,
+        )
+        .await;
+    assert_eq!(location(&with), "/admin");
+}
