@@ -149,6 +149,8 @@ struct Client<'a> {
     name: &'static str,
     browser: &'a Browser,
     csrf: Option<String>,
+    /// Only forms: a stale sign-in changes nothing for pages.
+    forms_only: bool,
 }
 
 impl Client<'_> {
@@ -253,31 +255,52 @@ fn excerpt(body: &str) -> String {
 }
 
 /// Every route, every declared query parameter and form field (and one undeclared), each
-/// with NUL, a control character, invalid UTF-8, a line break and over-long values, both
-/// signed out and as an administrator with a valid CSRF token (so forms reach their
-/// handler); path parameters get values that are not ids. Nothing may be a 5xx; text the
+/// with NUL, a control character, invalid UTF-8, a line break and over-long values, signed
+/// out, as an administrator with a valid CSRF token (so forms reach their handler), and
+/// (forms) as one whose sign-in is too old for sensitive changes (so forms are kept for
+/// after `/reauth`); path parameters get values that are not ids. Nothing may be a 5xx; text the
 /// rules refuse is a 400 naming the field, unless the guard answered first.
 #[tokio::test]
 async fn every_route_and_field_answers_bad_input_without_a_server_error() {
     let app = TestApp::spawn().await;
     let signed_out = app.client();
     let admin = app.user_client("root", Role::Admin).await;
+    // Signed in 11 minutes ago: sensitive forms keep their fields for after `/reauth`.
+    let stale = app.user_client("old", Role::Admin).await;
+    sqlx::query(
+        "UPDATE sessions SET authenticated_at = now() - interval '11 minutes' \
+         WHERE user_id = (SELECT id FROM users WHERE username = 'old')",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age the sign-in");
     let clients = [
         Client {
             name: "signed out",
             browser: &signed_out,
             csrf: None,
+            forms_only: false,
         },
         Client {
             name: "admin",
             browser: &admin,
             csrf: Some(app.session_csrf(&admin).await),
+            forms_only: false,
+        },
+        Client {
+            name: "admin (stale sign-in)",
+            browser: &stale,
+            csrf: Some(app.session_csrf(&stale).await),
+            forms_only: true,
         },
     ];
     let mut failures = Vec::new();
     let mut sent = 0;
     for client in &clients {
         for spec in routes() {
+            if client.forms_only && spec.method == Method::GET {
+                continue;
+            }
             let inputs = spec.inputs();
             let path = fill_path(spec.path, |_| NO_SUCH_ID.into());
             let reads = if spec.method == Method::GET {
@@ -368,5 +391,5 @@ async fn every_route_and_field_answers_bad_input_without_a_server_error() {
     );
     // The administrator's session survived it all: no refused form reached a handler.
     assert_eq!(app.get(&admin, "/admin").await.status(), StatusCode::OK);
-    assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 2);
 }

@@ -50,25 +50,38 @@ where
                 return Err(denial::unauthenticated(&parts, NotSignedIn::NoSession));
             }
         };
-        let (parts, body) = input::form_body(request)
-            .await
-            .map_err(IntoResponse::into_response)?;
         let app = AppState::from_ref(state);
-        // The token is checked before anything else in the form is looked at.
-        let mut pairs = input::decode_pairs(&body);
-        let token = pairs
-            .iter()
-            .find(|(name, _)| name == b"csrf")
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-            .unwrap_or_default();
-        if !app.csrf.verify_session_token(user.token, token) {
-            let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
-            return Err(denial::csrf_failed(&parts, Some(&user), &retry));
-        }
-        pairs.retain(|(name, _)| name != b"csrf");
-        let form = input::check_pairs(pairs)
-            .and_then(input::from_pairs)
+        let (parts, fields) = signed_fields(request, &user, &app).await?;
+        let form = input::from_pairs(fields)
             .map_err(|bad| Refusal::new(bad, Source::Form, &parts, &app.site).into_response())?;
         Ok(SignedForm { user, form, parts })
+    }
+}
+
+/// The fields of a form `user` signed, checked: the body read (415, 413), the CSRF token
+/// verified before anything else in the form is looked at (403), then every other field
+/// by the input rules (400). The token is not among the fields returned.
+pub async fn signed_fields(
+    request: Request,
+    user: &SessionUser,
+    app: &AppState,
+) -> Result<(Parts, Vec<(String, String)>), Response> {
+    let (parts, body) = input::form_body(request)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let mut pairs = input::decode_pairs(&body);
+    let token = pairs
+        .iter()
+        .find(|(name, _)| name == b"csrf")
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .unwrap_or_default();
+    if !app.csrf.verify_session_token(user.token, token) {
+        let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
+        return Err(denial::csrf_failed(&parts, Some(user), &retry));
+    }
+    pairs.retain(|(name, _)| name != b"csrf");
+    match input::check_pairs(pairs) {
+        Ok(fields) => Ok((parts, fields)),
+        Err(bad) => Err(Refusal::new(bad, Source::Form, &parts, &app.site).into_response()),
     }
 }
