@@ -218,11 +218,10 @@ macro_rules! route {
     };
 }
 
-const OWN: Access = Access::Own;
 const MEMBER: Access = Access::Role(Role::Member);
 const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
-use Access::{Anonymous, Public, Stateless};
+use Access::{Anonymous, Own, OwnWithSessions, Public, Stateless};
 
 static ROUTES: &[RouteSpec] = &[
     route!(GET "/", Public, home::show),
@@ -236,17 +235,17 @@ static ROUTES: &[RouteSpec] = &[
     route!(GET "/login/second-factor", Anonymous, second_step::form),
     route!(POST "/login/second-factor", Anonymous, second_step::submit),
     route!(GET "/help/access", Public, help::access),
-    route!(GET "/account", Access::OwnWithSessions, account::show),
-    route!(POST "/account/password", OWN, account::change_password),
-    route!(POST "/account/sessions/revoke-others", OWN, account::revoke_others),
-    route!(POST "/account/sessions/{id}/revoke", OWN, account::revoke_session),
-    route!(GET "/account/two-factor", OWN, two_factor::show),
-    route!(POST "/account/two-factor/enable", OWN, two_factor::enable),
-    route!(POST "/account/two-factor/recovery-codes", OWN, two_factor::new_codes),
-    route!(POST "/account/two-factor/disable", OWN, two_factor::disable),
-    route!(POST "/access-requests", OWN, access::request),
-    route!(GET "/reauth", OWN, reauth::form),
-    route!(POST "/reauth", OWN, reauth::submit),
+    route!(GET "/account", OwnWithSessions, account::show),
+    route!(POST "/account/password", Own, account::change_password),
+    route!(POST "/account/sessions/revoke-others", Own, account::revoke_others),
+    route!(POST "/account/sessions/{id}/revoke", Own, account::revoke_session),
+    route!(GET "/account/two-factor", Own, two_factor::show),
+    route!(POST "/account/two-factor/enable", Own, two_factor::enable),
+    route!(POST "/account/two-factor/recovery-codes", Own, two_factor::new_codes),
+    route!(POST "/account/two-factor/disable", Own, two_factor::disable),
+    route!(POST "/access-requests", Own, access::request),
+    route!(GET "/reauth", Own, reauth::form),
+    route!(POST "/reauth", Own, reauth::submit),
     route!(GET "/reports", EDITOR, reports::show),
     route!(GET "/api/me", MEMBER, api::me),
     route!(GET "/admin", ADMIN, admin::users::list),
