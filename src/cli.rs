@@ -67,9 +67,14 @@ pub async fn run(
         UserCommand::SetPassword { username } => {
             let user = accounts::find(pool, &username).await?;
             let password = read_password(&format!("New password for {}: ", user.username))?;
-            let password =
-                accounts::check_new_password(&password, min_password_chars, Some(&user.username))?;
             let hasher = PasswordHasher::start(1)?;
+            let password = accounts::check_new_password(
+                &hasher,
+                &password,
+                min_password_chars,
+                Some(&user.username),
+            )
+            .await??;
             let hash = hasher.hash(password).await?;
             let changed = admin::reset_password(pool, &actor, user.id, &hash).await?;
             writeln!(

@@ -83,13 +83,10 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Directory of the private PostgreSQL cluster (used when DATABASE_URL is not set).
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATA_DIR",
-        default_value = "data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Default: `./data`; when running as root and the `postgres` user cannot reach it (a
+    /// checkout in root's 0700 home), `/var/lib/portcullis` instead (said in the log).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// DATABASE_URL points at PgBouncer in transaction pooling mode: no statement cache
     /// (each statement is prepared within the transaction that runs it: one more round
     /// trip per query), no startup options, and no migrations (only a schema check; run
@@ -190,12 +187,19 @@ pub struct ServeArgs {
     pub no_migrate: bool,
     /// Try Portcullis on this machine: creates (or resets) the accounts `member`, `editor`
     /// and `admin` with random passwords printed once, and marks every page as a demo.
-    /// Refused together with a non-loopback --bind or --secure-cookies.
+    /// Refused together with a non-loopback --bind or --secure-cookies, and on a database
+    /// with accounts that demo mode did not create (it marks the empty database it sets up).
     #[arg(long, env = "PORTCULLIS_DEMO", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub demo: bool,
     /// Audit events older than this are deleted.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: time::Duration,
+    /// The address people open the site at, e.g. `https://login.example.com`. Requests
+    /// naming another host (other than `localhost` or an IP address) get 421: a page
+    /// whose DNS name is re-pointed at this server (DNS rebinding) cannot use it. Needed
+    /// whenever the site is reached by a DNS name, e.g. behind a proxy.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (IP or CIDR;
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
@@ -207,6 +211,25 @@ fn parse_duration_or_zero(value: &str) -> Result<time::Duration, String> {
         return Ok(time::Duration::ZERO);
     }
     parse_duration(value)
+}
+
+/// An `http(s)` URL of a host, with nothing after it but an optional `/`.
+fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("{value:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{value:?} is not an http(s) URL of a host (e.g. https://login.example.com)"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{value:?}: give the site's address without a path (Portcullis serves from /)"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{value:?}: no user or password in the URL"));
+    }
+    Ok(url)
 }
 
 fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
@@ -291,6 +314,8 @@ pub struct Settings {
     pub demo: bool,
     pub audit_retention: time::Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--public-url`: the site's own address (see `web::http::host`).
+    pub public_url: Option<url::Url>,
 }
 
 impl Settings {
@@ -338,6 +363,7 @@ impl Settings {
             demo: args.demo,
             audit_retention: args.audit_retention,
             trusted_proxies: args.trusted_proxies.clone(),
+            public_url: args.public_url.clone(),
         })
     }
 

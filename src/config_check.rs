@@ -85,6 +85,16 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             settings.throttle.ip_failures, settings.throttle.window
         ));
     }
+    // Without it, only `localhost` and IP addresses are answered (DNS rebinding defence):
+    // a site people reach by name, directly or through a proxy, would answer 421.
+    if settings.public_url.is_none() && (public_bind || !settings.trusted_proxies.is_empty()) {
+        warnings.push(
+            "--public-url is not set while listening beyond loopback or behind a \
+             --trusted-proxy: requests naming the site by a DNS name get 421 Misdirected \
+             Request; set it to the address people open (e.g. https://login.example.com)"
+                .into(),
+        );
+    }
     if settings
         .trusted_proxies
         .iter()
@@ -111,12 +121,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .push("--metrics-token is shorter than 24 characters: use a long random one".into());
     }
 
+    let (data_dir, _) = crate::db::cluster::resolve_data_dir(args.db.data_dir.as_deref());
     let (database, options) = match &args.db.database_url {
         Some(url) => (
             format!("DATABASE_URL {}", mask_url(url)),
             PgConnectOptions::from_str(url).ok(),
         ),
-        None => match Cluster::find_running(&args.db.data_dir) {
+        None => match Cluster::find_running(&data_dir) {
             Some(cluster) => (
                 format!(
                     "private cluster in {} (running)",
@@ -127,7 +138,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             None => (
                 format!(
                     "private cluster in {} (not running; started by `serve`)",
-                    args.db.data_dir.display()
+                    data_dir.display()
                 ),
                 None,
             ),
@@ -164,6 +175,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
         let _ = writeln!(text, "  {name:<24} {value}");
     };
     line("bind", args.bind.to_string());
+    line(
+        "public url",
+        settings.public_url.as_ref().map_or_else(
+            || "none (answers to localhost and IP addresses only)".into(),
+            ToString::to_string,
+        ),
+    );
     line("database", database);
     line("pgbouncer mode", args.db.db_pgbouncer.to_string());
     line("migrate at start", (!args.no_migrate).to_string());
@@ -267,7 +285,7 @@ mod tests {
             .map(|net| net.parse().expect("a CIDR range"))
             .collect();
         args.db.database_url = None;
-        args.db.data_dir = "/nonexistent/portcullis-config-check".into();
+        args.db.data_dir = Some("/nonexistent/portcullis-config-check".into());
         args
     }
 

@@ -111,7 +111,11 @@ fn chain(err: &dyn std::error::Error) -> String {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && !matches!(self, AppError::Busy) {
+        if let Some(what_to_do) = crate::db::pgbouncer_switch_missing(&self) {
+            // The driver's "prepared statement sqlx_s_1 already exists" names neither the
+            // cause nor the fix; the operator reading this line needs both.
+            tracing::error!("request failed: {what_to_do}");
+        } else if status.is_server_error() && !matches!(self, AppError::Busy) {
             tracing::error!(error = %chain(&self), "request failed");
         } else {
             tracing::warn!(error = %chain(&self), "request refused");
@@ -125,5 +129,88 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        borrow::Cow,
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// What PostgreSQL says when PgBouncer hands a connection to a client whose driver
+    /// prepared a statement of the same name on it.
+    #[derive(Debug)]
+    struct Clash;
+
+    impl std::fmt::Display for Clash {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message())
+        }
+    }
+
+    impl std::error::Error for Clash {}
+
+    impl DatabaseError for Clash {
+        fn message(&self) -> &str {
+            "prepared statement \"sqlx_s_1\" already exists"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some("42P05".into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request failing on PgBouncer's statement clash logs what to do about it (the
+    /// switch to add), not only the driver's words.
+    #[test]
+    fn a_pgbouncer_statement_clash_logs_the_switch_to_add() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let error = AppError::from(sqlx::Error::Database(Box::new(Clash)));
+        let response = tracing::subscriber::with_default(subscriber, || error.into_response());
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let log = String::from_utf8_lossy(&captured.0.lock().expect("log")).into_owned();
+        assert!(
+            log.contains("add --db-pgbouncer") && log.contains("sqlx_s_1"),
+            "{log}"
+        );
     }
 }

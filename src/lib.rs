@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod display;
 pub mod error;
+pub mod logs;
 pub mod server;
 pub mod telemetry;
 pub mod web;

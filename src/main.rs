@@ -1,6 +1,6 @@
 //! The command line: wires configuration to the library and runs it.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,23 +10,6 @@ use portcullis::{
     db::{self, Database},
     server::Stop,
 };
-use tracing_subscriber::EnvFilter;
-
-fn init_tracing(format: LogFormat, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-    }
-}
 
 const SERVE_LOG: &str = "info,sqlx=warn,tower_sessions=error,tower_sessions_core=error";
 
@@ -36,7 +19,7 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::User { db, action }) => {
-            init_tracing(LogFormat::Text, "warn");
+            portcullis::logs::init(LogFormat::Text, "warn");
             with_database(&db, |pool| async move {
                 // The CLI enforces the same minimum as a default server.
                 let min = Settings::defaults().password_min_length;
@@ -52,7 +35,7 @@ fn main() -> ExitCode {
              PostgreSQL directly, without --db-pgbouncer"
         )),
         Some(Command::Migrate { db }) => {
-            init_tracing(LogFormat::Text, "info");
+            portcullis::logs::init(LogFormat::Text, "info");
             with_database(&db, |_| async { Ok(()) })
         }
     };
@@ -69,7 +52,7 @@ fn main() -> ExitCode {
 }
 
 fn config_check(args: &ServeArgs) -> anyhow::Result<()> {
-    init_tracing(LogFormat::Text, "error");
+    portcullis::logs::init(LogFormat::Text, "error");
     let report = runtime()?.block_on(portcullis::config_check::check(args))?;
     print!("{}", report.text);
     if !report.warnings.is_empty() {
@@ -111,7 +94,7 @@ where
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format, SERVE_LOG);
+    portcullis::logs::init(args.log_format, SERVE_LOG);
     let settings = Settings::from_args(&args)?;
     if settings.password_min_length < portcullis::auth::policy::RECOMMENDED_MIN {
         tracing::warn!(

@@ -73,6 +73,29 @@ pub async fn ask(
     Ok(inserted.is_some())
 }
 
+/// A pending request as a grant decision needs it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub username: String,
+    pub role: String,
+    pub path: String,
+}
+
+/// The pending request `request_id`, if there is one.
+pub async fn pending(pool: &PgPool, request_id: i64) -> sqlx::Result<Option<Pending>> {
+    sqlx::query_as!(
+        Pending,
+        r#"
+        SELECT u.username, r.role, r.path
+        FROM access_requests r JOIN users u ON u.id = r.user_id
+        WHERE r.id = $1 AND r.status = 'pending'
+        "#,
+        request_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
 /// Declines a pending request with a note. False if there was no such pending request.
 pub async fn decline(
     pool: &PgPool,

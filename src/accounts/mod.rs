@@ -65,14 +65,16 @@ impl Username {
 
 pub use crate::auth::policy::PasswordProblem;
 
-/// Checks a new password against the policy (see `auth::policy`) and returns the
-/// normalized form that gets hashed.
-pub fn check_new_password(
+/// Checks a new password against the policy (see `auth::policy`) on a hashing worker and
+/// returns the normalized form that gets hashed, or what is wrong with it; `Err` when the
+/// workers are saturated.
+pub async fn check_new_password(
+    hasher: &PasswordHasher,
     raw: &str,
     min_chars: usize,
     username: Option<&str>,
-) -> Result<String, PasswordProblem> {
-    crate::auth::policy::check(raw, min_chars, username)
+) -> Result<Result<String, PasswordProblem>, HashError> {
+    crate::auth::policy::check_on(hasher, raw, min_chars, username).await
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +122,13 @@ pub(crate) async fn insert(
     min_password_chars: usize,
 ) -> Result<UserRow, UserError> {
     let username = Username::parse(raw_username)?;
-    let password = check_new_password(raw_password, min_password_chars, Some(&username.display))?;
+    let password = check_new_password(
+        hasher,
+        raw_password,
+        min_password_chars,
+        Some(&username.display),
+    )
+    .await??;
     let hash = hasher.hash(password).await?;
     let row = sqlx::query_as!(
         UserRow,

@@ -105,11 +105,13 @@ pub async fn second_factor_status(pool: &PgPool, user_id: i64) -> sqlx::Result<S
     })
 }
 
-/// Turns the owner's second factor off (recovery codes included).
+/// Turns the owner's second factor off (recovery codes included) and signs out their other
+/// sessions: a factor removed changes how the account is protected (ASVS 5.0 7.4.3).
 pub async fn turn_off_second_factor(
     pool: &PgPool,
     actor: &Actor,
     user_id: i64,
+    keep_session: i64,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let removed = crate::auth::second_factor::remove(
@@ -118,6 +120,13 @@ pub async fn turn_off_second_factor(
         "second_factor_disabled",
         user_id,
         &actor.username,
+    )
+    .await?;
+    revoke_sessions(
+        &mut *tx,
+        user_id,
+        Some(keep_session),
+        "second_factor_disabled",
     )
     .await?;
     tx.commit().await?;

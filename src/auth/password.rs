@@ -141,20 +141,41 @@ impl PasswordHasher {
         })
     }
 
+    /// Runs a hash on a worker and counts it in the hash statistics.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let (reply, answer) = oneshot::channel();
         let inner = Arc::clone(&self.inner);
-        let job: Job = Box::new(move |memory| {
+        self.submit(move |memory| {
             let started = Instant::now();
             let result = work(memory);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             inner.hashes.fetch_add(1, Ordering::Relaxed);
             metrics::histogram!(crate::telemetry::metric::PASSWORD_HASH).record(nanos as f64 / 1e9);
             inner.hash_nanos.fetch_add(nanos, Ordering::Relaxed);
-            let _ = reply.send(result);
+            result
+        })
+        .await
+    }
+
+    /// Runs other CPU-heavy password work (the policy's guessability estimate, see
+    /// `policy::check_on`) on the same workers: off the async threads, at most one job per
+    /// core at a time, and a full queue is a quick `Busy` rather than a pile-up.
+    pub async fn run_other<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        self.submit(move |_memory| work()).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
         });
         self.inner.queue.try_send(job).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => HashError::Busy,

@@ -33,8 +33,12 @@ impl Database {
                 cluster: None,
             });
         }
+        let (data_dir, fallback) = cluster::resolve_data_dir(args.data_dir.as_deref());
+        if let Some(why) = fallback {
+            tracing::warn!("{why}");
+        }
         let cluster = Cluster::start(&ClusterOptions {
-            data_dir: args.data_dir.clone(),
+            data_dir,
             ephemeral: false,
         })?;
         Ok(Database {

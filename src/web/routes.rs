@@ -418,8 +418,13 @@ mod tests {
             "the sign-in form carries the anonymous token"
         );
         assert!(names(login.form.as_deref().unwrap_or_default()).contains(&"csrf"));
+        let others = spec(Method::POST, "/account/sessions/revoke-others");
+        assert_eq!(
+            others.inputs().form,
+            Some(vec![]),
+            "a form of nothing but its token"
+        );
         let grant = spec(Method::POST, "/admin/requests/{id}/grant");
-        assert_eq!(grant.inputs().form, Some(vec![]));
         assert_eq!(grant.path_params(), ["id"]);
         assert_eq!(
             spec(Method::POST, "/admin/users/{id}/sessions/{session}/revoke").path_params(),

@@ -42,6 +42,9 @@ pub const REQUIRE_DEPLOY: &str = "PORTCULLIS_REQUIRE_DEPLOY";
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 /// The name the site is served under in these tests (`.test` is reserved, RFC 6761).
 pub const SITE: &str = "portcullis.test";
+/// `--public-url` of the instances behind nginx (its port is nginx's, chosen per test, and
+/// not compared).
+pub const PUBLIC_URL: &str = "https://portcullis.test";
 pub const METRICS_TOKEN: &str = "deploy-test-metrics-token";
 
 fn test_name() -> String {
@@ -212,6 +215,8 @@ impl Instance {
             .args(&self.args)
             .env_remove("DATABASE_URL")
             .env("NO_COLOR", "1")
+            // Administrators sign in with a password alone here, as in `test_settings`.
+            .env("PORTCULLIS_REQUIRE_MFA", "none")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -366,6 +371,9 @@ pub fn instance_args(database_url: &str) -> Vec<String> {
         "127.0.0.1",
         "--metrics-token",
         METRICS_TOKEN,
+        // nginx passes the browser's Host on: the name the site is served under.
+        "--public-url",
+        PUBLIC_URL,
     ]
     .map(str::to_owned)
     .to_vec()

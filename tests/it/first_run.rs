@@ -170,7 +170,7 @@ async fn request_access_from_the_403_page_through_grant() {
         .await
         .expect("body");
     assert!(
-        page.contains("Request access") && page.contains(r#"name="role" value="editor""#),
+        page.contains("Request access") && page.contains(r#"name="path" value="/reports""#),
         "{page}"
     );
     let csrf = hidden_field(&page, "csrf").expect("csrf");

@@ -470,10 +470,12 @@ async fn a_request_body_that_never_arrives_gets_408() {
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
-    stream
-        .write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=a")
-        .await
-        .expect("write");
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=a",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
     let started = Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

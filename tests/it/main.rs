@@ -1,6 +1,7 @@
 //! Integration tests: the real app over real HTTP on a real PostgreSQL (one test binary,
 //! one PostgreSQL per run, a fresh database per test).
 
+mod abuse;
 mod account;
 mod accounts;
 mod admin;
@@ -9,6 +10,7 @@ mod browser;
 mod contract;
 mod deploy;
 mod faults;
+mod first_command;
 mod first_run;
 mod hardening;
 mod health;

@@ -26,9 +26,9 @@ fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// Copies the server's stderr into the captured log; ends when the server exits.
     log_reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -41,7 +41,7 @@ impl Server {
 
     /// Starts `serve` with extra arguments and environment; also returns every line it
     /// writes to stderr (the log), as it writes them.
-    fn start_with(
+    pub(crate) fn start_with(
         args: &[&str],
         env: &[(&str, &str)],
     ) -> (Server, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -101,7 +101,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
     }
 
@@ -768,6 +768,8 @@ async fn config_check_masks_secrets_and_warns() {
         "--secure-cookies",
         "--trusted-proxy",
         "127.0.0.1",
+        "--public-url",
+        "https://login.example.com",
         "--metrics-token",
         "a-long-random-metrics-token-value",
         "--data-dir",
@@ -808,6 +810,7 @@ async fn config_check_masks_secrets_and_warns() {
     );
     for warning in [
         "--secure-cookies is off while listening on 0.0.0.0",
+        "--public-url is not set",
         "below 15",
         "/0 range",
         "cannot connect",

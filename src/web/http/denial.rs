@@ -40,6 +40,7 @@ fn site(parts: &Parts) -> Arc<Site> {
                 css_href: "/static/app.css".into(),
                 support: None,
                 demo: false,
+                public_url: None,
             })
         })
 }

@@ -51,6 +51,12 @@ fn describe(status: StatusCode) -> (&'static str, &'static str, &'static str) {
             "Request timed out",
             "The request took too long to arrive or to answer. Try again.",
         ),
+        421 => (
+            "misdirected_request",
+            "Wrong address for this site",
+            "This server does not answer to the name in your address bar. Open the site at its \
+             usual address.",
+        ),
         413 => (
             "payload_too_large",
             "Request too large",

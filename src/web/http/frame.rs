@@ -9,7 +9,8 @@
 //!
 //! 1. a random request id (the client's is never trusted), the client's address (through
 //!    trusted proxies only), the site and audit handles, a tracing span;
-//! 2. the cross-site check for state-changing requests (CSRF defence in depth) and the
+//! 2. the host check (421 for a name that is not the site's: DNS rebinding, `host.rs`),
+//!    the cross-site check for state-changing requests (CSRF defence in depth) and the
 //!    body limit (413 before reading when `Content-Length` says too much);
 //! 3. the handler, within the request timeout (408), a panic in it becoming a 500;
 //! 4. the error page or JSON error for any unfinished 4xx/5xx;
@@ -33,7 +34,9 @@ use http_body_util::Limited;
 use ipnet::IpNet;
 use tracing::Instrument;
 
-use super::{BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, negotiate::RequestKind, origin};
+use super::{
+    BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, host, negotiate::RequestKind, origin,
+};
 use crate::{audit::AuditLog, telemetry::metric};
 
 const ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
@@ -135,6 +138,13 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
     let path = request.uri().path();
     let indexable = path == "/" || path == "/robots.txt" || path.starts_with("/static/");
     let is_static = path.starts_with("/static/");
+    // Checked before anything else reads the request: see `host.rs` (DNS rebinding).
+    let foreign_host = {
+        let requested = host::requested(request.headers(), request.uri(), client.proxied);
+        let own =
+            host::is_health_check(path) || host::is_own(requested, frame.site.public_url.as_ref());
+        (!own).then(|| requested.unwrap_or_default().to_owned())
+    };
     // Route templates, never raw paths: unbounded label values would grow the registry.
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || "unmatched".to_owned(),
@@ -154,7 +164,14 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
     extensions.insert(Arc::clone(&frame));
 
     let response = async {
-        let response = if origin::is_cross_site(&request) {
+        let response = if let Some(host) = &foreign_host {
+            tracing::warn!(
+                host = host.as_str(),
+                "request for another host refused (DNS rebinding?); if people open the \
+                 site at this name, set --public-url"
+            );
+            StatusCode::MISDIRECTED_REQUEST.into_response()
+        } else if origin::is_cross_site(&request) {
             let (parts, _) = request.into_parts();
             denial::cross_origin(&parts)
         } else {

@@ -436,11 +436,7 @@ mod tests {
 
     #[test]
     fn the_status_depends_on_the_problem_and_the_source() {
-        let site = Arc::new(Site {
-            css_href: String::new(),
-            support: None,
-            demo: false,
-        });
+        let site = Arc::new(Site::new(&crate::config::Settings::defaults()));
         let (parts, ()) = axum::http::Request::builder()
             .uri("/admin?q=x")
             .body(())

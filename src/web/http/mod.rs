@@ -10,6 +10,7 @@ pub mod form;
 pub mod frame;
 pub mod fresh;
 pub mod guard;
+pub mod host;
 pub mod input;
 pub mod negotiate;
 pub mod origin;

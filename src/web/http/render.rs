@@ -25,6 +25,9 @@ pub struct Site {
     pub support: Option<SupportContact>,
     /// `--demo`: every page says so.
     pub demo: bool,
+    /// `--public-url`: the address people open the site at; requests naming another host
+    /// are refused (`host.rs`).
+    pub public_url: Option<url::Url>,
 }
 
 impl Site {
@@ -36,6 +39,7 @@ impl Site {
             css_href: format!("/static/app.css?v={version}"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
+            public_url: settings.public_url.clone(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     display::display_time,
     error::AppError,
     web::{
-        AppState,
+        AppState, PROTECTED_PAGES,
         http::{MultiLine, form::SignedForm, request::audit_meta},
     },
 };
@@ -57,26 +57,42 @@ impl From<&AccessRequest> for AccessRequestView {
     }
 }
 
+/// The form names the refused page; a `role` field, which older pages posted, is ignored.
 #[derive(Debug, Deserialize)]
 pub struct RequestForm {
-    #[serde(default)]
-    role: String,
     #[serde(default)]
     path: String,
     #[serde(default)]
     message: MultiLine,
 }
 
-/// Records a pending request and goes back to the page, which now says the request is
-/// waiting.
+/// The role a page needs, from the table the router's gates use: the listed page itself
+/// or anything under it (`/admin/users/7` is an `/admin` page). `None` for pages no gate
+/// guards by role, where there is nothing to ask for.
+fn role_needed(path: &str) -> Option<Role> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    PROTECTED_PAGES
+        .iter()
+        .find(|page| {
+            path.strip_prefix(page.path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map(|page| page.role)
+}
+
+/// Records a pending request for the role the page needs (never one the client names:
+/// a member must not be able to put "make me admin" in front of an administrator for a
+/// page that needs less) and goes back to the page, which now says the request is waiting.
 pub async fn request(
     State(state): State<AppState>,
     SignedForm { user, form, parts }: SignedForm<RequestForm>,
 ) -> Result<Response, AppError> {
-    let Some(role) = Role::parse(&form.role) else {
+    let Some(path) = safe_next(&form.path) else {
         return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
     };
-    let path = safe_next(&form.path).unwrap_or_else(|| "/".into());
+    let Some(role) = role_needed(&path) else {
+        return Ok(StatusCode::UNPROCESSABLE_ENTITY.into_response());
+    };
     if user.role.satisfies(role) {
         // Granted meanwhile: nothing to ask for.
         return Ok(Redirect::to(&path).into_response());
@@ -94,4 +110,22 @@ pub async fn request(
         tracing::info!(user = %user.username, %role, %path, "access requested");
     }
     Ok(Redirect::to(&path).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_comes_from_the_protected_pages() {
+        assert_eq!(role_needed("/reports"), Some(Role::Editor));
+        assert_eq!(role_needed("/admin"), Some(Role::Admin));
+        assert_eq!(role_needed("/admin/users/7"), Some(Role::Admin));
+        assert_eq!(role_needed("/admin?page=2"), Some(Role::Admin));
+        assert_eq!(role_needed("/account/password"), Some(Role::Member));
+        assert_eq!(role_needed("/administrator"), None);
+        assert_eq!(role_needed("/reports-old"), None);
+        assert_eq!(role_needed("/"), None);
+        assert_eq!(role_needed("/nowhere"), None);
+    }
 }

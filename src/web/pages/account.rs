@@ -181,21 +181,9 @@ pub async fn change_password(
     SignedForm { user, form, parts }: SignedForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let mut errors = PasswordErrors::default();
-    let new = match accounts::check_new_password(
-        &form.new_password,
-        state.settings.password_min_length,
-        Some(&user.username),
-    ) {
-        Ok(new) => Some(new),
-        Err(problem) => {
-            errors.new = Some(problem.to_string());
-            None
-        }
-    };
-    if form.confirm_password != form.new_password {
-        errors.confirm = Some("The two new passwords differ.".into());
-    }
-    // Guessing the current password through this form is throttled like sign-in.
+    // Guessing the current password through this form is throttled like sign-in. It is
+    // checked first so that a throttled session costs nothing more: judging the new
+    // password (zxcvbn) is the dearer step for crafted input.
     let device_cookie = cookies
         .get(state.settings.device_cookie_name())
         .map(|c| c.value().to_owned());
@@ -221,6 +209,23 @@ pub async fn change_password(
             });
         }
         Ok(true) => {}
+    }
+    let new = match accounts::check_new_password(
+        &state.hasher,
+        &form.new_password,
+        state.settings.password_min_length,
+        Some(&user.username),
+    )
+    .await?
+    {
+        Ok(new) => Some(new),
+        Err(problem) => {
+            errors.new = Some(problem.to_string());
+            None
+        }
+    };
+    if form.confirm_password != form.new_password {
+        errors.confirm = Some("The two new passwords differ.".into());
     }
     let Some(new) = new.filter(|_| !errors.any()) else {
         // Reload the session list for the page (the form route does not carry it).

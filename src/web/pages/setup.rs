@@ -137,10 +137,13 @@ pub async fn submit(
     };
     let display = username.as_ref().map(|u| u.display.clone());
     let password = match accounts::check_new_password(
+        &state.hasher,
         &form.password,
         state.settings.password_min_length,
         display.as_deref(),
-    ) {
+    )
+    .await?
+    {
         Ok(password) => Some(password),
         Err(problem) => {
             errors.password = Some(problem.to_string());

@@ -33,6 +33,8 @@ pub enum Reach {
     /// Open a fresh setup link of the app on its first run (no user yet); with a
     /// password, send the setup form with it.
     Setup(Option<&'static str>),
+    /// Sign in with this name's password: its second step (two-step verification on).
+    SecondStep(&'static str),
 }
 
 pub struct PageCase {
@@ -60,7 +62,7 @@ const fn page(
 }
 
 /// The accounts of the app the pages are taken from.
-const PEOPLE: [(&str, Role); 7] = [
+const PEOPLE: [(&str, Role); 8] = [
     ("ada", Role::Admin),
     ("eddie", Role::Editor),
     ("mia", Role::Member),
@@ -71,6 +73,8 @@ const PEOPLE: [(&str, Role); 7] = [
     ("mara", Role::Member),
     // Asked for the editor role and was declined; asks for the admin role now.
     ("dora", Role::Member),
+    // Has two-step verification on.
+    ("tom", Role::Member),
 ];
 
 use Reach::*;
@@ -117,6 +121,10 @@ pub const PAGES: &[PageCase] = &[
     page("setup", NOBODY, Setup(None), SETUP),
     page("setup-errors", NOBODY, Setup(Some("too short")), SETUP),
     page("throttled", NOBODY, Throttled("mallory"), "Too many sign-in attempts"),
+    page("two-factor-enrol", MEMBER, Visit("/account/two-factor"), "Two-step verification"),
+    page("second-step", NOBODY, SecondStep("tom"), "Two-step verification"),
+    page("login-second-step-expired", NOBODY, Visit("/login?notice=second_step_expired"), "Sign in"),
+    page("reauth", ADMIN, Visit("/reauth?next=%2Fadmin"), "Confirm it’s you"),
 ];
 
 /// The person whose sign-in form is sent with a wrong password, or without its cookie.
@@ -174,6 +182,14 @@ pub async fn app() -> TestApp {
         .await;
     app.audit("status = 403", 3).await;
     request_access(&app).await;
+    // tom's authenticator app holds the RFC 6238 test key.
+    sqlx::query(
+        "INSERT INTO totp_credentials (user_id, secret, enabled_at) \
+         SELECT id, '12345678901234567890'::bytea, now() FROM users WHERE username = 'tom'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("tom's second factor");
     app
 }
 
@@ -263,6 +279,10 @@ pub async fn show(
                 }
                 browser.sign_in(name, "not the password").await;
             }
+        }
+        SecondStep(name) => {
+            browser.visit("/login").await;
+            browser.sign_in(name, PASSWORD).await;
         }
         AdminUser(name) => {
             browser.visit("/admin").await;

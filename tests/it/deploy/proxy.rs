@@ -474,6 +474,8 @@ async fn measure_page_views_through_nginx_and_direct() {
         &database_url(&db),
         "--trusted-proxy",
         "127.0.0.1",
+        "--public-url",
+        PUBLIC_URL,
     ]
     .map(str::to_owned)
     .to_vec();

@@ -8,14 +8,17 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::admin_chrome;
+use super::{
+    admin_chrome,
+    confirm::{Confirm, ConfirmForm, confirm_page, confirmed},
+};
 use crate::{
     accounts::{
         access::{self, MAX_MESSAGE},
         admin::{self, AdminError},
     },
     audit::Actor,
-    auth::SessionUser,
+    auth::{Role, SessionUser},
     display::display_time,
     error::AppError,
     web::{
@@ -121,18 +124,42 @@ pub async fn list(
     page(&state, &user, StatusCode::OK, done, None).await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
-
 /// Grants: the person's role becomes the requested one (never lowered), effective on
-/// their next request.
+/// their next request. Making someone an administrator asks for confirmation first: it
+/// hands over every account, and a Grant button among others is easy to press.
 pub async fn grant(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     FreshForm {
-        user: admin, parts, ..
-    }: FreshForm<Empty>,
+        user: admin,
+        form,
+        parts,
+    }: FreshForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
+    let Some(request) = access::pending(&state.pool, id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    if Role::parse(&request.role) == Some(Role::Admin) && !confirmed(&form.confirm) {
+        let who = &request.username;
+        return Ok(confirm_page(
+            &state,
+            &admin,
+            Confirm {
+                heading: format!("Make {who} an administrator?"),
+                consequences: vec![
+                    format!(
+                        "From their next request, {who} can create, change, disable and delete \
+                         every account (yours included), grant roles and read the audit trail."
+                    ),
+                    format!("They asked for it on the page {}.", request.path),
+                ],
+                action: format!("/admin/requests/{id}/grant"),
+                fields: vec![],
+                button: "Yes, make them an administrator",
+                cancel: "/admin/requests".into(),
+            },
+        ));
+    }
     let actor = Actor::new(&admin.username, audit_meta(&parts));
     match admin::grant(&state.pool, &actor, id).await {
         Ok(_) => {}

@@ -359,10 +359,12 @@ pub async fn reset_password(
         Err(response) => return Ok(response),
     };
     let checked = accounts::check_new_password(
+        &state.hasher,
         &form.password,
         state.settings.password_min_length,
         Some(&target.username),
-    );
+    )
+    .await?;
     let problem = match (&checked, confirmed(&form.confirm)) {
         (Err(p), _) => Some(p.to_string()),
         (Ok(_), false) => {

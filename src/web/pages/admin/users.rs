@@ -165,10 +165,13 @@ pub async fn create(
         errors.username = Some(problem.to_string());
     }
     if let Err(problem) = accounts::check_new_password(
+        &state.hasher,
         &form.password,
         state.settings.password_min_length,
         Some(&form.username),
-    ) {
+    )
+    .await?
+    {
         errors.password = Some(problem.to_string());
     }
     let typed: String = form

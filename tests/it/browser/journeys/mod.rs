@@ -5,9 +5,11 @@
 //!
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
+//! - `strong`: two-step verification and re-authentication (15–16).
 
 mod administration;
 mod signing_in;
+mod strong;
 
 use administration::{
     admin_pages, first_run_creates_the_admin, request_access_declined, request_access_granted,
@@ -18,6 +20,8 @@ use signing_in::{
     signing_out_other_sessions_reaches_the_other_browser, stale_form_returns_to_its_page,
     wrong_password_keeps_username_and_focuses_password,
 };
+
+use strong::{reauthenticate_mid_change, two_step_verification};
 
 use super::{
     harness::{Js, turn},
@@ -113,6 +117,18 @@ async fn help_is_reachable_from_the_401_notice_and_the_403_page() {
     help_from_401_and_403(&turn, Js::On).await;
 }
 
+#[tokio::test]
+async fn two_step_verification_is_turned_on_and_used_to_sign_in() {
+    let Some(turn) = turn().await else { return };
+    two_step_verification(&turn, Js::On).await;
+}
+
+#[tokio::test]
+async fn an_admin_reauthenticates_mid_change_and_lands_where_they_were() {
+    let Some(turn) = turn().await else { return };
+    reauthenticate_mid_change(&turn, Js::On).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -130,6 +146,8 @@ async fn every_journey_works_without_javascript() {
     stale_form_returns_to_its_page(&turn, Js::Off).await;
     demo_banner_on_every_page(&turn, Js::Off).await;
     help_from_401_and_403(&turn, Js::Off).await;
+    two_step_verification(&turn, Js::Off).await;
+    reauthenticate_mid_change(&turn, Js::Off).await;
 }
 
 #[tokio::test]

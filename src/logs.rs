@@ -1,0 +1,191 @@
+//! The log on stderr: one line per event, as `key=value` text (the default) or JSON.
+//!
+//! tracing-subscriber's text format writes a value recorded with `%` (Display) as it is, so
+//! a username typed as `x status=200 reason=ok` made a failed sign-in's line read
+//! `... status=401 reason=unknown_user username=x status=200 reason=ok`: two statuses, and
+//! a log search for `status=200` found it. Here every field value that is not a plain word
+//! is quoted and escaped like a Rust string literal (`username="x status=200 reason=ok"`),
+//! whoever recorded it and however, so no call site can forget. JSON escapes by itself.
+
+use std::{fmt, io::IsTerminal};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::{
+    EnvFilter,
+    field::RecordFields,
+    fmt::{FormatFields, format::Writer},
+};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber: `RUST_LOG` if set, else `default`.
+pub fn init(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    match format {
+        LogFormat::Text => builder.fmt_fields(TextFields).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// Formats the fields of events and spans for the text log (see the module comment).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields;
+
+impl<'writer> FormatFields<'writer> for TextFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = TextVisitor {
+            writer,
+            result: Ok(()),
+            first: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextVisitor<'writer> {
+    writer: Writer<'writer>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl TextVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if field.name() == "message" {
+            // The message is the call site's own text: bare, but never more than one line.
+            write!(self.writer, "{separator}{}", one_line(value))
+        } else {
+            let name = field.name().trim_start_matches("r#");
+            write!(self.writer, "{separator}{name}={}", Quoted(value))
+        };
+    }
+}
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
+/// A field value as the text log writes it: bare when it is a plain word of visible ASCII
+/// without `"`, `=` or `\`, else quoted with Rust's string escapes (quotes, backslashes,
+/// control and invisible characters such as U+202E, which reorders what a terminal shows).
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = !self.0.is_empty()
+            && self
+                .0
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\'));
+        if plain {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+/// Control characters (line breaks above all) escaped, everything else as it is.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(event: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, event);
+        let bytes = captured.0.lock().expect("log").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn plain_values_stay_bare_and_others_are_quoted() {
+        let typed = "x status=200 reason=ok";
+        let line = logged(|| {
+            let span = tracing::info_span!("request", request_id = %"0123abcd");
+            let _entered = span.enter();
+            tracing::warn!(status = 401, reason = "unknown_user", username = %typed, "sign-in failed");
+        });
+        assert_eq!(
+            line,
+            " WARN request{request_id=0123abcd}: sign-in failed status=401 reason=unknown_user \
+             username=\"x status=200 reason=ok\"\n"
+        );
+    }
+
+    #[test]
+    fn quotes_backslashes_and_invisible_characters_are_escaped() {
+        for (value, written) in [
+            (r#"a" b="c"#, r#""a\" b=\"c""#),
+            ("back\\slash", r#""back\\slash""#),
+            ("two\nlines", r#""two\nlines""#),
+            ("right-to-left \u{202e}", r#""right-to-left \u{202e}""#),
+            ("", r#""""#),
+            ("café", r#""café""#),
+            ("/admin/users/7", "/admin/users/7"),
+        ] {
+            assert_eq!(Quoted(value).to_string(), written, "{value:?}");
+        }
+        let line = logged(|| tracing::info!("one\nline"));
+        assert_eq!(line, " INFO one\\nline\n");
+    }
+}
