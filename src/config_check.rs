@@ -121,7 +121,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .push("--metrics-token is shorter than 24 characters: use a long random one".into());
     }
 
-    let (data_dir, _) = crate::db::cluster::resolve_data_dir(args.db.data_dir.as_deref());
+    let (data_dir, _) = crate::db::data_dir::resolve_data_dir(args.db.data_dir.as_deref());
     let (database, options) = match &args.db.database_url {
         Some(url) => (
             format!("DATABASE_URL {}", mask_url(url)),

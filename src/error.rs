@@ -81,7 +81,11 @@ impl From<SignInError> for AppError {
 
 impl From<UserError> for AppError {
     fn from(err: UserError) -> Self {
-        AppError::from(AdminError::from(err))
+        match err {
+            UserError::Database(err) => AppError::from(err),
+            UserError::Hash(err) => AppError::from(err),
+            other => AppError::Internal(other.into()),
+        }
     }
 }
 

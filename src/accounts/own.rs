@@ -36,18 +36,7 @@ pub async fn revoke_session(
     session_id: i64,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    let revoked = sqlx::query!(
-        r#"
-        UPDATE sessions SET revoked_at = now(), revoked_reason = 'user'
-        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
-        "#,
-        session_id,
-        user_id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if revoked == 0 {
+    if !super::revoke_session(&mut *tx, user_id, session_id, "user").await? {
         return Ok(false);
     }
     let event = actor

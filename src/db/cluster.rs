@@ -75,10 +75,10 @@ pub struct ClusterOptions {
 /// The server's user: ourselves, or the unprivileged `postgres` user when we are root
 /// (PostgreSQL refuses to run as root).
 #[derive(Debug, Clone, Copy)]
-struct RunAs {
+pub(super) struct RunAs {
     uid: Uid,
     gid: Gid,
-    switch: bool,
+    pub(super) switch: bool,
 }
 
 #[derive(Debug)]
@@ -255,7 +255,7 @@ impl Server {
     }
 }
 
-fn absolute(dir: &Path) -> Result<PathBuf, ClusterError> {
+pub(super) fn absolute(dir: &Path) -> Result<PathBuf, ClusterError> {
     std::path::absolute(dir).map_err(|e| ClusterError::DataDir {
         dir: dir.to_path_buf(),
         reason: e.to_string(),
@@ -305,7 +305,7 @@ fn find_binaries() -> Option<Binaries> {
     })
 }
 
-fn run_as() -> Result<RunAs, ClusterError> {
+pub(super) fn run_as() -> Result<RunAs, ClusterError> {
     if !Uid::effective().is_root() {
         return Ok(RunAs {
             uid: Uid::effective(),
@@ -329,51 +329,8 @@ fn run_as() -> Result<RunAs, ClusterError> {
     }
 }
 
-/// The data directory used when none is given.
-pub const DEFAULT_DATA_DIR: &str = "data";
-/// Where root's data goes when [`DEFAULT_DATA_DIR`] is out of the `postgres` user's reach
-/// (`PORTCULLIS_ROOT_DATA_DIR` overrides it, for tests and unusual systems).
-pub const ROOT_DATA_DIR: &str = "/var/lib/portcullis";
-
-/// The data directory to use: the one given, else `./data`, unless we run as root and the
-/// `postgres` user cannot enter it (the usual container or cloud shell: a checkout in
-/// root's 0700 home directory), then [`ROOT_DATA_DIR`], which persists like `./data`.
-/// The second value says why the fallback was taken, for the log.
-pub fn resolve_data_dir(given: Option<&Path>) -> (PathBuf, Option<String>) {
-    if let Some(dir) = given {
-        return (dir.to_path_buf(), None);
-    }
-    let default = PathBuf::from(DEFAULT_DATA_DIR);
-    let Ok(run_as) = run_as() else {
-        return (default, None);
-    };
-    if !run_as.switch {
-        return (default, None);
-    }
-    let Ok(absolute) = absolute(&default) else {
-        return (default, None);
-    };
-    // The nearest existing ancestor decides (the directory itself may not exist yet).
-    let blocked = absolute.ancestors().find_map(|dir| {
-        let meta = fs::metadata(dir).ok()?;
-        (!can_traverse(&meta, run_as)).then(|| (dir.to_path_buf(), meta.mode() & 0o7777))
-    });
-    let Some((dir, mode)) = blocked else {
-        return (default, None);
-    };
-    let fallback = std::env::var_os("PORTCULLIS_ROOT_DATA_DIR")
-        .map_or_else(|| PathBuf::from(ROOT_DATA_DIR), PathBuf::from);
-    let why = format!(
-        "the private PostgreSQL runs as the `postgres` user, which cannot enter {} (mode \
-         {mode:o}); using {} as the data directory instead (choose one with --data-dir)",
-        dir.display(),
-        fallback.display()
-    );
-    (fallback, Some(why))
-}
-
 /// Whether `user` may traverse (search) the directory `meta` describes.
-fn can_traverse(meta: &fs::Metadata, run_as: RunAs) -> bool {
+pub(super) fn can_traverse(meta: &fs::Metadata, run_as: RunAs) -> bool {
     let mode = meta.mode();
     if meta.uid() == run_as.uid.as_raw() {
         mode & 0o100 != 0

@@ -1,6 +1,7 @@
 //! Database selection (DATABASE_URL or the private cluster), pool and migrations.
 
 pub mod cluster;
+pub mod data_dir;
 
 use std::{str::FromStr, time::Duration};
 
@@ -33,7 +34,7 @@ impl Database {
                 cluster: None,
             });
         }
-        let (data_dir, fallback) = cluster::resolve_data_dir(args.data_dir.as_deref());
+        let (data_dir, fallback) = data_dir::resolve_data_dir(args.data_dir.as_deref());
         if let Some(why) = fallback {
             tracing::warn!("{why}");
         }

@@ -39,7 +39,7 @@ async fn enrol(app: &TestApp, client: &Browser) -> (String, Vec<String>) {
         page.contains("data:image/svg+xml;base64,"),
         "a QR code: {page}"
     );
-    let key = between(&page, r#"<code class="key" id="totp-key">"#, "</code>").to_owned();
+    let key = between(&page, r#"id="totp-key">"#, "</code>").to_owned();
     let csrf = hidden_field(&page, "csrf").expect("csrf");
     let wrong = app
         .post_form_with_csrf(

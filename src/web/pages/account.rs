@@ -187,13 +187,13 @@ pub async fn change_password(
     let device_cookie = cookies
         .get(state.settings.device_cookie_name())
         .map(|c| c.value().to_owned());
-    let verified = sign_in::verify_current_password(
+    let verified = sign_in::verify_current(
         &login::sign_in_context(&state),
         user.user_id,
         &user.username,
         &client_ip(&parts),
         device_cookie.as_deref(),
-        &form.current_password,
+        sign_in::Proof::Password(&form.current_password),
     )
     .await?;
     match verified {

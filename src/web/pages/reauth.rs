@@ -136,23 +136,23 @@ pub async fn submit(
         .map(|c| c.value().to_owned());
     let cx = login::sign_in_context(&state);
     let ip = client_ip(&parts);
-    let mut verified = sign_in::verify_current_password(
+    let mut verified = sign_in::verify_current(
         &cx,
         user.user_id,
         &user.username,
         &ip,
         device_cookie.as_deref(),
-        &form.password,
+        sign_in::Proof::Password(&form.password),
     )
     .await?;
     if user.has_second_factor && matches!(verified, Ok(true)) {
-        verified = sign_in::verify_current_code(
+        verified = sign_in::verify_current(
             &cx,
             user.user_id,
             &user.username,
             &ip,
             device_cookie.as_deref(),
-            &form.code,
+            sign_in::Proof::Code(&form.code),
         )
         .await?;
     }
