@@ -194,6 +194,11 @@ pub struct ServeArgs {
     /// Audit events older than this are deleted.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: time::Duration,
+    /// At most this many audit events are kept; the oldest beyond it are deleted by the
+    /// sweeper (every --cleanup-interval). Refusals of anonymous requests are counted, not
+    /// stored as events, so this bounds what known people and administrators generate.
+    #[arg(long, env = "PORTCULLIS_AUDIT_MAX_EVENTS", default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_max_events: u64,
     /// The address people open the site at, e.g. `https://login.example.com`. Requests
     /// naming another host (other than `localhost` or an IP address) get 421: a page
     /// whose DNS name is re-pointed at this server (DNS rebinding) cannot use it. Needed
@@ -313,6 +318,7 @@ pub struct Settings {
     pub support_contact: Option<String>,
     pub demo: bool,
     pub audit_retention: time::Duration,
+    pub audit_max_events: u64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--public-url`: the site's own address (see `web::http::host`).
     pub public_url: Option<url::Url>,
@@ -362,6 +368,7 @@ impl Settings {
                 .map(str::to_owned),
             demo: args.demo,
             audit_retention: args.audit_retention,
+            audit_max_events: args.audit_max_events,
             trusted_proxies: args.trusted_proxies.clone(),
             public_url: args.public_url.clone(),
         })

@@ -252,6 +252,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .unwrap_or_else(|| "none".into()),
     );
     line("audit retention", settings.audit_retention.to_string());
+    line("audit max events", settings.audit_max_events.to_string());
     line(
         "log format",
         format!("{:?}", args.log_format).to_lowercase(),

@@ -6,6 +6,7 @@ mod account;
 mod accounts;
 mod admin;
 mod audit;
+mod audit_load;
 mod browser;
 mod contract;
 mod deploy;

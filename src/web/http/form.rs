@@ -77,7 +77,7 @@ pub async fn signed_fields(
         .unwrap_or_default();
     if !app.csrf.verify_session_token(user.token, token) {
         let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
-        return Err(denial::csrf_failed(&parts, Some(user), &retry));
+        return Err(denial::csrf_failed(&parts, Some(user), &retry).await);
     }
     pairs.retain(|(name, _)| name != b"csrf");
     match input::check_pairs(pairs) {

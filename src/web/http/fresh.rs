@@ -81,15 +81,17 @@ pub async fn reauth_required(
     state: &AppState,
     fields: Vec<(String, String)>,
 ) -> Response {
-    denial::deny(
+    denial::deny_user(
         parts,
         Denial::new(
             StatusCode::UNAUTHORIZED,
             "reauth_required",
             "re-authentication required",
-        )
-        .user(Some(&user.username)),
-    );
+        ),
+        &user.username,
+        None,
+    )
+    .await;
     let max_age = state.settings.reauth_window.whole_seconds();
     let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
         RequestKind::Browser => {

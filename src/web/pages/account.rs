@@ -198,7 +198,7 @@ pub async fn change_password(
     .await?;
     match verified {
         Err(blocked) => {
-            return Ok(login::throttled(&state, &parts, &user.username, blocked));
+            return Ok(login::throttled(&state, &parts, &user.username, blocked).await);
         }
         Ok(false) => {
             errors.current = Some("That is not your current password.".into());
@@ -206,7 +206,8 @@ pub async fn change_password(
                 AuditEvent::new("password_change_failed", meta)
                     .reason("bad_current_password")
                     .username(&user.username)
-            });
+            })
+            .await;
         }
         Ok(true) => {}
     }
@@ -273,7 +274,8 @@ pub async fn revoke_session(
         session.flush().await?;
         record(&parts, |meta| {
             AuditEvent::new("sign_out", meta).username(&user.username)
-        });
+        })
+        .await;
         return Ok(Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response());
     }
     let actor = Actor::new(&user.username, audit_meta(&parts));

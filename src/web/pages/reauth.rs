@@ -157,14 +157,17 @@ pub async fn submit(
         .await?;
     }
     match verified {
-        Err(blocked) => return Ok(login::throttled(&state, &parts, &user.username, blocked)),
+        Err(blocked) => {
+            return Ok(login::throttled(&state, &parts, &user.username, blocked).await);
+        }
         Ok(false) => {
             record(&parts, |meta| {
                 AuditEvent::new("reauth_failed", meta)
                     .status(401)
                     .reason("bad_password")
                     .username(&user.username)
-            });
+            })
+            .await;
             let pending = reauth::pending(&session).await?;
             return Ok(page(
                 &state,
@@ -186,7 +189,8 @@ pub async fn submit(
     tracing::info!(user = %user.username, "re-authenticated");
     record(&parts, |meta| {
         AuditEvent::new("reauthenticated", meta).username(&user.username)
-    });
+    })
+    .await;
     let Some(pending) = pending else {
         return Ok(Redirect::to(&next).into_response());
     };
