@@ -63,6 +63,7 @@ impl From<AdminError> for AppError {
         match err {
             AdminError::Database(err) => AppError::from(err),
             AdminError::Hash(err) => AppError::from(err),
+            AdminError::User(err) => AppError::from(err),
             other => AppError::Internal(other.into()),
         }
     }

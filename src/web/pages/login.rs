@@ -476,15 +476,33 @@ pub async fn throttled(
 ) -> Response {
     let now = OffsetDateTime::now_utc();
     let retry_after = blocked.retry_after(now);
-    tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
-    denial::record(parts, |meta| {
-        AuditEvent::new("throttled", meta)
-            .status(429)
-            .reason(blocked.reason())
-            .username(typed_username)
-    })
-    .await;
     metrics::counter!(metric::THROTTLED, "scope" => blocked.scope.as_str()).increment(1);
+    let signed_in = matches!(
+        parts.extensions.get::<Authentication>(),
+        Some(Authentication::SignedIn(_))
+    );
+    if signed_in {
+        // A signed-in person's current-password or code checks: an event about them.
+        tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
+        denial::record(parts, |meta| {
+            AuditEvent::new("throttled", meta)
+                .status(429)
+                .reason(blocked.reason())
+                .username(typed_username)
+        })
+        .await;
+    } else {
+        // Refused before any password check, for whoever asks: counted like every other
+        // anonymous refusal, so a bot hammering a blocked name costs no row per attempt.
+        denial::deny(
+            parts,
+            Denial::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                blocked.reason(),
+                "sign-in throttled",
+            ),
+        );
+    }
     let mut response = render_status(
         StatusCode::TOO_MANY_REQUESTS,
         &ThrottledPage {
