@@ -19,6 +19,7 @@ mod inputs;
 mod login;
 mod process;
 mod reauth;
+mod routes;
 mod sessions;
 mod support;
 mod throttle;

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -24,7 +24,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser,
+            Chrome, CurrentUser, TextQuery,
             form::SignedForm,
             render_status,
             request::{client_ip, record},
@@ -96,7 +96,7 @@ pub async fn form(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     session: Session,
-    Query(query): Query<ReauthQuery>,
+    TextQuery(query): TextQuery<ReauthQuery>,
 ) -> Result<Response, AppError> {
     let next = query
         .next
