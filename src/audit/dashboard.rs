@@ -88,45 +88,27 @@ pub async fn series(
     period: Period,
     bucket_seconds: i64,
 ) -> sqlx::Result<Vec<Bucket>> {
-    if bucket_seconds < 3600 {
-        return sqlx::query_as!(
-            Bucket,
-            r#"
-            SELECT bucket AS "bucket!", sum(unauthorized)::bigint AS "unauthorized!",
-                   sum(forbidden)::bigint AS "forbidden!"
-            FROM (
-                SELECT extract(epoch FROM minute)::bigint / $2::bigint AS bucket,
-                       coalesce(sum(count) FILTER (WHERE status = 401), 0) AS unauthorized,
-                       coalesce(sum(count) FILTER (WHERE status = 403), 0) AS forbidden
-                FROM audit_denials_by_minute
-                WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1), 'UTC')
-                GROUP BY 1
-                UNION ALL
-                SELECT floor(extract(epoch FROM at))::bigint / $2::bigint,
-                       count(*) FILTER (WHERE status = 401), count(*) FILTER (WHERE status = 403)
-                FROM audit_events
-                WHERE status IN (401, 403) AND at > now() - make_interval(secs => $1)
-                GROUP BY 1
-            ) t
-            GROUP BY 1
-            "#,
-            period.seconds,
-            bucket_seconds,
-        )
-        .fetch_all(pool)
-        .await;
-    }
+    // Buckets under an hour read the minute counts, longer ones the hourly counts (and the
+    // minutes of the window's first, partial hour): `$3` picks the branch, and PostgreSQL
+    // skips the other one outright (a one-time filter).
     sqlx::query_as!(
         Bucket,
         r#"
         SELECT bucket AS "bucket!", sum(unauthorized)::bigint AS "unauthorized!",
                sum(forbidden)::bigint AS "forbidden!"
         FROM (
-            SELECT extract(epoch FROM date_trunc('hour', at, 'UTC'))::bigint / $2::bigint
-                       AS bucket,
+            SELECT extract(epoch FROM minute)::bigint / $2::bigint AS bucket,
                    coalesce(sum(count) FILTER (WHERE status = 401), 0) AS unauthorized,
                    coalesce(sum(count) FILTER (WHERE status = 403), 0) AS forbidden
+            FROM audit_denials_by_minute
+            WHERE $3 AND minute >= date_trunc('minute', now() - make_interval(secs => $1), 'UTC')
+            GROUP BY 1
+            UNION ALL
+            SELECT extract(epoch FROM date_trunc('hour', at, 'UTC'))::bigint / $2::bigint,
+                   coalesce(sum(count) FILTER (WHERE status = 401), 0),
+                   coalesce(sum(count) FILTER (WHERE status = 403), 0)
             FROM audit_denials_since(now() - make_interval(secs => $1))
+            WHERE NOT $3
             GROUP BY date_trunc('hour', at, 'UTC')
             UNION ALL
             SELECT floor(extract(epoch FROM at))::bigint / $2::bigint,
@@ -139,6 +121,7 @@ pub async fn series(
         "#,
         period.seconds,
         bucket_seconds,
+        bucket_seconds < 3600,
     )
     .fetch_all(pool)
     .await
@@ -492,18 +475,10 @@ pub async fn counted_refusals(
         )
         .fetch_all(pool)
         .await?;
-        let total = rows.first().map_or(0, |r| r.total);
-        let groups = rows
+        let rows = rows
             .into_iter()
-            .map(|r| CountedGroup {
-                status: r.status,
-                reason: r.reason,
-                path: r.path,
-                network: None,
-                n: r.n,
-            })
-            .collect();
-        return Ok((total, groups));
+            .map(|r| (r.status, r.reason, r.path, r.n, r.total));
+        return Ok(groups(rows, None));
     };
     let network = match network.parse() {
         Ok(ip) => network_of(ip).to_string(),
@@ -532,16 +507,30 @@ pub async fn counted_refusals(
     )
     .fetch_all(pool)
     .await?;
-    let total = rows.first().map_or(0, |r| r.total);
-    let groups = rows
+    let rows = rows
         .into_iter()
-        .map(|r| CountedGroup {
-            status: r.status,
-            reason: r.reason,
-            path: r.path,
-            network: Some(network.clone()),
-            n: r.n,
+        .map(|r| (r.status, r.reason, r.path, r.n, r.total));
+    Ok(groups(rows, Some(&network)))
+}
+
+/// The total (the same on every row) and the groups of (status, reason, path, n, total)
+/// rows.
+fn groups(
+    rows: impl Iterator<Item = (i16, String, String, i64, i64)>,
+    network: Option<&str>,
+) -> (i64, Vec<CountedGroup>) {
+    let mut total = 0;
+    let groups = rows
+        .map(|(status, reason, path, n, all)| {
+            total = all;
+            CountedGroup {
+                status,
+                reason,
+                path,
+                network: network.map(str::to_owned),
+                n,
+            }
         })
         .collect();
-    Ok((total, groups))
+    (total, groups)
 }

@@ -34,8 +34,8 @@ impl Pruned {
 const BATCH: i64 = 10_000;
 /// Minute counts are read for windows of up to a week (plus its first partial hour).
 pub const MINUTE_COUNTS_KEPT: time::Duration = time::Duration::days(8);
-/// Batches of old rows per table and sweep: at most a million rows, so one sweep never
-/// holds the sweeper for long. The size cap is enforced in full on every sweep.
+/// Batches of old count rows per sweep: at most a million rows per table, so one sweep
+/// never holds the sweeper for long. The size cap is enforced in full on every sweep.
 const AGE_BATCHES: usize = 100;
 
 /// Deletes what `retention` does not keep, in batches (each its own short statement).
@@ -43,57 +43,38 @@ pub async fn prune(pool: &PgPool, retention: Retention) -> sqlx::Result<Pruned> 
     let age = retention.age.whole_microseconds() as f64 / 1e6;
     let mut pruned = Pruned::default();
     let minutes = retention.age.min(MINUTE_COUNTS_KEPT).whole_microseconds() as f64 / 1e6;
+    // The three count tables in one statement a batch, until none has old rows left.
     for _ in 0..AGE_BATCHES {
         let deleted = sqlx::query!(
             r#"
-            DELETE FROM audit_denials_by_minute WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM audit_denials_by_minute
-                WHERE minute < now() - make_interval(secs => $1) LIMIT $2))
+            WITH by_minute AS (
+                DELETE FROM audit_denials_by_minute WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM audit_denials_by_minute
+                    WHERE minute < now() - make_interval(secs => $1) LIMIT $3))
+                RETURNING 1),
+            by_hour AS (
+                DELETE FROM audit_denials_by_hour WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM audit_denials_by_hour
+                    WHERE hour < now() - make_interval(secs => $2) LIMIT $3))
+                RETURNING 1),
+            by_network AS (
+                DELETE FROM audit_denials_by_network WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM audit_denials_by_network
+                    WHERE hour < now() - make_interval(secs => $2) LIMIT $3))
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM by_minute) AS "by_minute!",
+                   (SELECT count(*) FROM by_hour) AS "by_hour!",
+                   (SELECT count(*) FROM by_network) AS "by_network!"
             "#,
             minutes,
-            BATCH
-        )
-        .execute(pool)
-        .await?
-        .rows_affected();
-        pruned.old_counts += deleted;
-        if deleted < BATCH as u64 {
-            break;
-        }
-    }
-    for _ in 0..AGE_BATCHES {
-        let deleted = sqlx::query!(
-            r#"
-            DELETE FROM audit_denials_by_hour WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM audit_denials_by_hour
-                WHERE hour < now() - make_interval(secs => $1) LIMIT $2))
-            "#,
             age,
             BATCH
         )
-        .execute(pool)
-        .await?
-        .rows_affected();
-        pruned.old_counts += deleted;
-        if deleted < BATCH as u64 {
-            break;
-        }
-    }
-    for _ in 0..AGE_BATCHES {
-        let deleted = sqlx::query!(
-            r#"
-            DELETE FROM audit_denials_by_network WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM audit_denials_by_network
-                WHERE hour < now() - make_interval(secs => $1) LIMIT $2))
-            "#,
-            age,
-            BATCH
-        )
-        .execute(pool)
-        .await?
-        .rows_affected();
-        pruned.old_counts += deleted;
-        if deleted < BATCH as u64 {
+        .fetch_one(pool)
+        .await?;
+        let counts = [deleted.by_minute, deleted.by_hour, deleted.by_network];
+        pruned.old_counts += counts.iter().map(|n| n.unsigned_abs()).sum::<u64>();
+        if counts.iter().all(|n| *n < BATCH) {
             break;
         }
     }

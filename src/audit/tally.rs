@@ -258,32 +258,29 @@ async fn upsert(pool: &PgPool, counts: &Counts) -> sqlx::Result<()> {
             .map(|((hour, status, reason, path), n)| (hour, status, reason, path, n)),
     );
     let mut tx = pool.begin().await?;
+    // Minutes and hours in one statement (one round trip), in key order so that two
+    // instances flushing at once take their row locks in the same order.
     sqlx::query!(
         r#"
-        INSERT INTO audit_denials_by_minute (minute, status, reason, path, count)
-        SELECT * FROM UNNEST($1::timestamptz[], $2::smallint[], $3::text[], $4::text[],
-                             $5::bigint[])
+        WITH by_minute AS (
+            INSERT INTO audit_denials_by_minute (minute, status, reason, path, count)
+            SELECT * FROM UNNEST($1::timestamptz[], $2::smallint[], $3::text[], $4::text[],
+                                 $5::bigint[])
+            ORDER BY 1, 2, 3, 4
+            ON CONFLICT (minute, status, reason, path)
+            DO UPDATE SET count = audit_denials_by_minute.count + EXCLUDED.count)
+        INSERT INTO audit_denials_by_hour (hour, status, reason, path, count)
+        SELECT * FROM UNNEST($6::timestamptz[], $7::smallint[], $8::text[], $9::text[],
+                             $10::bigint[])
         ORDER BY 1, 2, 3, 4
-        ON CONFLICT (minute, status, reason, path)
-        DO UPDATE SET count = audit_denials_by_minute.count + EXCLUDED.count
+        ON CONFLICT (hour, status, reason, path)
+        DO UPDATE SET count = audit_denials_by_hour.count + EXCLUDED.count
         "#,
         &minutes.at,
         &minutes.status,
         &minutes.reason,
         &minutes.path,
         &minutes.count,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        r#"
-        INSERT INTO audit_denials_by_hour (hour, status, reason, path, count)
-        SELECT * FROM UNNEST($1::timestamptz[], $2::smallint[], $3::text[], $4::text[],
-                             $5::bigint[])
-        ORDER BY 1, 2, 3, 4
-        ON CONFLICT (hour, status, reason, path)
-        DO UPDATE SET count = audit_denials_by_hour.count + EXCLUDED.count
-        "#,
         &hours.at,
         &hours.status,
         &hours.reason,
