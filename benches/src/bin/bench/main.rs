@@ -24,7 +24,11 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
-use portcullis::auth::{Role, password::PasswordHasher, users};
+use portcullis::{
+    accounts::admin,
+    audit::Actor,
+    auth::{Role, password::PasswordHasher},
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -785,9 +789,10 @@ async fn seed_portcullis(
     let pool = db.recreate(name).await?;
     portcullis::db::migrate(&pool).await?;
     for k in 0..plan.users {
-        users::create(
+        admin::create(
             &pool,
             hasher,
+            &Actor::cli(),
             &sessions::member(k),
             portcullis_bench::PASSWORD,
             Role::Member,
