@@ -35,9 +35,11 @@ pub struct SessionUser {
     /// Whether that was within `--reauth-window` (by the database's clock): sensitive
     /// changes need it.
     pub recently_authenticated: bool,
-    /// Whether the user has two-step verification on (`--require-mfa` asks for it).
+    /// Whether the user has a second factor: an authenticator app or a passkey
+    /// (`--require-mfa` asks for one).
     pub has_second_factor: bool,
-    /// How this session signed in ("password", "password+totp", "password+recovery").
+    /// How this session signed in ("password", "password+totp", "password+recovery",
+    /// "password+passkey", "passkey").
     pub auth_method: Option<String>,
     /// Recovery codes left and the last use of one (account page only, like `sessions`).
     pub recovery: Option<RecoveryStatus>,
@@ -239,8 +241,9 @@ pub async fn resolve(
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method,
-               EXISTS (SELECT 1 FROM totp_credentials t
-                       WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+               (EXISTS (SELECT 1 FROM totp_credentials t
+                        WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+                OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
                    AS "has_second_factor!",
                CASE WHEN $2 THEN (
                    SELECT json_build_object(

@@ -15,7 +15,9 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
     audit::AuditLog,
-    auth::{Role, csrf::CsrfKey, password::PasswordHasher, store::PgSessionStore},
+    auth::{
+        Role, csrf::CsrfKey, passkey::Passkeys, password::PasswordHasher, store::PgSessionStore,
+    },
     config::Settings,
 };
 use http::{
@@ -24,8 +26,8 @@ use http::{
     render::{Site, static_cache},
 };
 use pages::{
-    access, account, admin, api, health, help, home, login, metrics, reauth, reports, second_step,
-    setup, two_factor,
+    access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
+    reauth, reports, second_step, setup, two_factor,
 };
 
 /// Everything handlers share. Cloned by every extractor and middleware that takes
@@ -38,6 +40,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,
+    /// The passkey relying party (`auth::passkey`).
+    pub passkeys: Passkeys,
     pub site: Arc<Site>,
     pub audit: AuditLog,
     /// Set on shutdown: `/readyz` says 503 and responses close their connections.
@@ -154,6 +158,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account/two-factor/disable", post(two_factor::disable))
         .route_layer(gate(member, false, false));
+    // Passkeys: the account's list, adding (options, then the browser's answer), removing,
+    // and the challenge for a re-authentication with one.
+    let passkey_forms = Router::new()
+        .route(
+            "/account/passkeys",
+            get(passkeys::show).post(passkeys::register),
+        )
+        .route("/account/passkeys/options", post(passkeys::options))
+        .route("/account/passkeys/{id}/remove", post(passkeys::remove))
+        .route(
+            "/reauth/passkey/options",
+            post(passkey_sign_in::reauth_options),
+        )
+        .route_layer(gate(member, false, false));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()
         .route("/account", get(account::show))
@@ -169,6 +187,7 @@ pub fn router(state: AppState) -> Router {
     let with_sessions = Router::new()
         .merge(public_pages)
         .merge(member_forms)
+        .merge(passkey_forms)
         .merge(account_page)
         .merge(reports)
         .merge(admin)
@@ -178,6 +197,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/login/second-factor",
             get(second_step::form).post(second_step::submit),
+        )
+        // Signing in with a passkey: anonymous, no session until it succeeds.
+        .route("/login/passkey", post(passkey_sign_in::sign_in))
+        .route(
+            "/login/passkey/options",
+            post(passkey_sign_in::sign_in_options),
+        )
+        .route(
+            "/login/second-factor/passkey/options",
+            post(passkey_sign_in::second_step_options),
         )
         .route("/setup", get(setup::form).post(setup::submit))
         .layer(sessions);

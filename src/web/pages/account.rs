@@ -82,7 +82,10 @@ struct AccountPage {
     sessions: Vec<SessionLine>,
     other_sessions: usize,
     requests: Vec<AccessRequestView>,
+    /// An authenticator app is on.
     second_factor: bool,
+    /// Registered passkeys.
+    passkeys: i64,
     /// When a recovery code was last used (in the last 30 days), to announce it.
     recovery_used: Option<String>,
     recovery_left: i64,
@@ -108,16 +111,17 @@ fn done_message(key: &str) -> Option<&'static str> {
     }
 }
 
-fn account_page(
+async fn account_page(
     state: &AppState,
     user: &SessionUser,
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
-) -> Response {
+) -> Result<Response, AppError> {
+    let factors = crate::auth::second_factor::factors(&state.pool, user.user_id).await?;
     let sessions = session_lines(&user.sessions, Some(user.session_id));
     let other_sessions = sessions.iter().filter(|s| !s.current).count();
-    render_status(
+    Ok(render_status(
         status,
         &AccountPage {
             chrome: Chrome::new(&state.site, "Your account", Some(user)),
@@ -132,7 +136,8 @@ fn account_page(
             sessions,
             other_sessions,
             requests: user.access_requests.iter().map(Into::into).collect(),
-            second_factor: user.has_second_factor,
+            second_factor: factors.totp,
+            passkeys: factors.passkeys,
             recovery_used: user
                 .recovery
                 .as_ref()
@@ -144,14 +149,14 @@ fn account_page(
             errors,
             min_password: state.settings.password_min_length,
         },
-    )
+    ))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Query(query): Query<AccountQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let done = query.done.as_deref().and_then(done_message);
     account_page(
         &state,
@@ -160,6 +165,7 @@ pub async fn show(
         done,
         PasswordErrors::default(),
     )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,13 +236,7 @@ pub async fn change_password(
     let Some(new) = new.filter(|_| !errors.any()) else {
         // Reload the session list for the page (the form route does not carry it).
         let user = with_sessions(&state, &user).await?;
-        return Ok(account_page(
-            &state,
-            &user,
-            StatusCode::BAD_REQUEST,
-            None,
-            errors,
-        ));
+        return account_page(&state, &user, StatusCode::BAD_REQUEST, None, errors).await;
     };
     let hash = state.hasher.hash(new).await?;
     let actor = Actor::new(&user.username, audit_meta(&parts));
