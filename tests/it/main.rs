@@ -15,6 +15,7 @@ mod hardening;
 mod health;
 mod inputs;
 mod login;
+mod passkeys;
 mod process;
 mod reauth;
 mod sessions;
