@@ -83,13 +83,10 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Directory of the private PostgreSQL cluster (used when DATABASE_URL is not set).
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATA_DIR",
-        default_value = "data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Default: `./data`; when running as root and the `postgres` user cannot reach it (a
+    /// checkout in root's 0700 home), `/var/lib/portcullis` instead (said in the log).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// DATABASE_URL points at PgBouncer in transaction pooling mode: no statement cache
     /// (each statement is prepared within the transaction that runs it: one more round
     /// trip per query), no startup options, and no migrations (only a schema check; run
@@ -197,6 +194,11 @@ pub struct ServeArgs {
     /// Audit events older than this are deleted.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: time::Duration,
+    /// At most this many audit events are kept; the oldest beyond it are deleted by the
+    /// sweeper (every --cleanup-interval). Refusals of anonymous requests are counted, not
+    /// stored as events, so this bounds what known people and administrators generate.
+    #[arg(long, env = "PORTCULLIS_AUDIT_MAX_EVENTS", default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_max_events: u64,
     /// The address people open the site at, e.g. `https://login.example.com`. Requests
     /// naming another host (other than `localhost` or an IP address) get 421: a page
     /// whose DNS name is re-pointed at this server (DNS rebinding) cannot use it. Needed
@@ -316,6 +318,7 @@ pub struct Settings {
     pub support_contact: Option<String>,
     pub demo: bool,
     pub audit_retention: time::Duration,
+    pub audit_max_events: u64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--public-url`: the site's own address (see `web::http::host`).
     pub public_url: Option<url::Url>,
@@ -422,6 +425,7 @@ impl Settings {
                 .map(str::to_owned),
             demo: args.demo,
             audit_retention: args.audit_retention,
+            audit_max_events: args.audit_max_events,
             trusted_proxies: args.trusted_proxies.clone(),
             public_url: args.public_url.clone(),
             relying_party,

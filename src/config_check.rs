@@ -121,12 +121,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .push("--metrics-token is shorter than 24 characters: use a long random one".into());
     }
 
+    let (data_dir, _) = crate::db::data_dir::resolve_data_dir(args.db.data_dir.as_deref());
     let (database, options) = match &args.db.database_url {
         Some(url) => (
             format!("DATABASE_URL {}", mask_url(url)),
             PgConnectOptions::from_str(url).ok(),
         ),
-        None => match Cluster::find_running(&args.db.data_dir) {
+        None => match Cluster::find_running(&data_dir) {
             Some(cluster) => (
                 format!(
                     "private cluster in {} (running)",
@@ -137,7 +138,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             None => (
                 format!(
                     "private cluster in {} (not running; started by `serve`)",
-                    args.db.data_dir.display()
+                    data_dir.display()
                 ),
                 None,
             ),
@@ -259,6 +260,7 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             .unwrap_or_else(|| "none".into()),
     );
     line("audit retention", settings.audit_retention.to_string());
+    line("audit max events", settings.audit_max_events.to_string());
     line(
         "log format",
         format!("{:?}", args.log_format).to_lowercase(),
@@ -292,7 +294,7 @@ mod tests {
             .map(|net| net.parse().expect("a CIDR range"))
             .collect();
         args.db.database_url = None;
-        args.db.data_dir = "/nonexistent/portcullis-config-check".into();
+        args.db.data_dir = Some("/nonexistent/portcullis-config-check".into());
         args
     }
 

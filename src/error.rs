@@ -63,6 +63,7 @@ impl From<AdminError> for AppError {
         match err {
             AdminError::Database(err) => AppError::from(err),
             AdminError::Hash(err) => AppError::from(err),
+            AdminError::User(err) => AppError::from(err),
             other => AppError::Internal(other.into()),
         }
     }
@@ -92,7 +93,11 @@ impl From<PasskeyError> for AppError {
 
 impl From<UserError> for AppError {
     fn from(err: UserError) -> Self {
-        AppError::from(AdminError::from(err))
+        match err {
+            UserError::Database(err) => AppError::from(err),
+            UserError::Hash(err) => AppError::from(err),
+            other => AppError::Internal(other.into()),
+        }
     }
 }
 

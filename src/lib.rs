@@ -73,7 +73,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests and writes the
-    /// queued audit events. Expired sessions and old audit events are swept meanwhile.
+    /// queued audit events and refusal counts. Expired sessions and old audit events are swept
+    /// meanwhile.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -122,9 +123,18 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         if let Err(err) = auth::passkey::ceremony::sweep(&pool).await {
             tracing::warn!(error = %err, "passkey challenge sweep failed; will retry");
         }
-        match audit::prune(&pool, settings.audit_retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned old audit events"),
+        let retention = audit::Retention {
+            age: settings.audit_retention,
+            max_events: settings.audit_max_events,
+        };
+        match audit::prune(&pool, retention).await {
+            Ok(pruned) if pruned.total() == 0 => {}
+            Ok(pruned) => tracing::info!(
+                old_events = pruned.old_events,
+                excess_events = pruned.excess_events,
+                old_counts = pruned.old_counts,
+                "pruned the audit trail"
+            ),
             Err(err) => tracing::warn!(error = %err, "audit pruning failed; will retry"),
         }
     }

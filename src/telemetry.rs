@@ -58,5 +58,8 @@ pub mod metric {
     pub const DB_POOL_CONNECTIONS: &str = "portcullis_db_pool_connections";
     pub const DB_POOL_MAX: &str = "portcullis_db_pool_max_connections";
     pub const AUDIT_QUEUE: &str = "portcullis_audit_queue_events";
-    pub const AUDIT_DROPPED: &str = "portcullis_audit_dropped_events";
+    /// Audit events whose request waited for room in a full queue (back-pressure).
+    pub const AUDIT_WAITS: &str = "portcullis_audit_waits_total";
+    /// Audit events the database refused or could not take after retries (each logged).
+    pub const AUDIT_LOST: &str = "portcullis_audit_lost_events_total";
 }

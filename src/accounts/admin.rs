@@ -11,9 +11,9 @@
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use super::{PasswordProblem, UserError, UserRow, UsernameProblem, revoke_sessions};
+use super::{UserError, UserRow, revoke_sessions};
 use crate::{
-    audit::{self, Actor},
+    audit::{self, Actor, AuditEvent},
     auth::{
         Role,
         password::{HashError, PasswordHasher},
@@ -28,29 +28,13 @@ pub enum AdminError {
     /// The change would leave no enabled administrator.
     #[error("{0} is the last enabled administrator; make another user an administrator first")]
     LastAdmin(String),
+    /// The name or password of a new user (see `UserError`).
     #[error(transparent)]
-    Username(#[from] UsernameProblem),
-    #[error(transparent)]
-    Password(#[from] PasswordProblem),
-    #[error("a user named {0} already exists")]
-    Taken(String),
+    User(#[from] UserError),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-impl From<UserError> for AdminError {
-    fn from(err: UserError) -> Self {
-        match err {
-            UserError::Username(p) => AdminError::Username(p),
-            UserError::Password(p) => AdminError::Password(p),
-            UserError::Taken(name) => AdminError::Taken(name),
-            UserError::NotFound(_) => AdminError::NotFound,
-            UserError::Hash(err) => AdminError::Hash(err),
-            UserError::Database(err) => AdminError::Database(err),
-        }
-    }
 }
 
 /// Locks the enabled administrators' rows for the rest of the transaction and returns
@@ -84,6 +68,37 @@ async fn begin(
         .await?
         .ok_or(AdminError::NotFound)?;
     Ok((tx, admins, target))
+}
+
+/// Begins a change that cannot remove an administrator (no admin-set lock) and loads its
+/// target.
+async fn begin_unlocked(
+    pool: &PgPool,
+    target_id: i64,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, UserRow), AdminError> {
+    let mut tx = pool.begin().await?;
+    let target = super::by_id(&mut *tx, target_id)
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    Ok((tx, target))
+}
+
+/// Ends a change: its audit event (if the change did not write its own) in the same
+/// transaction, the commit, and what it did.
+async fn finish(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    event: Option<AuditEvent>,
+    user: UserRow,
+    sessions_revoked: u64,
+) -> Result<Changed, AdminError> {
+    if let Some(event) = event {
+        audit::write_in(&mut *tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(Changed {
+        user,
+        sessions_revoked,
+    })
 }
 
 /// Refuses when `target` is the only enabled administrator in `admins`.
@@ -155,11 +170,7 @@ pub async fn set_role(
             .detail(json!({ "from": user.role, "to": role }));
         audit::write_in(&mut *tx, &event).await?;
     }
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: 0,
-    })
+    finish(tx, None, user, 0).await
 }
 
 /// Disables an account and signs it out everywhere (re-enabling later does not bring old
@@ -180,12 +191,7 @@ pub async fn disable(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Cha
     let event = actor
         .event("user_disabled", &user.username)
         .detail(json!({ "sessions_revoked": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Enables a disabled account (under the same lock: it changes the admin set too).
@@ -197,12 +203,13 @@ pub async fn enable(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Chan
     )
     .execute(&mut *tx)
     .await?;
-    audit::write_in(&mut *tx, &actor.event("user_enabled", &user.username)).await?;
-    tx.commit().await?;
-    Ok(Changed {
+    finish(
+        tx,
+        Some(actor.event("user_enabled", &user.username)),
         user,
-        sessions_revoked: 0,
-    })
+        0,
+    )
+    .await
 }
 
 /// Deletes an account for good (its audit events stay); refuses for the last enabled
@@ -213,12 +220,13 @@ pub async fn delete(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Chan
     sqlx::query!("DELETE FROM users WHERE id = $1", target_id)
         .execute(&mut *tx)
         .await?;
-    audit::write_in(&mut *tx, &actor.event("user_deleted", &user.username)).await?;
-    tx.commit().await?;
-    Ok(Changed {
+    finish(
+        tx,
+        Some(actor.event("user_deleted", &user.username)),
         user,
-        sessions_revoked: 0,
-    })
+        0,
+    )
+    .await
 }
 
 /// Sets a new password (already checked against the policy and hashed by the caller),
@@ -229,22 +237,14 @@ pub async fn reset_password(
     target_id: i64,
     hash: &str,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     super::set_password_hash(&mut *tx, target_id, hash).await?;
     let ended = revoke_sessions(&mut *tx, target_id, None, "password_reset").await?;
     throttle::clear_account(&mut *tx, &super::Username::key_of(&user.username)).await?;
     let event = actor
         .event("password_reset", &user.username)
         .detail(json!({ "sessions_revoked": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Removes a user's second factors (authenticator app, recovery codes, passkeys: lost
@@ -255,10 +255,7 @@ pub async fn reset_second_factor(
     actor: &Actor,
     target_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     let removed = second_factor::remove(
         &mut tx,
         actor,
@@ -273,11 +270,7 @@ pub async fn reset_second_factor(
         return Err(AdminError::NotFound);
     }
     let ended = revoke_sessions(&mut *tx, target_id, None, "second_factor_reset").await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, None, user, ended).await
 }
 
 /// Signs a user out everywhere.
@@ -286,20 +279,12 @@ pub async fn revoke_all_sessions(
     actor: &Actor,
     target_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
     let ended = revoke_sessions(&mut *tx, target_id, None, "admin").await?;
     let event = actor
         .event("sessions_revoked", &user.username)
         .detail(json!({ "count": ended }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: ended,
-    })
+    finish(tx, Some(event), user, ended).await
 }
 
 /// Signs out one live session of a user. `NotFound` if it is not theirs or already ended.
@@ -309,34 +294,15 @@ pub async fn revoke_one_session(
     target_id: i64,
     session_id: i64,
 ) -> Result<Changed, AdminError> {
-    let mut tx = pool.begin().await?;
-    let user = super::by_id(&mut *tx, target_id)
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    let revoked = sqlx::query!(
-        r#"
-        UPDATE sessions SET revoked_at = now(), revoked_reason = 'admin'
-        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
-        "#,
-        session_id,
-        target_id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if revoked == 0 {
+    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
+    if !super::revoke_session(&mut *tx, target_id, session_id, "admin").await? {
         return Err(AdminError::NotFound);
     }
     let event = actor
         .event("session_revoked", &user.username)
         .reason("admin")
         .detail(json!({ "session": session_id }));
-    audit::write_in(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(Changed {
-        user,
-        sessions_revoked: 1,
-    })
+    finish(tx, Some(event), user, 1).await
 }
 
 /// A granted access request.

@@ -149,32 +149,34 @@ pub(crate) async fn insert(
     row.ok_or(UserError::Taken(username.display))
 }
 
+/// The user with this name (any case or Unicode form).
 pub async fn find(pool: &PgPool, raw_username: &str) -> Result<UserRow, UserError> {
     let username = Username::parse(raw_username)?;
-    sqlx::query_as!(
-        UserRow,
-        r#"
-        SELECT id, username, role AS "role: Role", disabled_at, created_at,
-               last_sign_in_at, last_sign_in_ip, password_changed_at
-        FROM users WHERE username_key = $1
-        "#,
-        username.key,
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(UserError::NotFound(username.display))
+    lookup(pool, None, Some(&username.key))
+        .await?
+        .ok_or(UserError::NotFound(username.display))
 }
 
 /// The user with this id, if any.
 pub async fn by_id(executor: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
+    lookup(executor, Some(id), None).await
+}
+
+/// One user by id or by name key (one query text for both, so the columns stay in step).
+async fn lookup(
+    executor: impl PgExecutor<'_>,
+    id: Option<i64>,
+    key: Option<&str>,
+) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as!(
         UserRow,
         r#"
         SELECT id, username, role AS "role: Role", disabled_at, created_at,
                last_sign_in_at, last_sign_in_ip, password_changed_at
-        FROM users WHERE id = $1
+        FROM users WHERE id = $1 OR username_key = $2
         "#,
         id,
+        key,
     )
     .fetch_optional(executor)
     .await
@@ -319,6 +321,29 @@ pub async fn revoke_sessions(
     .execute(executor)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// Revokes one of a user's live sessions (`reason`: who did it). False if it is not theirs
+/// or already ended.
+pub async fn revoke_session(
+    executor: impl PgExecutor<'_>,
+    user_id: i64,
+    session_id: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    let revoked = sqlx::query!(
+        r#"
+        UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
+        "#,
+        session_id,
+        user_id,
+        reason
+    )
+    .execute(executor)
+    .await?
+    .rows_affected();
+    Ok(revoked == 1)
 }
 
 /// A user's live sessions, most recently active first (at most 50).

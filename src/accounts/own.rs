@@ -36,18 +36,7 @@ pub async fn revoke_session(
     session_id: i64,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    let revoked = sqlx::query!(
-        r#"
-        UPDATE sessions SET revoked_at = now(), revoked_reason = 'user'
-        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND ended_at > now()
-        "#,
-        session_id,
-        user_id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if revoked == 0 {
+    if !super::revoke_session(&mut *tx, user_id, session_id, "user").await? {
         return Ok(false);
     }
     let event = actor
@@ -105,11 +94,13 @@ pub async fn second_factor_status(pool: &PgPool, user_id: i64) -> sqlx::Result<S
     })
 }
 
-/// Turns the owner's second factor off (recovery codes included).
+/// Turns the owner's second factor off (recovery codes included) and signs out their other
+/// sessions: a factor removed changes how the account is protected (ASVS 5.0 7.4.3).
 pub async fn turn_off_second_factor(
     pool: &PgPool,
     actor: &Actor,
     user_id: i64,
+    keep_session: i64,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let removed = crate::auth::second_factor::remove(
@@ -118,6 +109,13 @@ pub async fn turn_off_second_factor(
         "second_factor_disabled",
         user_id,
         &actor.username,
+    )
+    .await?;
+    revoke_sessions(
+        &mut *tx,
+        user_id,
+        Some(keep_session),
+        "second_factor_disabled",
     )
     .await?;
     tx.commit().await?;

@@ -196,12 +196,17 @@ pub struct SessionSummary {
     pub user_agent: Option<String>,
 }
 
-/// The user's recovery codes, as the account page reports them.
+/// The user's recovery codes, as the account page reports them, with which second factors
+/// they have (an authenticator app, how many passkeys): loaded by the same single query.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct RecoveryStatus {
     pub codes_left: i64,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub totp: bool,
+    #[serde(default)]
+    pub passkeys: i64,
 }
 
 /// One of the user's access requests, as the account page lists it.
@@ -248,7 +253,12 @@ pub async fn resolve(
                CASE WHEN $2 THEN (
                    SELECT json_build_object(
                               'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
-                              'last_used_at', max(c.used_at))
+                              'last_used_at', max(c.used_at),
+                              'totp', EXISTS (SELECT 1 FROM totp_credentials t
+                                              WHERE t.user_id = s.user_id
+                                                AND t.enabled_at IS NOT NULL),
+                              'passkeys', (SELECT count(*) FROM passkeys p
+                                           WHERE p.user_id = s.user_id))
                    FROM recovery_codes c WHERE c.user_id = s.user_id)
                END AS "recovery: sqlx::types::Json<RecoveryStatus>",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",

@@ -494,57 +494,24 @@ pub async fn second_step(
     })
 }
 
-/// Checks the signed-in user's current password (before a sensitive change), throttled
-/// like sign-in on the same counters. `Err(Blocked)` when they are blocked.
-pub async fn verify_current_password(
-    cx: &Context<'_>,
-    user_id: i64,
-    username: &str,
-    ip: &str,
-    device_cookie: Option<&str>,
-    typed: &str,
-) -> Result<Result<bool, Blocked>, SignInError> {
-    let account_key = Username::key_of(username);
-    let keys = Keys {
-        device: device::known(cx.key, device_cookie, &account_key),
-        account: account_key,
-        ip: ip.to_owned(),
-    };
-    let reservation = match throttle::reserve(cx.pool, &cx.settings.throttle, &keys).await? {
-        Ok(reservation) => reservation,
-        Err(blocked) => return Ok(Err(blocked)),
-    };
-    let stored = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user_id)
-        .fetch_one(cx.pool)
-        .await?;
-    let verified = typed.len() <= MAX_PASSWORD_BYTES
-        && matches!(
-            cx.hasher
-                .verify(password::normalize(typed), Some(stored))
-                .await?,
-            Verification::Match { .. }
-        );
-    if verified {
-        throttle::release(
-            cx.pool,
-            &cx.settings.throttle,
-            reservation,
-            Release::StepPassed,
-        )
-        .await?;
-    }
-    Ok(Ok(verified))
+/// What a signed-in user types to prove it is still them (before a sensitive change).
+pub enum Proof<'a> {
+    Password(&'a str),
+    /// A TOTP code or a recovery code.
+    Code(&'a str),
 }
 
-/// Checks a signed-in user's second-factor code (re-authentication), throttled like
-/// sign-in on the same counters. `Err(Blocked)` when they are blocked.
-pub async fn verify_current_code(
+/// Checks a signed-in user's password or second-factor code, throttled like sign-in on the
+/// same counters (their known device's, if the browser is one). A right answer gives back
+/// its attempt but resets nothing (`Release::StepPassed`): a password right and a code
+/// wrong must keep counting. `Err(Blocked)` when the counters are blocked.
+pub async fn verify_current(
     cx: &Context<'_>,
     user_id: i64,
     username: &str,
     ip: &str,
     device_cookie: Option<&str>,
-    code: &str,
+    proof: Proof<'_>,
 ) -> Result<Result<bool, Blocked>, SignInError> {
     let account_key = Username::key_of(username);
     let keys = Keys {
@@ -556,8 +523,27 @@ pub async fn verify_current_code(
         Ok(reservation) => reservation,
         Err(blocked) => return Ok(Err(blocked)),
     };
-    let proof = second_factor::verify(cx.pool, user_id, code, OffsetDateTime::now_utc()).await?;
-    if proof.is_some() {
+    let right = match proof {
+        Proof::Password(typed) => {
+            let stored =
+                sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user_id)
+                    .fetch_one(cx.pool)
+                    .await?;
+            typed.len() <= MAX_PASSWORD_BYTES
+                && matches!(
+                    cx.hasher
+                        .verify(password::normalize(typed), Some(stored))
+                        .await?,
+                    Verification::Match { .. }
+                )
+        }
+        Proof::Code(code) => {
+            second_factor::verify(cx.pool, user_id, code, OffsetDateTime::now_utc())
+                .await?
+                .is_some()
+        }
+    };
+    if right {
         throttle::release(
             cx.pool,
             &cx.settings.throttle,
@@ -566,5 +552,5 @@ pub async fn verify_current_code(
         )
         .await?;
     }
-    Ok(Ok(proof.is_some()))
+    Ok(Ok(right))
 }

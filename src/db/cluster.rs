@@ -75,10 +75,10 @@ pub struct ClusterOptions {
 /// The server's user: ourselves, or the unprivileged `postgres` user when we are root
 /// (PostgreSQL refuses to run as root).
 #[derive(Debug, Clone, Copy)]
-struct RunAs {
+pub(super) struct RunAs {
     uid: Uid,
     gid: Gid,
-    switch: bool,
+    pub(super) switch: bool,
 }
 
 #[derive(Debug)]
@@ -255,7 +255,7 @@ impl Server {
     }
 }
 
-fn absolute(dir: &Path) -> Result<PathBuf, ClusterError> {
+pub(super) fn absolute(dir: &Path) -> Result<PathBuf, ClusterError> {
     std::path::absolute(dir).map_err(|e| ClusterError::DataDir {
         dir: dir.to_path_buf(),
         reason: e.to_string(),
@@ -305,7 +305,7 @@ fn find_binaries() -> Option<Binaries> {
     })
 }
 
-fn run_as() -> Result<RunAs, ClusterError> {
+pub(super) fn run_as() -> Result<RunAs, ClusterError> {
     if !Uid::effective().is_root() {
         return Ok(RunAs {
             uid: Uid::effective(),
@@ -330,7 +330,7 @@ fn run_as() -> Result<RunAs, ClusterError> {
 }
 
 /// Whether `user` may traverse (search) the directory `meta` describes.
-fn can_traverse(meta: &fs::Metadata, run_as: RunAs) -> bool {
+pub(super) fn can_traverse(meta: &fs::Metadata, run_as: RunAs) -> bool {
     let mode = meta.mode();
     if meta.uid() == run_as.uid.as_raw() {
         mode & 0o100 != 0

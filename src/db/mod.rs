@@ -1,6 +1,7 @@
 //! Database selection (DATABASE_URL or the private cluster), pool and migrations.
 
 pub mod cluster;
+pub mod data_dir;
 
 use std::{str::FromStr, time::Duration};
 
@@ -33,8 +34,12 @@ impl Database {
                 cluster: None,
             });
         }
+        let (data_dir, fallback) = data_dir::resolve_data_dir(args.data_dir.as_deref());
+        if let Some(why) = fallback {
+            tracing::warn!("{why}");
+        }
         let cluster = Cluster::start(&ClusterOptions {
-            data_dir: args.data_dir.clone(),
+            data_dir,
             ephemeral: false,
         })?;
         Ok(Database {

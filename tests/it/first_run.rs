@@ -353,7 +353,7 @@ async fn blocked_cookies_are_diagnosed_instead_of_looping() {
         body.contains("Signing in needs cookies") && body.contains("Allow cookies for this site"),
         "{body}"
     );
-    app.audit("status = 403 AND reason = 'cookies_blocked'", 1)
+    app.counted("status = 403 AND reason = 'cookies_blocked'", 1)
         .await;
 
     // The session cookie not coming back after a good sign-in.
@@ -368,7 +368,8 @@ async fn blocked_cookies_are_diagnosed_instead_of_looping() {
             .expect("body")
             .contains("did not send back the session cookie")
     );
-    app.audit("reason = 'session_cookie_not_returned'", 1).await;
+    app.counted("reason = 'session_cookie_not_returned'", 1)
+        .await;
 }
 
 #[tokio::test]
@@ -407,7 +408,7 @@ async fn secure_cookies_over_plain_http_are_diagnosed_as_the_operators_problem()
         body.contains("set up for HTTPS only") && body.contains("--secure-cookies"),
         "{body}"
     );
-    app.audit("reason = 'secure_cookie_over_http'", 1).await;
+    app.counted("reason = 'secure_cookie_over_http'", 1).await;
 
     // Through a trusted proxy that says HTTPS, the same request is not misdiagnosed.
     let proxied = TestApp::spawn_with(|s| {

@@ -261,3 +261,31 @@ async fn a_hash_upgrade_never_undoes_a_password_change() {
         .expect("hash");
     assert_eq!(after, current);
 }
+
+/// Hammering a blocked name is refused before any password check, and counted, not
+/// recorded one row per attempt: the audit trail does not grow with a bot's requests.
+#[tokio::test]
+async fn refused_attempts_are_counted_not_recorded_one_row_each() {
+    let app = TestApp::spawn().await;
+    for _ in 0..5 {
+        app.post_login(&app.client(), "victim", "wrong guess!", "")
+            .await;
+    }
+    // The five checked attempts are events (written a moment later, off the request).
+    app.audit("event = 'sign_in_failed'", 5).await;
+    let rows = app.count("SELECT count(*) FROM audit_events").await;
+    let client = app.client();
+    for _ in 0..40 {
+        let response = app.post_login(&client, "victim", "wrong guess!", "").await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(
+        app.counted("status = 429 AND reason = 'account'", 40).await,
+        40
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events").await,
+        rows,
+        "no row per refused attempt"
+    );
+}

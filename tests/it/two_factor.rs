@@ -39,7 +39,7 @@ async fn enrol(app: &TestApp, client: &Browser) -> (String, Vec<String>) {
         page.contains("data:image/svg+xml;base64,"),
         "a QR code: {page}"
     );
-    let key = between(&page, r#"<code class="key" id="totp-key">"#, "</code>").to_owned();
+    let key = between(&page, r#"id="totp-key">"#, "</code>").to_owned();
     let csrf = hidden_field(&page, "csrf").expect("csrf");
     let wrong = app
         .post_form_with_csrf(
@@ -336,4 +336,27 @@ async fn reauthentication_asks_for_the_code_when_enrolled() {
         )
         .await;
     assert_eq!(location(&with), "/admin");
+}
+
+/// Turning the second factor off signs out the owner's other sessions (ASVS 5.0 7.4.3).
+#[tokio::test]
+async fn turning_it_off_signs_out_the_other_sessions() {
+    let app = TestApp::spawn().await;
+    let first = app.user_client("ivy", Role::Member).await;
+    let (key, _) = enrol(&app, &first).await;
+    let other = app.client();
+    let response = second_step(&app, &other, "ivy", &code(&key, 1)).await;
+    assert_eq!(app.landing(&other, response).await, "/account");
+    let csrf = app.session_csrf(&first).await;
+    let off = app
+        .post_form_with_csrf(&first, "/account/two-factor/disable", &[], &csrf)
+        .await;
+    assert_eq!(location(&off), "/account/two-factor?done=disabled");
+    assert_eq!(app.get(&first, "/account").await.status(), StatusCode::OK);
+    let response = app.get(&other, "/account").await;
+    assert_login_redirect(response, "revoked", Some("/account")).await;
+    app.audit("event = 'second_factor_disabled' AND username = 'ivy'", 1)
+        .await;
+    // Signing in needs the password only again.
+    app.login(&app.client(), "ivy").await;
 }

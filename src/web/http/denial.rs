@@ -1,12 +1,14 @@
 //! The 401 and 403 answers, for browsers and for API clients. Every one goes through
-//! [`deny`], which logs it with its precise reason (the request id comes from the request's
-//! span), records it in the audit trail and counts it.
+//! [`deny`] (no known user: counted in the audit trail's per-minute counts) or
+//! [`deny_user`] (a signed-in person: an audit event of its own), which log it with its
+//! precise reason (the request id comes from the request's span) and count it in metrics.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::{
     Json,
+    extract::MatchedPath,
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
@@ -14,13 +16,14 @@ use serde_json::{Value, json};
 
 use super::{
     Chrome, Rendered, Site,
+    client::ClientInfo,
     negotiate::RequestKind,
     render_status,
     request::{self, referring_page, request_id},
 };
 use crate::{
     accounts::access,
-    audit::AuditEvent,
+    audit::{AnonymousDenial, AuditEvent, clip},
     auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next},
     telemetry::metric,
     web::pages::access::AccessRequestView,
@@ -48,13 +51,11 @@ fn site(parts: &Parts) -> Arc<Site> {
 
 pub use request::record;
 
-/// A refusal: its status, precise reason, what the log line says, and whom it concerns.
+/// A refusal: its status, precise reason and what the log line says.
 pub struct Denial {
     pub status: StatusCode,
     pub reason: &'static str,
     pub message: &'static str,
-    pub username: Option<String>,
-    pub detail: Option<Value>,
 }
 
 impl Denial {
@@ -63,29 +64,18 @@ impl Denial {
             status,
             reason,
             message,
-            username: None,
-            detail: None,
         }
-    }
-
-    pub fn user(mut self, username: Option<&str>) -> Denial {
-        self.username = username.map(str::to_owned);
-        self
-    }
-
-    pub fn detail(mut self, detail: Value) -> Denial {
-        self.detail = Some(detail);
-        self
     }
 }
 
-/// Logs, audits and counts a refusal: the one place every 401/403 is written down.
-pub fn deny(parts: &Parts, denial: Denial) {
-    let status = denial.status.as_u16();
+/// Longest unrouted path counted (routed requests are counted by their route template).
+const MAX_COUNTED_PATH: usize = 128;
+
+fn log_and_count(parts: &Parts, denial: &Denial, username: Option<&str>) {
     tracing::warn!(
-        status,
+        status = denial.status.as_u16(),
         reason = denial.reason,
-        user = denial.username.as_deref().unwrap_or("-"),
+        user = username.unwrap_or("-"),
         method = %parts.method,
         path = %parts.uri.path(),
         "denied: {}",
@@ -93,18 +83,47 @@ pub fn deny(parts: &Parts, denial: Denial) {
     );
     metrics::counter!(metric::DENIALS, "status" => denial.status.as_str().to_owned(), "reason" => denial.reason)
         .increment(1);
-    record(parts, |meta| {
-        let mut event = AuditEvent::new("denied", meta)
-            .status(status)
-            .reason(denial.reason);
-        if let Some(username) = &denial.username {
-            event = event.username(username);
+}
+
+/// Logs and counts a refusal of a request without a known user: every 401, and 403s
+/// before anyone signed in. Counted per minute, path and network (no row of its own), so
+/// a bot's flood costs a counter, not a write; the counts are exact.
+pub fn deny(parts: &Parts, denial: Denial) {
+    log_and_count(parts, &denial, None);
+    let Some(frame) = parts.extensions.get::<Arc<super::frame::Frame>>() else {
+        return;
+    };
+    let clipped;
+    let path = match parts.extensions.get::<MatchedPath>() {
+        Some(route) => route.as_str(),
+        None => {
+            clipped = clip(parts.uri.path(), MAX_COUNTED_PATH);
+            &clipped
         }
-        if let Some(detail) = denial.detail {
-            event = event.detail(detail);
-        }
-        event
+    };
+    frame.audit.count_denial(AnonymousDenial {
+        status: denial.status.as_u16(),
+        reason: denial.reason,
+        path,
+        ip: parts.extensions.get::<ClientInfo>().map(|client| client.ip),
     });
+}
+
+/// Logs, counts and records a refusal of a signed-in person: an audit event of its own,
+/// never dropped (the request waits if the audit queue is full).
+pub async fn deny_user(parts: &Parts, denial: Denial, username: &str, detail: Option<Value>) {
+    log_and_count(parts, &denial, Some(username));
+    record(parts, |meta| {
+        let event = AuditEvent::new("denied", meta)
+            .status(denial.status.as_u16())
+            .reason(denial.reason)
+            .username(username);
+        match detail {
+            Some(detail) => event.detail(detail),
+            None => event,
+        }
+    })
+    .await;
 }
 
 fn kind(parts: &Parts) -> RequestKind {
@@ -205,16 +224,17 @@ pub async fn forbidden(
     required: Role,
     state: &crate::web::AppState,
 ) -> Response {
-    deny(
+    deny_user(
         parts,
         Denial::new(
             StatusCode::FORBIDDEN,
             "insufficient_role",
             "insufficient role",
-        )
-        .user(Some(&user.username))
-        .detail(json!({ "required": required, "role": user.role })),
-    );
+        ),
+        &user.username,
+        Some(json!({ "required": required, "role": user.role })),
+    )
+    .await;
     let response = match kind(parts) {
         RequestKind::Browser => {
             // What happened to the person's last request for this role, if any.
@@ -267,31 +287,31 @@ struct CsrfPage {
 
 /// A form whose CSRF token does not check out while the session is alive (or on the
 /// sign-in form): 403 "form expired, reload".
-pub fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -> Response {
-    forged(parts, user, retry_url, "csrf")
+pub async fn csrf_failed(parts: &Parts, user: Option<&SessionUser>, retry_url: &str) -> Response {
+    forged(parts, user, retry_url, "csrf").await
 }
 
 /// A state-changing request from another site (its `Origin` or `Referer` names another
 /// host): refused even before the CSRF token is looked at. Defence in depth.
-pub fn cross_origin(parts: &Parts) -> Response {
+pub async fn cross_origin(parts: &Parts) -> Response {
     let user = parts
         .extensions
         .get::<crate::auth::Authentication>()
         .and_then(|auth| auth.user().cloned());
-    forged(parts, user.as_deref(), "/", "cross_origin")
+    forged(parts, user.as_deref(), "/", "cross_origin").await
 }
 
-fn forged(
+async fn forged(
     parts: &Parts,
     user: Option<&SessionUser>,
     retry_url: &str,
     reason: &'static str,
 ) -> Response {
-    deny(
-        parts,
-        Denial::new(StatusCode::FORBIDDEN, reason, "CSRF check failed")
-            .user(user.map(|u| u.username.as_str())),
-    );
+    let denial = Denial::new(StatusCode::FORBIDDEN, reason, "CSRF check failed");
+    match user {
+        Some(user) => deny_user(parts, denial, &user.username, None).await,
+        None => deny(parts, denial),
+    }
     let response = match kind(parts) {
         RequestKind::Browser => render_status(
             StatusCode::FORBIDDEN,

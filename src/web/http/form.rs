@@ -54,7 +54,7 @@ where
             .unwrap_or_default();
         if !app.csrf.verify_session_token(user.token, token) {
             let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
-            return Err(denial::csrf_failed(&parts, Some(&user), &retry));
+            return Err(denial::csrf_failed(&parts, Some(&user), &retry).await);
         }
         let rest: Vec<&(String, String)> =
             fields.iter().filter(|(name, _)| name != "csrf").collect();

@@ -173,7 +173,7 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
             StatusCode::MISDIRECTED_REQUEST.into_response()
         } else if origin::is_cross_site(&request) {
             let (parts, _) = request.into_parts();
-            denial::cross_origin(&parts)
+            denial::cross_origin(&parts).await
         } else {
             run(request, next, frame.request_timeout).await
         };

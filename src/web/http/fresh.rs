@@ -73,7 +73,7 @@ where
             .unwrap_or_default();
         if !app.csrf.verify_session_token(user.token, token) {
             let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
-            return Err(denial::csrf_failed(&parts, Some(&user), &retry));
+            return Err(denial::csrf_failed(&parts, Some(&user), &retry).await);
         }
         Err(reauth_required(&parts, &user, &session, &app, fields).await)
     }
@@ -87,15 +87,17 @@ pub async fn reauth_required(
     state: &AppState,
     fields: Vec<(String, String)>,
 ) -> Response {
-    denial::deny(
+    denial::deny_user(
         parts,
         Denial::new(
             StatusCode::UNAUTHORIZED,
             "reauth_required",
             "re-authentication required",
-        )
-        .user(Some(&user.username)),
-    );
+        ),
+        &user.username,
+        None,
+    )
+    .await;
     let max_age = state.settings.reauth_window.whole_seconds();
     let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
         RequestKind::Browser => {

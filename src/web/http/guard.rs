@@ -64,7 +64,7 @@ pub async fn gate(
                 && gate.state.settings.require_mfa.covers(user.role)
                 && !user.has_second_factor =>
         {
-            second_factor_required(&parts, &user)
+            second_factor_required(&parts, &user).await
         }
         Authentication::SignedIn(user) if user.role.satisfies(required) => {
             let mut request = Request::from_parts(parts, body);
@@ -111,23 +111,26 @@ async fn authenticate(
             AuditEvent::new("session_expired", meta)
                 .reason(expired.reason.as_str())
                 .username(&expired.username)
-        });
+        })
+        .await;
     }
     Ok(authentication)
 }
 
 /// The policy (`--require-mfa`) wants a second factor this user has not set up: a browser
 /// goes to enrolment, with a notice saying why; a program gets a 403 saying so.
-fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
-    denial::deny(
+async fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
+    denial::deny_user(
         parts,
         Denial::new(
             StatusCode::FORBIDDEN,
             "second_factor_required",
             "two-step verification required",
-        )
-        .user(Some(&user.username)),
-    );
+        ),
+        &user.username,
+        None,
+    )
+    .await;
     let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
         RequestKind::Browser => Redirect::to(ENROL_REQUIRED).into_response(),
         RequestKind::Api => (

@@ -92,11 +92,12 @@ pub fn audit_meta(parts: &Parts) -> RequestMeta {
     }
 }
 
-/// Queues an audit event about this request (the audit log travels in the request's
-/// extensions, put there by `frame`).
-pub fn record(parts: &Parts, event: impl FnOnce(RequestMeta) -> AuditEvent) {
+/// Records an audit event about this request (the audit log travels in the request's
+/// extensions, put there by `frame`). Waits while the audit queue is full: an event about
+/// a known person is never dropped.
+pub async fn record(parts: &Parts, event: impl FnOnce(RequestMeta) -> AuditEvent) {
     if let Some(frame) = parts.extensions.get::<Arc<Frame>>() {
-        frame.audit.record(event(audit_meta(parts)));
+        frame.audit.record(event(audit_meta(parts))).await;
     }
 }
 

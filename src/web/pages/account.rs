@@ -111,17 +111,16 @@ fn done_message(key: &str) -> Option<&'static str> {
     }
 }
 
-async fn account_page(
+fn account_page(
     state: &AppState,
     user: &SessionUser,
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
-) -> Result<Response, AppError> {
-    let factors = crate::auth::second_factor::factors(&state.pool, user.user_id).await?;
+) -> Response {
     let sessions = session_lines(&user.sessions, Some(user.session_id));
     let other_sessions = sessions.iter().filter(|s| !s.current).count();
-    Ok(render_status(
+    render_status(
         status,
         &AccountPage {
             chrome: Chrome::new(&state.site, "Your account", Some(user)),
@@ -136,8 +135,9 @@ async fn account_page(
             sessions,
             other_sessions,
             requests: user.access_requests.iter().map(Into::into).collect(),
-            second_factor: factors.totp,
-            passkeys: factors.passkeys,
+            // Loaded with the session (the account page's one query).
+            second_factor: user.recovery.as_ref().is_some_and(|r| r.totp),
+            passkeys: user.recovery.as_ref().map_or(0, |r| r.passkeys),
             recovery_used: user
                 .recovery
                 .as_ref()
@@ -149,14 +149,14 @@ async fn account_page(
             errors,
             min_password: state.settings.password_min_length,
         },
-    ))
+    )
 }
 
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Query(query): Query<AccountQuery>,
-) -> Result<Response, AppError> {
+) -> Response {
     let done = query.done.as_deref().and_then(done_message);
     account_page(
         &state,
@@ -165,7 +165,6 @@ pub async fn show(
         done,
         PasswordErrors::default(),
     )
-    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,18 +192,18 @@ pub async fn change_password(
     let device_cookie = cookies
         .get(state.settings.device_cookie_name())
         .map(|c| c.value().to_owned());
-    let verified = sign_in::verify_current_password(
+    let verified = sign_in::verify_current(
         &login::sign_in_context(&state),
         user.user_id,
         &user.username,
         &client_ip(&parts),
         device_cookie.as_deref(),
-        &form.current_password,
+        sign_in::Proof::Password(&form.current_password),
     )
     .await?;
     match verified {
         Err(blocked) => {
-            return Ok(login::throttled(&state, &parts, &user.username, blocked));
+            return Ok(login::throttled(&state, &parts, &user.username, blocked).await);
         }
         Ok(false) => {
             errors.current = Some("That is not your current password.".into());
@@ -212,7 +211,8 @@ pub async fn change_password(
                 AuditEvent::new("password_change_failed", meta)
                     .reason("bad_current_password")
                     .username(&user.username)
-            });
+            })
+            .await;
         }
         Ok(true) => {}
     }
@@ -236,7 +236,13 @@ pub async fn change_password(
     let Some(new) = new.filter(|_| !errors.any()) else {
         // Reload the session list for the page (the form route does not carry it).
         let user = with_sessions(&state, &user).await?;
-        return account_page(&state, &user, StatusCode::BAD_REQUEST, None, errors).await;
+        return Ok(account_page(
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            None,
+            errors,
+        ));
     };
     let hash = state.hasher.hash(new).await?;
     let actor = Actor::new(&user.username, audit_meta(&parts));
@@ -273,7 +279,8 @@ pub async fn revoke_session(
         session.flush().await?;
         record(&parts, |meta| {
             AuditEvent::new("sign_out", meta).username(&user.username)
-        });
+        })
+        .await;
         return Ok(Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response());
     }
     let actor = Actor::new(&user.username, audit_meta(&parts));

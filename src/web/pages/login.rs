@@ -265,7 +265,7 @@ pub async fn submit(
             return Ok(cookies_not_returned(&state, &parts, false));
         }
         let retry = denial::login_url(None, next.as_deref());
-        return Ok(denial::csrf_failed(&parts, None, &retry));
+        return Ok(denial::csrf_failed(&parts, None, &retry).await);
     }
     let typed_username: String = form
         .username
@@ -308,7 +308,8 @@ pub async fn submit(
             "password",
             device_cookie,
             next.as_deref(),
-        )),
+        )
+        .await),
         Outcome::SecondFactorNeeded { username, pending } => {
             tracing::info!(user = %username, "password accepted; second factor awaited");
             Ok(second_step::begin(
@@ -318,7 +319,9 @@ pub async fn submit(
                 next.as_deref(),
             ))
         }
-        Outcome::Throttled(blocked) => Ok(throttled(&state, &parts, &typed_username, blocked)),
+        Outcome::Throttled(blocked) => {
+            Ok(throttled(&state, &parts, &typed_username, blocked).await)
+        }
         Outcome::Failed(failure) => {
             let reason = failure.as_str();
             tracing::warn!(status = 401, reason, username = %typed_username, "sign-in failed");
@@ -327,7 +330,8 @@ pub async fn submit(
                     .status(401)
                     .reason(reason)
                     .username(&typed_username)
-            });
+            })
+            .await;
             metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => reason)
                 .increment(1);
             Ok(with_challenge(login_page(
@@ -356,7 +360,7 @@ pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
 
 /// The end of every successful sign-in: the device cookie, the record, the count, and on
 /// through `/login/complete`, which checks that the new session cookie comes back.
-pub fn signed_in(
+pub async fn signed_in(
     state: &AppState,
     cookies: &Cookies,
     parts: &Parts,
@@ -371,7 +375,8 @@ pub fn signed_in(
         AuditEvent::new("sign_in", meta)
             .username(username)
             .reason(method)
-    });
+    })
+    .await;
     metrics::counter!(metric::SIGN_INS, "result" => "success", "reason" => "").increment(1);
     Redirect::to(&complete_url(next)).into_response()
 }
@@ -475,7 +480,7 @@ struct ThrottledPage {
 
 /// 429: too many failed attempts for this name or from this address. Says when to try
 /// again; says nothing about whether the account exists.
-pub fn throttled(
+pub async fn throttled(
     state: &AppState,
     parts: &Parts,
     typed_username: &str,
@@ -483,14 +488,33 @@ pub fn throttled(
 ) -> Response {
     let now = OffsetDateTime::now_utc();
     let retry_after = blocked.retry_after(now);
-    tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
-    denial::record(parts, |meta| {
-        AuditEvent::new("throttled", meta)
-            .status(429)
-            .reason(blocked.reason())
-            .username(typed_username)
-    });
     metrics::counter!(metric::THROTTLED, "scope" => blocked.scope.as_str()).increment(1);
+    let signed_in = matches!(
+        parts.extensions.get::<Authentication>(),
+        Some(Authentication::SignedIn(_))
+    );
+    if signed_in {
+        // A signed-in person's current-password or code checks: an event about them.
+        tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
+        denial::record(parts, |meta| {
+            AuditEvent::new("throttled", meta)
+                .status(429)
+                .reason(blocked.reason())
+                .username(typed_username)
+        })
+        .await;
+    } else {
+        // Refused before any password check, for whoever asks: counted like every other
+        // anonymous refusal, so a bot hammering a blocked name costs no row per attempt.
+        denial::deny(
+            parts,
+            Denial::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                blocked.reason(),
+                "sign-in throttled",
+            ),
+        );
+    }
     let mut response = render_status(
         StatusCode::TOO_MANY_REQUESTS,
         &ThrottledPage {
@@ -529,12 +553,13 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     if let Some(Authentication::SignedIn(user)) = parts.extensions.get::<Authentication>() {
         if !state.csrf.verify_session_token(user.token, &form.csrf) {
-            return Ok(denial::csrf_failed(&parts, Some(user), "/"));
+            return Ok(denial::csrf_failed(&parts, Some(user), "/").await);
         }
         tracing::info!(user = %user.username, "signed out");
         denial::record(&parts, |meta| {
             AuditEvent::new("sign_out", meta).username(&user.username)
-        });
+        })
+        .await;
     }
     session.flush().await?;
     Ok(

@@ -79,7 +79,8 @@ pub async fn show(
         .set(state.pool.num_idle() as f64);
     metrics::gauge!(metric::DB_POOL_MAX).set(f64::from(state.pool.options().get_max_connections()));
     metrics::gauge!(metric::AUDIT_QUEUE).set(state.audit.queued() as f64);
-    metrics::gauge!(metric::AUDIT_DROPPED).set(state.audit.dropped() as f64);
+    metrics::counter!(metric::AUDIT_WAITS).absolute(state.audit.waited());
+    metrics::counter!(metric::AUDIT_LOST).absolute(state.audit.lost());
     handle.run_upkeep();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(

@@ -227,7 +227,7 @@ pub async fn sign_in(
     let next = safe_next(&form.next);
     if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         let retry = login_url(None, next.as_deref());
-        return Ok(denial::csrf_failed(&parts, None, &retry));
+        return Ok(denial::csrf_failed(&parts, None, &retry).await);
     }
     let ceremony = take_ceremony(&state, &cookies);
     let device_cookie = cookies
@@ -253,8 +253,11 @@ pub async fn sign_in(
             METHOD,
             device_cookie,
             next.as_deref(),
-        )),
-        PasskeyOutcome::Throttled(blocked) => Ok(login::throttled(&state, &parts, "-", blocked)),
+        )
+        .await),
+        PasskeyOutcome::Throttled(blocked) => {
+            Ok(login::throttled(&state, &parts, "-", blocked).await)
+        }
         PasskeyOutcome::Failed { refusal, username } => {
             let reason = refusal.as_str();
             let who = username.as_deref().unwrap_or("-");
@@ -265,7 +268,8 @@ pub async fn sign_in(
                     .reason(reason)
                     .username(who)
                     .detail(json!({ "method": METHOD }))
-            });
+            })
+            .await;
             metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => reason)
                 .increment(1);
             Ok(login::with_challenge(login::passkey_refused(

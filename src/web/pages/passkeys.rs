@@ -166,7 +166,8 @@ pub async fn register(
                     .status(400)
                     .reason(refused.as_str())
                     .username(&user.username)
-            });
+            })
+            .await;
             let problem = match refused {
                 RegistrationRefused::AlreadyRegistered => {
                     "This passkey is registered already. Use it to sign in, or add another device."

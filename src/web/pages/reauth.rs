@@ -183,23 +183,23 @@ pub async fn submit(
         .await?
         .map(|verified| verified.map_err(|refusal| refusal.as_str()))
     } else {
-        let mut verified = sign_in::verify_current_password(
+        let mut verified = sign_in::verify_current(
             &cx,
             user.user_id,
             &user.username,
             &ip,
             device_cookie.as_deref(),
-            &form.password,
+            sign_in::Proof::Password(&form.password),
         )
         .await?;
         if factors.takes_codes() && matches!(verified, Ok(true)) {
-            verified = sign_in::verify_current_code(
+            verified = sign_in::verify_current(
                 &cx,
                 user.user_id,
                 &user.username,
                 &ip,
                 device_cookie.as_deref(),
-                &form.code,
+                sign_in::Proof::Code(&form.code),
             )
             .await?;
         }
@@ -211,14 +211,17 @@ pub async fn submit(
         })
     };
     match checked {
-        Err(blocked) => return Ok(login::throttled(&state, &parts, &user.username, blocked)),
+        Err(blocked) => {
+            return Ok(login::throttled(&state, &parts, &user.username, blocked).await);
+        }
         Ok(Err(reason)) => {
             record(&parts, |meta| {
                 AuditEvent::new("reauth_failed", meta)
                     .status(401)
                     .reason(reason)
                     .username(&user.username)
-            });
+            })
+            .await;
             let pending = reauth::pending(&session).await?;
             let message = if with_passkey {
                 "That passkey could not confirm it's you. Try again, or use another way."
@@ -249,7 +252,8 @@ pub async fn submit(
         AuditEvent::new("reauthenticated", meta)
             .username(&user.username)
             .detail(json!({ "method": method }))
-    });
+    })
+    .await;
     let Some(pending) = pending else {
         return Ok(Redirect::to(&next).into_response());
     };

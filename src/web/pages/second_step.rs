@@ -178,7 +178,7 @@ pub async fn submit(
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
     if !state.csrf.verify_anonymous_token(&csrf_cookie, &form.csrf) {
-        return Ok(denial::csrf_failed(&parts, None, PATH));
+        return Ok(denial::csrf_failed(&parts, None, PATH).await);
     }
     let Some(pending) = cookies
         .get(pending_cookie_name(&state))
@@ -222,13 +222,16 @@ pub async fn submit(
                 method,
                 device_cookie,
                 next.as_deref(),
-            ))
+            )
+            .await)
         }
         SecondStepOutcome::Expired => {
             cookies.remove(pending_cookie(&state, String::new(), time::Duration::ZERO));
             Ok(expired(next.as_deref()))
         }
-        SecondStepOutcome::Throttled(blocked) => Ok(login::throttled(&state, &parts, "-", blocked)),
+        SecondStepOutcome::Throttled(blocked) => {
+            Ok(login::throttled(&state, &parts, "-", blocked).await)
+        }
         SecondStepOutcome::WrongCode { username, reason } => {
             tracing::warn!(status = 401, reason, user = %username, "second factor refused");
             denial::record(&parts, |meta| {
@@ -236,7 +239,8 @@ pub async fn submit(
                     .status(401)
                     .reason(reason)
                     .username(&username)
-            });
+            })
+            .await;
             metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => reason)
                 .increment(1);
             let message = if form.credential.is_empty() {

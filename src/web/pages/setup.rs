@@ -123,7 +123,7 @@ pub async fn submit(
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
     if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
-        return Ok(denial::csrf_failed(&parts, None, "/"));
+        return Ok(denial::csrf_failed(&parts, None, "/").await);
     }
     if accounts::count(&state.pool).await? > 0 || !token_is_valid(&state.pool, &form.token).await? {
         return Ok(StatusCode::NOT_FOUND.into_response());

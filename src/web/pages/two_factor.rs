@@ -47,6 +47,7 @@ struct TwoFactorPage {
 #[template(path = "recovery_codes.html")]
 struct CodesPage {
     chrome: Chrome,
+    csrf: String,
     heading: &'static str,
     codes: Vec<String>,
 }
@@ -86,7 +87,9 @@ async fn page(
             can_turn_off: !policy.covers(user.role),
             enrolment,
             done: match query.done.as_deref() {
-                Some("disabled") => Some("Two-step verification is off."),
+                Some("disabled") => {
+                    Some("Two-step verification is off, and your other sessions were signed out.")
+                }
                 _ => None,
             },
             problem,
@@ -151,6 +154,7 @@ fn codes_page(
         StatusCode::OK,
         &CodesPage {
             chrome: Chrome::new(&state.site, "Your recovery codes", Some(user)),
+            csrf: user.csrf_token.clone(),
             heading,
             codes,
         },
@@ -197,6 +201,6 @@ pub async fn disable(
         .await;
     }
     let actor = Actor::new(&user.username, audit_meta(&parts));
-    own::turn_off_second_factor(&state.pool, &actor, user.user_id).await?;
+    own::turn_off_second_factor(&state.pool, &actor, user.user_id, user.session_id).await?;
     Ok(Redirect::to("/account/two-factor?done=disabled").into_response())
 }

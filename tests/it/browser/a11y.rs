@@ -26,17 +26,43 @@ const TAGS: [&str; 7] = [
     "best-practice",
 ];
 
+/// axe-core's source, installed from npm (pinned by `tests/browser/package-lock.json`) the
+/// first time it is needed, so `cargo test` needs no step of its own; skipped only where
+/// npm is missing too. Installed once per test run (two tests may ask at once).
 fn axe_source() -> Option<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/browser/node_modules/axe-core/axe.min.js"
-    );
-    match std::fs::read_to_string(path) {
-        Ok(source) => Some(source),
-        Err(e) => {
-            skip(&format!(
-                "axe-core not installed ({path}: {e}); run `npm ci --prefix tests/browser`"
-            ));
+    static SOURCE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let path = format!("{dir}/node_modules/axe-core/axe.min.js");
+    let source = SOURCE.get_or_init(|| {
+        if std::fs::metadata(&path).is_err() {
+            let installed = std::process::Command::new("npm")
+                .args([
+                    "ci",
+                    "--prefix",
+                    dir,
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ])
+                .status();
+            match installed {
+                Ok(status) if status.success() => {}
+                Ok(status) => {
+                    return Err(format!("`npm ci --prefix tests/browser` failed: {status}"));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "npm is not available ({e}); install Node.js and npm"
+                    ));
+                }
+            }
+        }
+        std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
+    });
+    match source {
+        Ok(source) => Some(source.clone()),
+        Err(why) => {
+            skip(&format!("axe-core not installed: {why}"));
             None
         }
     }

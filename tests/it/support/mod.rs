@@ -353,6 +353,29 @@ impl TestApp {
         panic!("fewer than {at_least} audit rows where {where_sql}; all rows: {all:#?}");
     }
 
+    /// The number of counted refusals (requests without a signed-in user) where `where_sql`
+    /// holds, waiting up to 5 s for at least `at_least`: counts are written every second.
+    pub async fn counted(&self, where_sql: &str, at_least: i64) -> i64 {
+        let sql = format!(
+            "SELECT coalesce(sum(count), 0)::bigint FROM audit_denials_by_minute WHERE {where_sql}"
+        );
+        let mut n = 0;
+        for _ in 0..100 {
+            n = self.count(&sql).await;
+            if n >= at_least {
+                return n;
+            }
+            sleep(50).await;
+        }
+        let all: Vec<(i16, String, String, i64)> = sqlx::query_as(
+            "SELECT status, reason, path, count FROM audit_denials_by_minute ORDER BY minute",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default();
+        panic!("{n} (fewer than {at_least}) counted refusals where {where_sql}; all: {all:#?}");
+    }
+
     /// Moves every timestamp of `username`'s sessions `by` into the past, as if that long
     /// had passed since their last request: what a test would otherwise sleep for. The app
     /// compares these columns with the database's clock on every request, so the next

@@ -1,4 +1,6 @@
-//! The audit log: every recorded event, filterable, paged, and exportable as CSV.
+//! The audit log: every recorded event, filterable, paged, and exportable as CSV. Refusals
+//! of requests without a signed-in user are not events: when the filters ask for denials,
+//! the page shows how many of them were counted, grouped by status, reason and path.
 
 use askama::Template;
 use axum::{
@@ -10,6 +12,7 @@ use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
+    audit::dashboard::{self, CountFilter, CountedGroup, Period},
     display::display_time,
     error::AppError,
     web::{
@@ -34,6 +37,7 @@ pub struct Filters {
     /// Matches the actor or the target.
     #[serde(default)]
     pub username: String,
+    /// An address, or a network (`203.0.113.0/24`) as the dashboard lists them.
     #[serde(default)]
     pub ip: String,
     #[serde(default)]
@@ -66,6 +70,26 @@ impl Filters {
             "denials" => Some(vec![401, 403]),
             s => s.parse::<i16>().ok().map(|status| vec![status]),
         }
+    }
+
+    /// The exact address to match, or the network (CIDR) its events' addresses fall in.
+    fn address(&self) -> (Option<String>, Option<String>) {
+        let Some(ip) = non_empty(&self.ip) else {
+            return (None, None);
+        };
+        match ip.parse::<ipnet::IpNet>() {
+            Ok(net) => (None, Some(net.trunc().to_string())),
+            Err(_) => (Some(ip), None),
+        }
+    }
+
+    /// Whether these filters ask for refusals that may have been counted rather than
+    /// recorded (no user named: counted refusals have none).
+    fn asks_for_counted(&self) -> bool {
+        let denied = matches!(self.status.as_str(), "401" | "403" | "denials");
+        ((self.event.is_empty() && denied) || self.event == "denied")
+            && (self.status.is_empty() || denied)
+            && non_empty(&self.username).is_none()
     }
 
     /// The query string for links that keep these filters.
@@ -105,6 +129,7 @@ async fn fetch(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Row>, AppError> {
+    let (exact, network) = filters.address();
     let rows = sqlx::query_as!(
         Row,
         r#"
@@ -117,6 +142,7 @@ async fn fetch(
           AND ($5::text IS NULL OR ip = $5)
           AND ($6::text IS NULL OR path = $6)
           AND ($7::float8 IS NULL OR at > now() - make_interval(secs => $7))
+          AND ($10::text IS NULL OR ip::inet <<= $10::cidr)
         ORDER BY at DESC, id DESC
         LIMIT $8 OFFSET $9
         "#,
@@ -124,11 +150,12 @@ async fn fetch(
         filters.statuses() as Option<Vec<i16>>,
         non_empty(&filters.reason),
         non_empty(&filters.username),
-        non_empty(&filters.ip),
+        exact,
         non_empty(&filters.path),
         window_seconds(&filters.window),
         limit,
         offset,
+        network,
     )
     .fetch_all(&state.pool)
     .await?;
@@ -136,6 +163,7 @@ async fn fetch(
 }
 
 async fn count(state: &AppState, filters: &Filters) -> Result<i64, AppError> {
+    let (exact, network) = filters.address();
     Ok(sqlx::query_scalar!(
         r#"
         SELECT count(*) AS "n!" FROM audit_events
@@ -146,17 +174,40 @@ async fn count(state: &AppState, filters: &Filters) -> Result<i64, AppError> {
           AND ($5::text IS NULL OR ip = $5)
           AND ($6::text IS NULL OR path = $6)
           AND ($7::float8 IS NULL OR at > now() - make_interval(secs => $7))
+          AND ($8::text IS NULL OR ip::inet <<= $8::cidr)
         "#,
         non_empty(&filters.event),
         filters.statuses() as Option<Vec<i16>>,
         non_empty(&filters.reason),
         non_empty(&filters.username),
-        non_empty(&filters.ip),
+        exact,
         non_empty(&filters.path),
         window_seconds(&filters.window),
+        network,
     )
     .fetch_one(&state.pool)
     .await?)
+}
+
+/// Counted refusals matching the filters: how many, and the largest groups.
+pub struct Counted {
+    pub total: i64,
+    pub groups: Vec<CountedGroup>,
+}
+
+async fn counted(state: &AppState, filters: &Filters) -> Result<Option<Counted>, AppError> {
+    if !filters.asks_for_counted() {
+        return Ok(None);
+    }
+    let filter = CountFilter {
+        statuses: filters.statuses(),
+        reason: non_empty(&filters.reason),
+        path: non_empty(&filters.path),
+        network: non_empty(&filters.ip),
+        period: window_seconds(&filters.window).map(|s| Period::last(s as i64)),
+    };
+    let (total, groups) = dashboard::counted_refusals(&state.pool, &filter).await?;
+    Ok(Some(Counted { total, groups }))
 }
 
 pub struct Line {
@@ -222,6 +273,7 @@ struct AuditPage {
     filters: Filters,
     events: [&'static str; 20],
     lines: Vec<Line>,
+    counted: Option<Counted>,
     total: i64,
     page: i64,
     pages: i64,
@@ -237,12 +289,14 @@ pub async fn list(
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = filters.page.unwrap_or(1).clamp(1, pages);
     let rows = fetch(&state, &filters, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+    let counted = counted(&state, &filters).await?;
     Ok(render(&AuditPage {
         chrome: super::admin_chrome(&state, "Audit log", &user).await?,
         query: filters.query(),
         filters,
         events: EVENTS,
         lines: lines(rows),
+        counted,
         total,
         page,
         pages,

@@ -2,6 +2,7 @@
 //! dashboard. Every change is a CSRF-checked POST and is recorded in the audit trail.
 
 pub mod audit;
+mod chart;
 pub mod confirm;
 pub mod denials;
 pub mod requests;

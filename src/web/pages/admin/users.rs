@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::admin_chrome;
 use crate::{
     accounts::{
-        self, Username,
+        self, UserError, Username,
         admin::{self, AdminError},
     },
     audit::Actor,
@@ -198,13 +198,13 @@ pub async fn create(
                         .into_response(),
                 );
             }
-            Err(AdminError::Taken(name)) => {
+            Err(AdminError::User(UserError::Taken(name))) => {
                 errors.username = Some(format!(
                     "A user named {name} already exists (names ignore case)."
                 ));
             }
-            Err(AdminError::Username(p)) => errors.username = Some(p.to_string()),
-            Err(AdminError::Password(p)) => errors.password = Some(p.to_string()),
+            Err(AdminError::User(UserError::Username(p))) => errors.username = Some(p.to_string()),
+            Err(AdminError::User(UserError::Password(p))) => errors.password = Some(p.to_string()),
             Err(err) => return Err(err.into()),
         }
     }
