@@ -2,7 +2,8 @@
 
 /// Where sign-in sends people who came without a (safe) `next`.
 pub const DEFAULT_NEXT: &str = "/account";
-const MAX_LEN: usize = 2048;
+/// The longest `next=` target kept, in bytes (longer ones are dropped, not refused).
+pub const MAX_LEN: usize = 2048;
 
 /// Accepts `raw` only if it is a path on this site: starts with a single `/`, has no
 /// scheme or authority (not even after percent-decoding, which some browsers and proxies

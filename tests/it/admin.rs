@@ -1,10 +1,13 @@
 //! The admin page: every action, its guard rails, CSRF, and its reach across instances.
 
 use portcullis::auth::Role;
-use portcullis::{accounts, accounts::admin, audit::Actor};
-use reqwest::StatusCode;
+use portcullis::{accounts, accounts::admin, audit::Actor, web::RouteSpec};
+use reqwest::{Method, StatusCode};
 
-use crate::support::*;
+use crate::{
+    routes::{admin_routes, fill_path},
+    support::*,
+};
 
 /// An app with a signed-in administrator "root".
 async fn with_admin() -> (TestApp, Browser) {
@@ -539,42 +542,98 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
     assert_eq!(admins, 1, "statuses {statuses:?}");
 }
 
+/// A plausible value for an admin form's field: the requests below never reach a handler,
+/// so only the shape matters.
+fn sample(field: &str) -> &'static str {
+    match field {
+        "username" => "x1",
+        "password" => PASSWORD,
+        "role" => "admin",
+        "confirm" => "yes",
+        "scope" => "account",
+        "note" => "no",
+        _ => "x",
+    }
+}
+
+/// A user "tgt" with a pending access request: (user id, request id).
+async fn tgt_with_a_request(app: &TestApp) -> (i64, i64) {
+    let tgt = app.user_client("tgt", Role::Member).await;
+    app.post_form(
+        &tgt,
+        "/access-requests",
+        &[("role", "editor"), ("path", "/reports")],
+    )
+    .await;
+    let request = app.count("SELECT max(id) FROM access_requests").await;
+    (app.user_id("tgt").await, request)
+}
+
+/// Every admin route of the route table with `method`, its path filled with tgt's ids
+/// (`{session}`: 1).
+fn admin_routes_for(
+    method: Method,
+    (user, request): (i64, i64),
+) -> Vec<(&'static RouteSpec, String)> {
+    admin_routes()
+        .into_iter()
+        .filter(|spec| spec.method == method)
+        .map(|spec| {
+            let id = if spec.path.starts_with("/admin/requests/") {
+                request
+            } else {
+                user
+            };
+            let path = fill_path(spec.path, |param| match param {
+                "id" => id.to_string(),
+                _ => "1".into(),
+            });
+            (spec, path)
+        })
+        .collect()
+}
+
+/// Nothing the refused requests below asked for happened.
+async fn assert_tgt_untouched(app: &TestApp) {
+    let user = accounts::find(&app.pool, "tgt").await.expect("still there");
+    assert_eq!(user.role, Role::Member);
+    assert!(user.disabled_at.is_none());
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE username = 'x1'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM access_requests WHERE status = 'pending'")
+            .await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn every_admin_form_checks_csrf() {
     let (app, admin) = with_admin().await;
-    app.create_user("tgt", Role::Member).await;
-    let id = app.user_id("tgt").await;
-    for (path, fields) in [
-        (
-            "/admin/users".to_owned(),
-            vec![
-                ("username", "x1"),
-                ("password", PASSWORD),
-                ("role", "member"),
-            ],
-        ),
-        (format!("/admin/users/{id}/role"), vec![("role", "admin")]),
-        (
-            format!("/admin/users/{id}/disable"),
-            vec![("confirm", "yes")],
-        ),
-        (format!("/admin/users/{id}/enable"), vec![]),
-        (
-            format!("/admin/users/{id}/password"),
-            vec![("password", "another long one"), ("confirm", "yes")],
-        ),
-        (
-            format!("/admin/users/{id}/delete"),
-            vec![("confirm", "yes")],
-        ),
-        (
-            format!("/admin/users/{id}/sessions/revoke-all"),
-            vec![("confirm", "yes")],
-        ),
-        (format!("/admin/users/{id}/sessions/1/revoke"), vec![]),
+    let forms = admin_routes_for(Method::POST, tgt_with_a_request(&app).await);
+    let paths: Vec<&str> = forms.iter().map(|(spec, _)| spec.path).collect();
+    for form in [
+        "/admin/users/{id}/role",
+        "/admin/requests/{id}/grant",
+        "/admin/requests/{id}/decline",
+        "/admin/throttles/clear",
     ] {
+        assert!(paths.contains(&form), "{form} is not in {paths:?}");
+    }
+    for (spec, path) in &forms {
+        let inputs = spec.inputs();
+        assert!(inputs.signed, "{path} is not a signed form");
+        let fields: Vec<(&str, &str)> = inputs
+            .form
+            .iter()
+            .flatten()
+            .map(|field| (field.name, sample(field.name)))
+            .collect();
         for token in ["", "forged"] {
-            let response = app.post_form_with_csrf(&admin, &path, &fields, token).await;
+            let response = app.post_form_with_csrf(&admin, path, &fields, token).await;
             assert_eq!(
                 response.status(),
                 StatusCode::FORBIDDEN,
@@ -589,43 +648,26 @@ async fn every_admin_form_checks_csrf() {
             );
         }
     }
-    let user = accounts::find(&app.pool, "tgt").await.expect("still there");
-    assert_eq!(user.role, Role::Member);
-    assert!(user.disabled_at.is_none());
-    assert_eq!(
-        app.count("SELECT count(*) FROM users WHERE username = 'x1'")
-            .await,
-        0
-    );
-    let rows = app.audit("status = 403 AND reason = 'csrf'", 16).await;
+    assert_tgt_untouched(&app).await;
+    let expected = 2 * forms.len() as i64;
+    let rows = app
+        .audit("status = 403 AND reason = 'csrf'", expected)
+        .await;
+    assert_eq!(rows.len() as i64, expected);
     assert!(rows.iter().all(|r| r.username.as_deref() == Some("root")));
 }
 
 #[tokio::test]
 async fn non_admins_get_the_403_page_on_every_admin_route() {
     let app = TestApp::spawn().await;
-    app.create_user("tgt", Role::Member).await;
-    let id = app.user_id("tgt").await;
-    let gets = [
-        "/admin".to_owned(),
-        format!("/admin/users/{id}"),
-        "/admin/denials".into(),
-        "/admin/audit".into(),
-        "/admin/audit.csv".into(),
-    ];
-    let posts = [
-        "/admin/users".to_owned(),
-        format!("/admin/users/{id}/role"),
-        format!("/admin/users/{id}/disable"),
-        format!("/admin/users/{id}/enable"),
-        format!("/admin/users/{id}/password"),
-        format!("/admin/users/{id}/delete"),
-        format!("/admin/users/{id}/sessions/revoke-all"),
-        format!("/admin/users/{id}/sessions/1/revoke"),
-    ];
+    let ids = tgt_with_a_request(&app).await;
+    let (gets, posts) = (
+        admin_routes_for(Method::GET, ids),
+        admin_routes_for(Method::POST, ids),
+    );
     for role in [Role::Member, Role::Editor] {
         let browser = app.user_client(&format!("not-admin-{role}"), role).await;
-        for path in &gets {
+        for (_, path) in &gets {
             let response = app.get(&browser, path).await;
             assert_eq!(
                 response.status(),
@@ -640,7 +682,7 @@ async fn non_admins_get_the_403_page_on_every_admin_route() {
                     .contains("needs the <strong>admin</strong> role")
             );
         }
-        for path in &posts {
+        for (_, path) in &posts {
             let response = app
                 .post_form(&browser, path, &[("role", "admin"), ("confirm", "yes")])
                 .await;
@@ -652,15 +694,14 @@ async fn non_admins_get_the_403_page_on_every_admin_route() {
         }
     }
     let anonymous = app.client();
-    for path in &gets {
+    for (_, path) in &gets {
         assert_login_redirect(app.get(&anonymous, path).await, "required", Some(path)).await;
     }
     assert_eq!(
         app.get_json(&anonymous, "/admin/denials").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let user = accounts::find(&app.pool, "tgt").await.expect("user");
-    assert_eq!(user.role, Role::Member);
+    assert_tgt_untouched(&app).await;
 }
 
 /// Two instances on one database: what one does, the other enforces on the next request.

@@ -499,3 +499,35 @@ async fn private_pages_are_noindex_and_robots_txt_keeps_crawlers_out() {
     let page = app.get(&member, "/admin").await.text().await.expect("body");
     assert!(page.contains(r#"href="/help/access#access""#));
 }
+
+/// A setup link works for an hour, and only the newest one does: links printed by earlier
+/// starts (and copied into journals and proxy logs) stop working, and they do not pile up.
+#[tokio::test]
+async fn only_the_newest_setup_link_works_and_only_for_an_hour() {
+    let app = TestApp::spawn().await;
+    let issue = || async {
+        setup::issue_token(&app.pool)
+            .await
+            .expect("issue")
+            .expect("no user yet")
+    };
+    let old = issue().await;
+    let new = issue().await;
+    assert_eq!(app.count("SELECT count(*) FROM setup_tokens").await, 1);
+    let browser = app.client();
+    assert_eq!(
+        setup_form(&app, &browser, &old).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, page) = setup_form(&app, &browser, &new).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("It works for an hour"), "{page}");
+    sqlx::query("UPDATE setup_tokens SET created_at = now() - interval '61 minutes'")
+        .execute(&app.pool)
+        .await
+        .expect("age the link");
+    assert_eq!(
+        setup_form(&app, &browser, &new).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -30,21 +30,17 @@ fn form_body(csrf: &str, username: &[u8], password: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn hostile_sign_in_forms_get_the_generic_failure_not_an_error() {
+async fn hostile_sign_in_forms_get_the_generic_failure_or_the_form_again_never_an_error() {
     let app = TestApp::spawn().await;
     app.create_user("victim", Role::Member).await;
     let browser = app.client();
     let csrf = app.login_csrf(&browser).await;
     let form = "application/x-www-form-urlencoded";
+    // Text a username or password may hold: tried, and failed like any wrong password.
     for (username, password) in [
         (&b"victim"[..], &b"%27%20OR%201%3D1%20--"[..]),
         (b"%27%20OR%20%271%27%3D%271", b"x"),
-        (b"victim%00", b"password"),
-        (b"vic%00tim", b"pass%00word"),
-        (b"%FF%FE%FD", b"%C3%28"),
-        (b"victim", b"%FF%FF%FF%FF"),
         (b"%E2%80%AEmitciv", b"whatever"),
-        (b"a%0D%0ASet-Cookie%3A%20x%3D1", b"whatever"),
     ] {
         let response =
             post_login_raw(&app, &browser, form_body(&csrf, username, password), form).await;
@@ -57,7 +53,42 @@ async fn hostile_sign_in_forms_get_the_generic_failure_not_an_error() {
         );
         assert!(body.contains("Invalid username or password."), "{body}");
     }
+    // Text none can hold (NUL, control characters, line breaks, bytes that are not UTF-8):
+    // the form again with a 400, nothing tried, nothing echoed.
+    for (username, password) in [
+        (&b"victim%00"[..], &b"password"[..]),
+        (b"vic%00tim", b"pass%00word"),
+        (b"%FF%FE%FD", b"%C3%28"),
+        (b"victim", b"%FF%FF%FF%FF"),
+        (b"victim", b"pass%1Bword"),
+        (b"a%0D%0ASet-Cookie%3A%20x%3D1", b"whatever"),
+    ] {
+        let response =
+            post_login_raw(&app, &browser, form_body(&csrf, username, password), form).await;
+        let status = response.status();
+        let body = response.text().await.expect("body");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{username:?}/{password:?}: {body}"
+        );
+        assert!(
+            body.contains("<h1>Sign in</h1>") && body.contains("no username or password contains"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("victim") && !body.contains("Set-Cookie"),
+            "{body}"
+        );
+    }
     assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+    app.audit("event = 'sign_in_failed'", 3).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE event = 'sign_in_failed'")
+            .await,
+        3,
+        "refused forms are not sign-in attempts"
+    );
 }
 
 #[tokio::test]
@@ -95,8 +126,8 @@ async fn over_long_passwords_are_refused_before_hashing() {
     app.create_user("long", Role::Member).await;
     let browser = app.client();
     let csrf = app.login_csrf(&browser).await;
-    // Over the policy (4 KiB) but within the body limit: the generic failure, fast.
-    let password = "p".repeat(4096);
+    // Over the policy (512 bytes) but within the input rules: the generic failure, fast.
+    let password = "p".repeat(2000);
     let started = std::time::Instant::now();
     let response = post_login_raw(
         &app,
@@ -110,6 +141,19 @@ async fn over_long_passwords_are_refused_before_hashing() {
     let (hashes, _) = app.hasher.stats();
     // Only the user's creation and the start-up dummy hash ran (the latter outside stats).
     assert_eq!(hashes, 1, "the long password was hashed");
+
+    // Over the input rules' 2,048 characters: the form again, before anything is tried.
+    let response = post_login_raw(
+        &app,
+        &browser,
+        form_body(&csrf, b"long", "p".repeat(4096).as_bytes()),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("far too many characters"), "{body}");
+    assert_eq!(app.hasher.stats().0, 1, "the over-long password was hashed");
 
     // 10 MB: the body limit answers 413 with a page, before anything is read in full.
     let huge = vec![b'p'; 10 * 1024 * 1024];
@@ -276,4 +320,117 @@ async fn static_files_are_cacheable_and_private_pages_are_not() {
     assert!(
         response.status() == StatusCode::NOT_FOUND || response.status() == StatusCode::BAD_REQUEST
     );
+}
+
+/// The scan's samples: NUL bytes and invalid UTF-8 in the admin search and every audit
+/// filter were 500s (PostgreSQL refuses NUL in text).
+#[tokio::test]
+async fn bad_bytes_in_queries_get_a_400_page_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_client("root", Role::Admin).await;
+    for (path, field, back) in [
+        ("/admin?q=%2Fetc%2Fpasswd%00", "q", "/admin"),
+        ("/admin?q=%FF", "q", "/admin"),
+        ("/admin/audit?event=a%00", "event", "/admin/audit"),
+        ("/admin/audit?reason=a%00", "reason", "/admin/audit"),
+        ("/admin/audit?username=a%00", "username", "/admin/audit"),
+        ("/admin/audit?ip=%00", "ip", "/admin/audit"),
+        ("/admin/audit?path=%2F%00", "path", "/admin/audit"),
+        ("/admin/audit?status=%FF", "status", "/admin/audit"),
+        ("/admin/audit?window=1h%0A", "window", "/admin/audit"),
+        ("/admin/audit.csv?event=a%00", "event", "/admin/audit.csv"),
+        ("/admin/denials?window=%01", "window", "/admin/denials"),
+        ("/login?next=%FF", "next", "/login"),
+    ] {
+        let response = app.get(&admin, path).await;
+        let status = response.status();
+        let body = response.text().await.expect("body");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body.contains(&format!("The field “{field}”"))
+                && body.contains(&format!(r#"href="{back}">Go back"#))
+                && body.contains("request id"),
+            "{path}: {body}"
+        );
+    }
+    // Programs get JSON naming the field.
+    let response = app.get_json(&admin, "/admin/audit?ip=%00").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let json: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        (json["error"].as_str(), json["field"].as_str()),
+        (Some("bad_request"), Some("ip"))
+    );
+    // Plain values still work, and multi-line text is allowed where a field is multi-line.
+    assert_eq!(
+        app.get(&admin, "/admin?q=%2Fetc%2Fpasswd").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bad_bytes_in_forms_get_a_400_page_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let response = app
+        .post_form(
+            &admin,
+            "/admin/throttles/clear",
+            &[("scope", "account"), ("key", "root\0")],
+        )
+        .await;
+    let status = response.status();
+    let body = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("The field “key” contains a control character"),
+        "{body}"
+    );
+    let response = app
+        .post_form(
+            &admin,
+            "/admin/users",
+            &[
+                ("username", "new\nline"),
+                ("password", PASSWORD),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    let status = response.status();
+    let body = response.text().await.expect("body");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("The field “username” contains a line break"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
+
+    // A multi-line field keeps its line breaks; a control character is still refused.
+    let member = app.user_client("mia", Role::Member).await;
+    let ask = |message: &'static str| {
+        let (app, member) = (&app, &member);
+        async move {
+            app.post_form(
+                member,
+                "/access-requests",
+                &[
+                    ("role", "editor"),
+                    ("path", "/reports"),
+                    ("message", message),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(ask("bell\u{7}").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        ask("line one\r\nline two").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let message: String = sqlx::query_scalar("SELECT message FROM access_requests")
+        .fetch_one(&app.pool)
+        .await
+        .expect("request");
+    assert_eq!(message, "line one\nline two");
 }

@@ -12,7 +12,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{Chrome, Rendered, Site, negotiate::RequestKind, render};
+use super::{Chrome, Rendered, Site, input::BadInput, negotiate::RequestKind, render};
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -21,6 +21,10 @@ struct ErrorPage {
     status: u16,
     heading: &'static str,
     explanation: &'static str,
+    /// What exactly was refused (refused input only).
+    detail: Option<String>,
+    /// Where "Go back" leads (refused input only).
+    back: Option<String>,
     request_id: String,
 }
 
@@ -116,6 +120,8 @@ pub fn finish(response: Response, kind: RequestKind, site: &Site, request_id: &s
             status: status.as_u16(),
             heading,
             explanation,
+            detail: None,
+            back: None,
             request_id: request_id.to_owned(),
         }),
     };
@@ -130,6 +136,52 @@ pub fn finish(response: Response, kind: RequestKind, site: &Site, request_id: &s
         .headers
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Response::from_parts(parts, body)
+}
+
+/// The page (or JSON) for input that `TextQuery`, `TextForm` or `SignedForm` refused:
+/// which field, what is wrong with it, and a link back to the page or form.
+pub fn refused_input(
+    kind: RequestKind,
+    site: &Site,
+    request_id: &str,
+    status: StatusCode,
+    input: &BadInput,
+    back: &str,
+) -> Response {
+    let (code, heading, _) = describe(status);
+    let detail = input.message();
+    let mut response = match kind {
+        RequestKind::Api => (
+            status,
+            Json(json!({
+                "error": code,
+                "field": input.field,
+                "message": detail,
+                "request_id": request_id,
+            })),
+        )
+            .into_response(),
+        RequestKind::Browser => {
+            let mut page = render(&ErrorPage {
+                chrome: Chrome::anonymous_unknown(site, heading),
+                status: status.as_u16(),
+                heading,
+                explanation: "Nothing was changed. Go back, correct it and try again.",
+                detail: Some(detail),
+                back: Some(back.to_owned()),
+                request_id: request_id.to_owned(),
+            });
+            if page.status().is_success() {
+                *page.status_mut() = status;
+            }
+            page
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.extensions_mut().insert(Rendered);
+    response
 }
 
 pub async fn not_found() -> StatusCode {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Form, Json,
+    Json,
     extract::{FromRef, FromRequest, FromRequestParts, Request},
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
@@ -18,7 +18,8 @@ use tower_sessions::Session;
 
 use super::{
     denial::{self, Denial, WWW_AUTHENTICATE},
-    form::SignedForm,
+    form::{SignedForm, signed_fields},
+    input::{self, Refusal, Source},
     negotiate::RequestKind,
     request::referring_page,
 };
@@ -61,19 +62,12 @@ where
         let session = Session::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let Form(fields): Form<Vec<(String, String)>> =
-            Form::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-                .map_err(IntoResponse::into_response)?;
         let app = AppState::from_ref(state);
-        let token = fields
-            .iter()
-            .find(|(name, _)| name == "csrf")
-            .map(|(_, value)| value.as_str())
-            .unwrap_or_default();
-        if !app.csrf.verify_session_token(user.token, token) {
-            let retry = referring_page(&parts).unwrap_or_else(|| "/".into());
-            return Err(denial::csrf_failed(&parts, Some(&user), &retry).await);
+        // Checked like any signed form's, and read as `T` would be (one-line fields), before
+        // they are kept in the session record for after `/reauth`.
+        let (parts, fields) = signed_fields(Request::from_parts(parts, body), &user, &app).await?;
+        if let Err(bad) = input::from_pairs::<T>(fields.clone()) {
+            return Err(Refusal::new(bad, Source::Form, &parts, &app.site).into_response());
         }
         Err(reauth_required(&parts, &user, &session, &app, fields).await)
     }

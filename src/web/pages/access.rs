@@ -15,7 +15,10 @@ use crate::{
     auth::{Role, next::safe_next},
     display::display_time,
     error::AppError,
-    web::{AppState, PROTECTED_PAGES, http::form::SignedForm, http::request::audit_meta},
+    web::{
+        AppState, PROTECTED_PAGES,
+        http::{MultiLine, form::SignedForm, request::audit_meta},
+    },
 };
 
 /// A request as the person sees it.
@@ -60,7 +63,7 @@ pub struct RequestForm {
     #[serde(default)]
     path: String,
     #[serde(default)]
-    message: String,
+    message: MultiLine,
 }
 
 /// The role a page needs, from the table the router's gates use: the listed page itself
@@ -96,6 +99,7 @@ pub async fn request(
     }
     let message: String = form
         .message
+        .as_str()
         .trim()
         .chars()
         .filter(|c| !c.is_control() || *c == '\n')

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -18,7 +18,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser, denial,
+            Chrome, CurrentUser, TextQuery, denial,
             form::SignedForm,
             fresh::{self, FreshForm},
             render_status,
@@ -155,7 +155,7 @@ fn account_page(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<AccountQuery>,
+    TextQuery(query): TextQuery<AccountQuery>,
 ) -> Response {
     let done = query.done.as_deref().and_then(done_message);
     account_page(

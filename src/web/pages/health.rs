@@ -3,29 +3,22 @@
 use std::time::Duration;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde_json::json;
 
 use crate::web::{AppState, http::Rendered};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-}
-
 /// The process is up and serving HTTP.
-async fn healthz() -> Json<serde_json::Value> {
+pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready to serve pages: not shutting down, and the database answers within two seconds.
-async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.draining.load(std::sync::atomic::Ordering::Acquire) {
         return not_ready("draining");
     }

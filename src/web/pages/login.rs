@@ -2,8 +2,7 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{Query, State},
+    extract::State,
     http::{HeaderName, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
@@ -29,9 +28,10 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome,
+            Chrome, TextForm, TextQuery,
             client::ClientInfo,
             denial::{self, Denial},
+            input::FormRejection,
             negotiate::RequestKind,
             render_status,
             request::{client_ip, request_id, user_agent},
@@ -43,6 +43,10 @@ use crate::{
 /// The one message for every failed sign-in: unknown user, wrong password and disabled
 /// account must be indistinguishable.
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
+
+/// A sign-in form the input rules refused (see `http::input`): nothing was tried.
+pub const REFUSED_INPUT: &str = "That form held something no username or password contains \
+     (a control character, or far too many characters). Type them again.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -218,7 +222,7 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
 pub async fn form(
     State(state): State<AppState>,
     cookies: Cookies,
-    Query(query): Query<LoginQuery>,
+    TextQuery(query): TextQuery<LoginQuery>,
 ) -> Response {
     let notice = query.notice.as_deref().and_then(Notice::from_key);
     let next = query.next.as_deref().and_then(safe_next);
@@ -250,8 +254,25 @@ pub async fn submit(
     cookies: Cookies,
     session: Session,
     parts: Parts,
-    Form(form): Form<LoginForm>,
+    input: Result<TextForm<LoginForm>, FormRejection>,
 ) -> Result<Response, AppError> {
+    let form = match input {
+        Ok(TextForm(form)) => form,
+        // Characters no name or password holds: the form again, empty (nothing refused is
+        // echoed), rather than an error page.
+        Err(FormRejection::Refused(refusal)) if refusal.input().problem.breaks_text_rules() => {
+            return Ok(login_page(
+                &state,
+                &cookies,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(REFUSED_INPUT),
+                String::new(),
+                None,
+            ));
+        }
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     let next = safe_next(&form.next);
     let cookie = cookies
         .get(state.settings.csrf_cookie_name())
@@ -415,7 +436,7 @@ pub struct CompleteQuery {
 pub async fn complete(
     State(state): State<AppState>,
     parts: Parts,
-    Query(query): Query<CompleteQuery>,
+    TextQuery(query): TextQuery<CompleteQuery>,
 ) -> Response {
     if let Some(Authentication::SignedIn(_)) = parts.extensions.get::<Authentication>() {
         let next = query.next.as_deref().and_then(safe_next);
@@ -549,7 +570,7 @@ pub async fn logout(
     State(state): State<AppState>,
     session: Session,
     parts: Parts,
-    Form(form): Form<LogoutForm>,
+    TextForm(form): TextForm<LogoutForm>,
 ) -> Result<Response, AppError> {
     if let Some(Authentication::SignedIn(user)) = parts.extensions.get::<Authentication>() {
         if !state.csrf.verify_session_token(user.token, &form.csrf) {

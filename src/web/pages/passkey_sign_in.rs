@@ -5,7 +5,7 @@
 //! `static/passkeys.js`), so every outcome is a page or a redirect, as for a password.
 
 use axum::{
-    Form, Json,
+    Json,
     extract::State,
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
@@ -31,7 +31,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Rendered,
+            Rendered, TextForm,
             denial::{self, login_url},
             form::SignedForm,
             request::{client_ip, user_agent},
@@ -136,7 +136,7 @@ pub struct OptionsForm {
 pub async fn sign_in_options(
     State(state): State<AppState>,
     cookies: Cookies,
-    Form(form): Form<OptionsForm>,
+    TextForm(form): TextForm<OptionsForm>,
 ) -> Result<Response, AppError> {
     if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(stale_page());
@@ -153,7 +153,7 @@ pub async fn sign_in_options(
 pub async fn second_step_options(
     State(state): State<AppState>,
     cookies: Cookies,
-    Form(form): Form<OptionsForm>,
+    TextForm(form): TextForm<OptionsForm>,
 ) -> Result<Response, AppError> {
     if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(stale_page());
@@ -222,7 +222,7 @@ pub async fn sign_in(
     cookies: Cookies,
     session: Session,
     parts: Parts,
-    Form(form): Form<PasskeySignInForm>,
+    TextForm(form): TextForm<PasskeySignInForm>,
 ) -> Result<Response, AppError> {
     let next = safe_next(&form.next);
     if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -24,7 +24,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser,
+            Chrome, CurrentUser, TextQuery,
             form::SignedForm,
             fresh::FreshForm,
             render_status,
@@ -100,7 +100,7 @@ pub struct PageQuery {
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<PageQuery>,
+    TextQuery(query): TextQuery<PageQuery>,
 ) -> Result<Response, AppError> {
     let done = match query.done.as_deref() {
         Some("added") => Some("Passkey added. You can sign in with it now."),

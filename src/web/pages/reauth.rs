@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -29,7 +29,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome, CurrentUser,
+            Chrome, CurrentUser, TextQuery,
             form::SignedForm,
             render_status,
             request::{client_ip, record},
@@ -119,7 +119,7 @@ pub async fn form(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     session: Session,
-    Query(query): Query<ReauthQuery>,
+    TextQuery(query): TextQuery<ReauthQuery>,
 ) -> Result<Response, AppError> {
     let next = query
         .next

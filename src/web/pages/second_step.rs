@@ -5,8 +5,7 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{Query, State},
+    extract::State,
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
@@ -27,7 +26,7 @@ use crate::{
     web::{
         AppState,
         http::{
-            Chrome,
+            Chrome, TextForm, TextQuery,
             denial::{self, login_url},
             render_status,
             request::{client_ip, user_agent},
@@ -136,7 +135,7 @@ pub struct StepQuery {
 pub async fn form(
     State(state): State<AppState>,
     cookies: Cookies,
-    Query(query): Query<StepQuery>,
+    TextQuery(query): TextQuery<StepQuery>,
 ) -> Result<Response, AppError> {
     let next = query.next.as_deref().and_then(safe_next);
     let Some(factors) = pending_factors(&state, &cookies).await? else {
@@ -170,7 +169,7 @@ pub async fn submit(
     cookies: Cookies,
     session: Session,
     parts: Parts,
-    Form(form): Form<StepForm>,
+    TextForm(form): TextForm<StepForm>,
 ) -> Result<Response, AppError> {
     let next = safe_next(&form.next);
     let csrf_cookie = cookies

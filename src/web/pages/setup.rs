@@ -5,8 +5,7 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{Query, State},
+    extract::State,
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
@@ -22,7 +21,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, denial, render_status, request::audit_meta},
+        http::{Chrome, TextForm, TextQuery, denial, render_status, request::audit_meta},
         pages::login,
     },
 };
@@ -82,7 +81,7 @@ fn page(
 pub async fn form(
     State(state): State<AppState>,
     cookies: Cookies,
-    Query(query): Query<SetupQuery>,
+    TextQuery(query): TextQuery<SetupQuery>,
 ) -> Result<Response, AppError> {
     if accounts::count(&state.pool).await? > 0 || !token_is_valid(&state.pool, &query.token).await?
     {
@@ -116,7 +115,7 @@ pub async fn submit(
     State(state): State<AppState>,
     cookies: Cookies,
     parts: Parts,
-    Form(form): Form<SetupForm>,
+    TextForm(form): TextForm<SetupForm>,
 ) -> Result<Response, AppError> {
     let cookie = cookies
         .get(state.settings.csrf_cookie_name())

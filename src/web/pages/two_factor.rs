@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -23,7 +23,9 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
+        http::{
+            Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
+        },
     },
 };
 
@@ -100,7 +102,7 @@ async fn page(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<PageQuery>,
+    TextQuery(query): TextQuery<PageQuery>,
 ) -> Result<Response, AppError> {
     page(&state, &user, StatusCode::OK, query, None).await
 }

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -17,7 +17,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, render},
+        http::{Chrome, CurrentUser, TextQuery, render},
     },
 };
 
@@ -283,7 +283,7 @@ struct AuditPage {
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(filters): Query<Filters>,
+    TextQuery(filters): TextQuery<Filters>,
 ) -> Result<Response, AppError> {
     let total = count(&state, &filters).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
@@ -321,7 +321,7 @@ fn csv_field(value: &str) -> String {
 pub async fn csv(
     State(state): State<AppState>,
     CurrentUser(_user): CurrentUser,
-    Query(filters): Query<Filters>,
+    TextQuery(filters): TextQuery<Filters>,
 ) -> Result<Response, AppError> {
     let rows = fetch(&state, &filters, CSV_LIMIT, 0).await?;
     let mut out = String::from(

@@ -6,10 +6,7 @@
 //! template draws.
 
 use askama::Template;
-use axum::{
-    extract::{Query, State},
-    response::Response,
-};
+use axum::{extract::State, response::Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -23,7 +20,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, render},
+        http::{Chrome, CurrentUser, TextQuery, render},
     },
 };
 
@@ -133,7 +130,7 @@ fn audit_link(window: &str, pairs: &[(&str, &str)]) -> String {
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<DashboardQuery>,
+    TextQuery(query): TextQuery<DashboardQuery>,
 ) -> Result<Response, AppError> {
     let window = WINDOWS
         .iter()

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -23,7 +23,10 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
+        http::{
+            Chrome, CurrentUser, MultiLine, TextQuery, fresh::FreshForm, render_status,
+            request::audit_meta,
+        },
     },
 };
 
@@ -111,7 +114,7 @@ async fn page(
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<DoneQuery>,
+    TextQuery(query): TextQuery<DoneQuery>,
 ) -> Result<Response, AppError> {
     let done = match query.done.as_deref() {
         Some("granted") => Some("Access granted. It applies from the person's next request."),
@@ -169,7 +172,7 @@ pub async fn grant(
 #[derive(Debug, Deserialize)]
 pub struct DeclineForm {
     #[serde(default)]
-    note: String,
+    note: MultiLine,
 }
 
 /// Declines, with a note the person will read.
@@ -184,6 +187,7 @@ pub async fn decline(
 ) -> Result<Response, AppError> {
     let note: String = form
         .note
+        .as_str()
         .trim()
         .chars()
         .filter(|c| !c.is_control())

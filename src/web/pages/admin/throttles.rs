@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, fresh::FreshForm, render, request::audit_meta},
+        http::{Chrome, CurrentUser, TextQuery, fresh::FreshForm, render, request::audit_meta},
     },
 };
 
@@ -63,7 +63,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<ListQuery>,
+    TextQuery(query): TextQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     let now = OffsetDateTime::now_utc();
     let settings = state.settings.throttle;

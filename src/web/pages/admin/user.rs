@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -24,7 +24,9 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
+        http::{
+            Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
+        },
         pages::account::{SessionLine, session_lines},
     },
 };
@@ -149,7 +151,7 @@ pub async fn show(
     State(state): State<AppState>,
     CurrentUser(admin): CurrentUser,
     Path(id): Path<i64>,
-    Query(query): Query<DoneQuery>,
+    TextQuery(query): TextQuery<DoneQuery>,
 ) -> Result<Response, AppError> {
     let Some(target) = accounts::by_id(&state.pool, id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -20,7 +20,9 @@ use crate::{
     error::AppError,
     web::{
         AppState,
-        http::{Chrome, CurrentUser, fresh::FreshForm, render_status, request::audit_meta},
+        http::{
+            Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
+        },
     },
 };
 
@@ -128,7 +130,7 @@ async fn users_page(
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Query(query): Query<ListQuery>,
+    TextQuery(query): TextQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     users_page(
         &state,
