@@ -322,6 +322,61 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--public-url`: the site's own address (see `web::http::host`).
     pub public_url: Option<url::Url>,
+    /// Whom passkeys are made for: from `--public-url`, else `http://localhost:PORT`.
+    pub relying_party: RelyingParty,
+}
+
+/// The WebAuthn relying party: the id passkeys are bound to (a domain name) and the one
+/// origin whose pages may use them. Both come from the address people open, so they match
+/// what the browser sees: `--public-url`, or without it `http://localhost:PORT` of the bind
+/// address (browsers treat `localhost` as a secure context; an IP address can never be a
+/// relying party id, so `http://127.0.0.1:PORT` cannot use passkeys at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingParty {
+    pub id: String,
+    pub origin: url::Url,
+}
+
+impl RelyingParty {
+    /// From `--public-url`, or `http://localhost:PORT` of the bind address without it. An
+    /// unusable public URL is an error saying why (start-up fails, rather than every
+    /// passkey ceremony in the browser).
+    pub fn new(public_url: Option<&url::Url>, bind: SocketAddr) -> Result<RelyingParty, String> {
+        let Some(url) = public_url else {
+            return Ok(RelyingParty::local(bind.port()));
+        };
+        let Some(id) = url.domain() else {
+            return Err(format!(
+                "--public-url {url}: passkeys (WebAuthn) need a domain name, and {} is an IP \
+                 address, which browsers never accept as a relying party id. Use the DNS name \
+                 people open, or leave --public-url unset on a machine of your own (passkeys \
+                 then work at http://localhost:PORT)",
+                url.host_str().unwrap_or_default()
+            ));
+        };
+        let id = id.trim_end_matches('.').to_ascii_lowercase();
+        let local = id == "localhost" || id.ends_with(".localhost");
+        if url.scheme() != "https" && !local {
+            return Err(format!(
+                "--public-url {url}: passkeys (WebAuthn) work only on https:// sites (or \
+                 http://localhost, which browsers treat as secure). Give the https:// address \
+                 people open (TLS may end at a proxy in front)"
+            ));
+        }
+        let origin = url::Url::parse(&url.origin().ascii_serialization())
+            .map_err(|e| format!("--public-url {url}: {e}"))?;
+        Ok(RelyingParty { id, origin })
+    }
+
+    /// `http://localhost:PORT`, relying party id `localhost`.
+    pub fn local(port: u16) -> RelyingParty {
+        let origin = url::Url::parse(&format!("http://localhost:{port}"))
+            .unwrap_or_else(|_| unreachable!("a valid URL"));
+        RelyingParty {
+            id: "localhost".to_owned(),
+            origin,
+        }
+    }
 }
 
 impl Settings {
@@ -342,6 +397,8 @@ impl Settings {
                 args.idle_timeout
             );
         }
+        let relying_party = RelyingParty::new(args.public_url.as_ref(), args.bind)
+            .map_err(|why| anyhow::anyhow!(why))?;
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
@@ -371,7 +428,16 @@ impl Settings {
             audit_max_events: args.audit_max_events,
             trusted_proxies: args.trusted_proxies.clone(),
             public_url: args.public_url.clone(),
+            relying_party,
         })
+    }
+
+    /// Once the listener is bound: without `--public-url`, passkeys belong to
+    /// `http://localhost:PORT` of the port actually bound (`--bind 127.0.0.1:0` picks one).
+    pub fn listening_on(&mut self, address: SocketAddr) {
+        if self.public_url.is_none() {
+            self.relying_party = RelyingParty::local(address.port());
+        }
     }
 
     /// The defaults of `serve`, with the static files of this checkout.
@@ -397,6 +463,15 @@ impl Settings {
         }
     }
 
+    /// The state of a passkey ceremony (`auth::passkey::ceremony`): signed, single-use.
+    pub fn passkey_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-portcullis_passkey"
+        } else {
+            "portcullis_passkey"
+        }
+    }
+
     pub fn csrf_cookie_name(&self) -> &'static str {
         if self.secure_cookies {
             "__Host-portcullis_csrf"
@@ -410,5 +485,39 @@ impl Settings {
     /// costs at most one write a minute (see README, "Sessions").
     pub fn refresh_after(&self) -> time::Duration {
         std::cmp::min(self.idle_timeout / 10, time::Duration::minutes(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rp(url: Option<&str>) -> Result<RelyingParty, String> {
+        let url = url.map(|u| url::Url::parse(u).expect("url"));
+        RelyingParty::new(url.as_ref(), "127.0.0.1:3000".parse().expect("address"))
+    }
+
+    #[test]
+    fn the_relying_party_is_the_public_url_or_localhost() {
+        let local = rp(None).expect("local");
+        assert_eq!(local.id, "localhost");
+        assert_eq!(local.origin.as_str(), "http://localhost:3000/");
+        let public = rp(Some("https://Login.Example.com")).expect("public");
+        assert_eq!(public.id, "login.example.com");
+        assert_eq!(public.origin.as_str(), "https://login.example.com/");
+        let port = rp(Some("https://login.example.com:8443/")).expect("port");
+        assert_eq!(port.origin.as_str(), "https://login.example.com:8443/");
+        assert!(rp(Some("http://localhost:8080")).is_ok());
+        assert!(rp(Some("http://app.localhost:8080")).is_ok());
+    }
+
+    #[test]
+    fn unusable_public_urls_are_refused_with_the_reason() {
+        let ip = rp(Some("https://10.1.2.3")).expect_err("an IP address");
+        assert!(ip.contains("IP"), "{ip}");
+        let v6 = rp(Some("https://[::1]:8443")).expect_err("an IP address");
+        assert!(v6.contains("IP"), "{v6}");
+        let plain = rp(Some("http://login.example.com")).expect_err("plain http");
+        assert!(plain.contains("https://"), "{plain}");
     }
 }

@@ -182,6 +182,14 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             ToString::to_string,
         ),
     );
+    line(
+        "passkeys",
+        format!(
+            "relying party {}, pages at {}",
+            settings.relying_party.id,
+            settings.relying_party.origin.origin().ascii_serialization()
+        ),
+    );
     line("database", database);
     line("pgbouncer mode", args.db.db_pgbouncer.to_string());
     line("migrate at start", (!args.no_migrate).to_string());

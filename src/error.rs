@@ -8,7 +8,7 @@ use axum::{
 
 use crate::{
     accounts::{UserError, admin::AdminError},
-    auth::{password::HashError, sign_in::SignInError},
+    auth::{passkey::PasskeyError, password::HashError, sign_in::SignInError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,18 @@ impl From<SignInError> for AppError {
             SignInError::Database(err) => err.into(),
             SignInError::Hash(err) => err.into(),
             SignInError::Session(err) => err.into(),
+            SignInError::Passkey(err) => err.into(),
             other @ SignInError::ChangedMeanwhile => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<PasskeyError> for AppError {
+    fn from(err: PasskeyError) -> Self {
+        match err {
+            PasskeyError::Database(err) => err.into(),
+            PasskeyError::Session(err) => err.into(),
+            other => AppError::Internal(other.into()),
         }
     }
 }

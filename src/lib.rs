@@ -49,6 +49,8 @@ impl App {
     ) -> anyhow::Result<App> {
         telemetry::handle();
         let csrf = CsrfKey::load_or_create(&pool).await?;
+        let passkeys = auth::passkey::Passkeys::new(&settings.relying_party)
+            .map_err(|why| anyhow::anyhow!(why))?;
         let site = Arc::new(Site::new(&settings));
         let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
         Ok(App {
@@ -57,6 +59,7 @@ impl App {
                 settings: Arc::new(settings),
                 hasher,
                 csrf,
+                passkeys,
                 site,
                 audit,
                 draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -116,6 +119,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         }
         if let Err(err) = auth::throttle::sweep(&pool).await {
             tracing::warn!(error = %err, "throttle sweep failed; will retry");
+        }
+        if let Err(err) = auth::passkey::ceremony::sweep(&pool).await {
+            tracing::warn!(error = %err, "passkey challenge sweep failed; will retry");
         }
         let retention = audit::Retention {
             age: settings.audit_retention,

@@ -121,7 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn run_server(
     args: &ServeArgs,
-    settings: Settings,
+    mut settings: Settings,
     database: &Database,
 ) -> anyhow::Result<()> {
     database.ensure_created().await?;
@@ -135,11 +135,12 @@ async fn run_server(
         .await?;
     migrate_or_check(&pool, args.no_migrate || args.db.db_pgbouncer).await?;
     let demo = settings.demo;
-    let app = App::build(pool.clone(), settings).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr()?;
+    settings.listening_on(address);
+    let app = App::build(pool.clone(), settings).await?;
     // What a person on this machine types into the browser.
     let site = if address.ip().is_unspecified() {
         format!("http://127.0.0.1:{}", address.port())

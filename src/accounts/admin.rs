@@ -247,8 +247,9 @@ pub async fn reset_password(
     finish(tx, Some(event), user, ended).await
 }
 
-/// Removes a user's second factor and recovery codes (lost phone, lost codes) and signs
-/// them out everywhere; they sign in with their password and enrol again.
+/// Removes a user's second factors (authenticator app, recovery codes, passkeys: lost
+/// phone, lost codes, lost device) and signs them out everywhere; they sign in with their
+/// password and enrol again.
 pub async fn reset_second_factor(
     pool: &PgPool,
     actor: &Actor,
@@ -263,7 +264,9 @@ pub async fn reset_second_factor(
         &user.username,
     )
     .await?;
-    if !removed {
+    let passkeys =
+        crate::auth::passkey::remove_all(&mut tx, actor, target_id, &user.username).await?;
+    if !removed && passkeys == 0 {
         return Err(AdminError::NotFound);
     }
     let ended = revoke_sessions(&mut *tx, target_id, None, "second_factor_reset").await?;

@@ -112,6 +112,15 @@ impl CsrfKey {
     pub fn verify_pending_tag(&self, value: &str, tag: &str) -> bool {
         self.verify(b"second-factor", value.as_bytes(), tag)
     }
+
+    /// The tag of a passkey ceremony's state kept by the browser (`auth::passkey`).
+    pub fn ceremony_tag(&self, value: &str) -> String {
+        self.token(b"passkey-ceremony", value.as_bytes())
+    }
+
+    pub fn verify_ceremony_tag(&self, value: &str, tag: &str) -> bool {
+        self.verify(b"passkey-ceremony", value.as_bytes(), tag)
+    }
 }
 
 /// A fresh random value for the anonymous CSRF cookie.

@@ -5,6 +5,7 @@
 pub mod csrf;
 pub mod device;
 pub mod next;
+pub mod passkey;
 pub mod password;
 pub mod policy;
 pub mod reauth;

@@ -30,7 +30,7 @@ pub struct PendingForm {
 
 /// Whether a form field holds a secret that must not be stored or sent back in a page.
 pub fn is_secret_field(name: &str) -> bool {
-    name == "csrf" || name.contains("password") || name == "code"
+    name == "csrf" || name.contains("password") || name == "code" || name == "credential"
 }
 
 /// Marks the session as re-authenticated now and cycles its id. The new id exists once
@@ -83,6 +83,8 @@ pub fn describe(action: &str) -> &'static str {
         ["account", "two-factor", "enable"] => "turn on two-step verification",
         ["account", "two-factor", "recovery-codes"] => "get new recovery codes",
         ["account", "two-factor", "disable"] => "turn off two-step verification",
+        ["account", "passkeys", "options"] => "add a passkey",
+        ["account", "passkeys", _, "remove"] => "remove a passkey",
         ["admin", "users", _, "sessions", "revoke-all"] => "sign a user out everywhere",
         ["admin", "users", _, "sessions", _, "revoke"] => "sign out one of a user's sessions",
         ["admin", "requests", _, "grant"] => "grant an access request",

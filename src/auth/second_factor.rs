@@ -32,6 +32,8 @@ const CODE_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 pub enum Proof {
     Totp,
     RecoveryCode,
+    /// A passkey (`auth::passkey`), with user verification.
+    Passkey,
 }
 
 impl Proof {
@@ -40,6 +42,7 @@ impl Proof {
         match self {
             Proof::Totp => "password+totp",
             Proof::RecoveryCode => "password+recovery",
+            Proof::Passkey => "password+passkey",
         }
     }
 }
@@ -296,15 +299,56 @@ pub async fn remove(
     Ok(removed > 0)
 }
 
-/// Whether the user has an enabled second factor.
+/// Whether the user has a second factor: an enabled authenticator app or a passkey (the
+/// same rule as `SessionUser::has_second_factor`).
 pub async fn enabled(executor: impl PgExecutor<'_>, user_id: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM totp_credentials
-                          WHERE user_id = $1 AND enabled_at IS NOT NULL) AS "enabled!""#,
+                          WHERE user_id = $1 AND enabled_at IS NOT NULL)
+                  OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) AS "enabled!""#,
         user_id
     )
     .fetch_one(executor)
     .await
+}
+
+/// Which second factors a user can answer with: what the second step and the
+/// re-authentication pages ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Factors {
+    /// An enabled authenticator app.
+    pub totp: bool,
+    /// Unused recovery codes.
+    pub recovery_codes: i64,
+    /// Registered passkeys.
+    pub passkeys: i64,
+}
+
+impl Factors {
+    /// Whether a code (from the app, or a recovery code) can be typed.
+    pub fn takes_codes(&self) -> bool {
+        self.totp || self.recovery_codes > 0
+    }
+}
+
+pub async fn factors(pool: &PgPool, user_id: i64) -> sqlx::Result<Factors> {
+    let row = sqlx::query!(
+        r#"
+        SELECT EXISTS (SELECT 1 FROM totp_credentials
+                       WHERE user_id = $1 AND enabled_at IS NOT NULL) AS "totp!",
+               (SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL)
+                   AS "recovery_codes!",
+               (SELECT count(*) FROM passkeys WHERE user_id = $1) AS "passkeys!"
+        "#,
+        user_id
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Factors {
+        totp: row.totp,
+        recovery_codes: row.recovery_codes,
+        passkeys: row.passkeys,
+    })
 }
 
 #[cfg(test)]

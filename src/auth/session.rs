@@ -35,9 +35,11 @@ pub struct SessionUser {
     /// Whether that was within `--reauth-window` (by the database's clock): sensitive
     /// changes need it.
     pub recently_authenticated: bool,
-    /// Whether the user has two-step verification on (`--require-mfa` asks for it).
+    /// Whether the user has a second factor: an authenticator app or a passkey
+    /// (`--require-mfa` asks for one).
     pub has_second_factor: bool,
-    /// How this session signed in ("password", "password+totp", "password+recovery").
+    /// How this session signed in ("password", "password+totp", "password+recovery",
+    /// "password+passkey", "passkey").
     pub auth_method: Option<String>,
     /// Recovery codes left and the last use of one (account page only, like `sessions`).
     pub recovery: Option<RecoveryStatus>,
@@ -194,12 +196,17 @@ pub struct SessionSummary {
     pub user_agent: Option<String>,
 }
 
-/// The user's recovery codes, as the account page reports them.
+/// The user's recovery codes, as the account page reports them, with which second factors
+/// they have (an authenticator app, how many passkeys): loaded by the same single query.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct RecoveryStatus {
     pub codes_left: i64,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub totp: bool,
+    #[serde(default)]
+    pub passkeys: i64,
 }
 
 /// One of the user's access requests, as the account page lists it.
@@ -239,13 +246,19 @@ pub async fn resolve(
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method,
-               EXISTS (SELECT 1 FROM totp_credentials t
-                       WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+               (EXISTS (SELECT 1 FROM totp_credentials t
+                        WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+                OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
                    AS "has_second_factor!",
                CASE WHEN $2 THEN (
                    SELECT json_build_object(
                               'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
-                              'last_used_at', max(c.used_at))
+                              'last_used_at', max(c.used_at),
+                              'totp', EXISTS (SELECT 1 FROM totp_credentials t
+                                              WHERE t.user_id = s.user_id
+                                                AND t.enabled_at IS NOT NULL),
+                              'passkeys', (SELECT count(*) FROM passkeys p
+                                           WHERE p.user_id = s.user_id))
                    FROM recovery_codes c WHERE c.user_id = s.user_id)
                END AS "recovery: sqlx::types::Json<RecoveryStatus>",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",

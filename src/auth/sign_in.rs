@@ -12,6 +12,10 @@ use tower_sessions::Session;
 use super::{
     csrf::CsrfKey,
     device,
+    passkey::{
+        Passkeys,
+        ceremony::{Purpose, Refusal},
+    },
     password::{
         self, HashError, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, PasswordHasher, Verification,
     },
@@ -100,6 +104,8 @@ pub enum SignInError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Session(#[from] tower_sessions::session::Error),
+    #[error(transparent)]
+    Passkey(#[from] super::passkey::PasskeyError),
     /// The account changed (password, status) between the check and the session's save.
     #[error("the account changed during sign-in")]
     ChangedMeanwhile,
@@ -111,6 +117,7 @@ pub struct Context<'a> {
     pub hasher: &'a PasswordHasher,
     pub key: &'a CsrfKey,
     pub settings: &'a Settings,
+    pub passkeys: &'a Passkeys,
 }
 
 /// Signs in: reserves the attempt with the throttle, verifies the password, and on
@@ -126,6 +133,7 @@ pub async fn sign_in(
         hasher,
         key,
         settings,
+        ..
     } = *cx;
     let account_key = attempt.throttle_key();
     let keys = Keys {
@@ -226,18 +234,18 @@ pub async fn sign_in(
 }
 
 /// Who passed the first step, with what starting the session needs.
-struct SignedInAs {
-    user_id: i64,
-    username: String,
-    password_changed_at: OffsetDateTime,
-    last_sign_in_at: Option<OffsetDateTime>,
-    last_sign_in_ip: Option<String>,
+pub(in crate::auth) struct SignedInAs {
+    pub user_id: i64,
+    pub username: String,
+    pub password_changed_at: OffsetDateTime,
+    pub last_sign_in_at: Option<OffsetDateTime>,
+    pub last_sign_in_ip: Option<String>,
 }
 
 /// The client a session is started for.
-struct Client {
-    ip: String,
-    user_agent: Option<String>,
+pub(in crate::auth) struct Client {
+    pub ip: String,
+    pub user_agent: Option<String>,
 }
 
 fn attempt_client(attempt: &Attempt<'_>) -> Client {
@@ -262,7 +270,7 @@ fn signed_in_outcome(
 
 /// Starts the session: a new id (whatever id the browser had before, perhaps planted by
 /// an attacker, is deleted, never promoted), the binding to the user, saved now.
-async fn start_session(
+pub(in crate::auth) async fn start_session(
     cx: &Context<'_>,
     session: &Session,
     who: &SignedInAs,
@@ -345,11 +353,29 @@ impl Pending {
     }
 }
 
-/// The second step: a code from the authenticator app, or a recovery code.
+/// The account a genuine, unexpired note of a first step is for (what the second step
+/// page offers depends on its factors). Whether it still matches the account is checked
+/// when the second step is sent.
+pub fn pending_user(key: &CsrfKey, value: &str) -> Option<i64> {
+    Pending::open(key, value).map(|(user_id, _)| user_id)
+}
+
+/// How the second step is answered.
+pub enum Answer<'a> {
+    /// A code from the authenticator app, or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer (`credential`, JSON) to the challenge in `ceremony` (its cookie).
+    Passkey {
+        ceremony: &'a str,
+        credential: &'a str,
+    },
+}
+
+/// The second step: a code from the authenticator app, a recovery code, or a passkey.
 pub struct SecondStep<'a> {
     /// The note of the first step (`Pending::value`), from the browser.
     pub pending: &'a str,
-    pub code: &'a str,
+    pub answer: Answer<'a>,
     pub ip: &'a str,
     pub user_agent: Option<String>,
     pub device_cookie: Option<&'a str>,
@@ -367,9 +393,11 @@ pub enum SecondStepOutcome {
     /// sign in again.
     Expired,
     Throttled(Blocked),
-    /// A wrong or already used code (for the log: which user it was).
+    /// A wrong or already used code, or a refused passkey (for the log: which user it
+    /// was, and why in the audit trail's words).
     WrongCode {
         username: String,
+        reason: &'static str,
     },
 }
 
@@ -405,12 +433,37 @@ pub async fn second_step(
         Ok(reservation) => reservation,
         Err(blocked) => return Ok(SecondStepOutcome::Throttled(blocked)),
     };
-    let proof =
-        second_factor::verify(cx.pool, user_id, step.code, OffsetDateTime::now_utc()).await?;
-    let Some(proof) = proof else {
-        return Ok(SecondStepOutcome::WrongCode {
-            username: account.username,
-        });
+    let proof = match step.answer {
+        Answer::Code(code) => {
+            second_factor::verify(cx.pool, user_id, code, OffsetDateTime::now_utc())
+                .await?
+                .ok_or("bad_second_factor")
+        }
+        Answer::Passkey {
+            ceremony,
+            credential,
+        } => cx
+            .passkeys
+            .verify(
+                cx.pool,
+                cx.key,
+                Purpose::SecondStep,
+                Some(user_id),
+                ceremony,
+                credential,
+            )
+            .await?
+            .map(|_| second_factor::Proof::Passkey)
+            .map_err(Refusal::as_str),
+    };
+    let proof = match proof {
+        Ok(proof) => proof,
+        Err(reason) => {
+            return Ok(SecondStepOutcome::WrongCode {
+                username: account.username,
+                reason,
+            });
+        }
     };
     throttle::release(
         cx.pool,

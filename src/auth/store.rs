@@ -43,7 +43,8 @@ pub struct SessionBinding {
     /// When the holder last proved who they are (sign-in or re-authentication).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub authenticated_at: Option<OffsetDateTime>,
-    /// How they signed in: "password", "password+totp", "password+recovery".
+    /// How they signed in: "password", "password+totp", "password+recovery",
+    /// "password+passkey", "passkey".
     #[serde(default)]
     pub auth_method: Option<String>,
 }

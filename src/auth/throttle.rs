@@ -110,7 +110,25 @@ pub async fn reserve(
     settings: &ThrottleSettings,
     keys: &Keys,
 ) -> sqlx::Result<Result<Reservation, Blocked>> {
-    let counters = keys.counters();
+    reserve_counters(pool, settings, keys.counters()).await
+}
+
+/// Reserves an attempt counted against the client's address only: a passkey sign-in, which
+/// names no account until its signature is checked (and a wrong one guesses nobody's
+/// secret), so only the address's budget can hold back a flood of them.
+pub async fn reserve_address(
+    pool: &PgPool,
+    settings: &ThrottleSettings,
+    ip: &str,
+) -> sqlx::Result<Result<Reservation, Blocked>> {
+    reserve_counters(pool, settings, vec![(Scope::Ip, ip.to_owned())]).await
+}
+
+async fn reserve_counters(
+    pool: &PgPool,
+    settings: &ThrottleSettings,
+    counters: Vec<(Scope, String)>,
+) -> sqlx::Result<Result<Reservation, Blocked>> {
     let (scopes, names): (Vec<&str>, Vec<&str>) = counters
         .iter()
         .map(|(scope, key)| (scope.as_str(), key.as_str()))

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::{
     audit::AuditLog,
-    auth::{Role, csrf::CsrfKey, password::PasswordHasher},
+    auth::{Role, csrf::CsrfKey, passkey::Passkeys, password::PasswordHasher},
     config::Settings,
 };
 use http::render::Site;
@@ -27,6 +27,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,
+    /// The passkey relying party (`auth::passkey`).
+    pub passkeys: Passkeys,
     pub site: Arc<Site>,
     pub audit: AuditLog,
     /// Set on shutdown: `/readyz` says 503 and responses close their connections.

@@ -30,8 +30,8 @@ use super::{
         render::static_cache,
     },
     pages::{
-        access, account, admin, api, health, help, home, login, metrics, reauth, reports,
-        second_step, setup, two_factor,
+        access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
+        reauth, reports, second_step, setup, two_factor,
     },
 };
 use crate::auth::{Role, store::PgSessionStore};
@@ -246,6 +246,16 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/access-requests", Own, access::request),
     route!(GET "/reauth", Own, reauth::form),
     route!(POST "/reauth", Own, reauth::submit),
+    // Passkeys: signing in with one (no session until it succeeds), the second step's and
+    // a re-authentication's challenges, and the account's list (adding, removing).
+    route!(POST "/login/passkey", Anonymous, passkey_sign_in::sign_in),
+    route!(POST "/login/passkey/options", Anonymous, passkey_sign_in::sign_in_options),
+    route!(POST "/login/second-factor/passkey/options", Anonymous, passkey_sign_in::second_step_options),
+    route!(POST "/reauth/passkey/options", Own, passkey_sign_in::reauth_options),
+    route!(GET "/account/passkeys", Own, passkeys::show),
+    route!(POST "/account/passkeys", Own, passkeys::register),
+    route!(POST "/account/passkeys/options", Own, passkeys::options),
+    route!(POST "/account/passkeys/{id}/remove", Own, passkeys::remove),
     route!(GET "/reports", EDITOR, reports::show),
     route!(GET "/api/me", MEMBER, api::me),
     route!(GET "/admin", ADMIN, admin::users::list),

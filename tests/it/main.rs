@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod inputs;
 mod login;
+mod passkeys;
 mod process;
 mod reauth;
 mod routes;

@@ -41,6 +41,7 @@ fn site(parts: &Parts) -> Arc<Site> {
         .unwrap_or_else(|| {
             Arc::new(Site {
                 css_href: "/static/app.css".into(),
+                passkeys_js_href: "/static/passkeys.js".into(),
                 support: None,
                 demo: false,
                 public_url: None,

@@ -21,6 +21,9 @@ use crate::{
 pub struct Site {
     /// The stylesheet URL with a content hash, so it can be cached for a year.
     pub css_href: String,
+    /// The passkey script's URL (`static/passkeys.js`), the same way; only the pages with
+    /// passkey buttons load it.
+    pub passkeys_js_href: String,
     /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
     pub support: Option<SupportContact>,
     /// `--demo`: every page says so.
@@ -32,11 +35,15 @@ pub struct Site {
 
 impl Site {
     pub fn new(settings: &Settings) -> Site {
-        let css = std::fs::read(settings.static_dir.join("app.css")).unwrap_or_default();
-        let digest = Sha256::digest(&css);
-        let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let versioned = |file: &str| {
+            let content = std::fs::read(settings.static_dir.join(file)).unwrap_or_default();
+            let digest = Sha256::digest(&content);
+            let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+            format!("/static/{file}?v={version}")
+        };
         Site {
-            css_href: format!("/static/app.css?v={version}"),
+            css_href: versioned("app.css"),
+            passkeys_js_href: versioned("passkeys.js"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
             public_url: settings.public_url.clone(),
@@ -53,10 +60,11 @@ pub async fn static_cache(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let current = request
-        .uri()
-        .path_and_query()
-        .is_some_and(|pq| site.css_href.ends_with(pq.as_str()) && pq.query().is_some());
+    let current = request.uri().path_and_query().is_some_and(|pq| {
+        pq.query().is_some()
+            && (site.css_href.ends_with(pq.as_str())
+                || site.passkeys_js_href.ends_with(pq.as_str()))
+    });
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
         let value = if current {

@@ -82,7 +82,10 @@ struct AccountPage {
     sessions: Vec<SessionLine>,
     other_sessions: usize,
     requests: Vec<AccessRequestView>,
+    /// An authenticator app is on.
     second_factor: bool,
+    /// Registered passkeys.
+    passkeys: i64,
     /// When a recovery code was last used (in the last 30 days), to announce it.
     recovery_used: Option<String>,
     recovery_left: i64,
@@ -132,7 +135,9 @@ fn account_page(
             sessions,
             other_sessions,
             requests: user.access_requests.iter().map(Into::into).collect(),
-            second_factor: user.has_second_factor,
+            // Loaded with the session (the account page's one query).
+            second_factor: user.recovery.as_ref().is_some_and(|r| r.totp),
+            passkeys: user.recovery.as_ref().map_or(0, |r| r.passkeys),
             recovery_used: user
                 .recovery
                 .as_ref()

@@ -36,7 +36,7 @@ use crate::{
             render_status,
             request::{client_ip, request_id, user_agent},
         },
-        pages::second_step,
+        pages::{passkey_sign_in::PasskeyUi, second_step},
     },
 };
 
@@ -63,6 +63,10 @@ struct LoginPage {
     username: String,
     next: String,
     csrf: String,
+    /// "Sign in with a passkey" (shown by `static/passkeys.js`).
+    passkeys: PasskeyUi,
+    /// Why a passkey sign-in failed (the password form's message is `error`).
+    passkey_error: Option<&'static str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +123,34 @@ pub fn login_page(
             username,
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
+            passkeys: PasskeyUi::new(state),
+            passkey_error: None,
+        },
+    )
+}
+
+/// The sign-in page after a passkey sign-in failed (`401`), saying so.
+pub fn passkey_refused(
+    state: &AppState,
+    cookies: &Cookies,
+    message: &'static str,
+    next: Option<String>,
+) -> Response {
+    let cookie = anonymous_csrf_cookie(state, cookies);
+    render_status(
+        StatusCode::UNAUTHORIZED,
+        &LoginPage {
+            chrome: Chrome::new(&state.site, "Sign in", None),
+            notice: None,
+            notice_help: None,
+            notice_contact: false,
+            forget_pages: None,
+            error: None,
+            username: String::new(),
+            next: next.unwrap_or_default(),
+            csrf: state.csrf.anonymous_token(&cookie),
+            passkeys: PasskeyUi::new(state),
+            passkey_error: Some(message),
         },
     )
 }
@@ -343,6 +375,7 @@ pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
         hasher: &state.hasher,
         key: &state.csrf,
         settings: &state.settings,
+        passkeys: &state.passkeys,
     }
 }
 

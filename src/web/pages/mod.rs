@@ -10,6 +10,8 @@ pub mod help;
 pub mod home;
 pub mod login;
 pub mod metrics;
+pub mod passkey_sign_in;
+pub mod passkeys;
 pub mod reauth;
 pub mod reports;
 pub mod second_step;

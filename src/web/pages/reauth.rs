@@ -1,6 +1,7 @@
 //! `/reauth`: "confirm it's you" before a sensitive change (see `auth::reauth` and
-//! `web::http::fresh`). Names the change, asks for the password, cycles the session id,
-//! then offers the waiting form again (or goes back to where the person was).
+//! `web::http::fresh`). Names the change, asks for the password (and a code with an
+//! authenticator app) or a passkey, cycles the session id, then offers the waiting form
+//! again (or goes back to where the person was).
 
 use askama::Template;
 use axum::{
@@ -9,6 +10,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
+use serde_json::json;
 use tower_cookies::Cookies;
 use tower_sessions::Session;
 
@@ -16,8 +18,11 @@ use crate::{
     audit::AuditEvent,
     auth::{
         next::safe_next,
+        passkey::sign_in as passkey_sign_in,
         reauth::{self, PendingForm},
+        second_factor::{self, Factors},
         sign_in,
+        throttle::Blocked,
     },
     display::plain_duration,
     error::AppError,
@@ -29,7 +34,10 @@ use crate::{
             render_status,
             request::{client_ip, record},
         },
-        pages::login,
+        pages::{
+            login,
+            passkey_sign_in::{self as passkey_pages, PasskeyUi},
+        },
     },
 };
 
@@ -44,8 +52,14 @@ struct ReauthPage {
     next: String,
     kept: bool,
     dropped_secrets: bool,
-    /// Ask for the second factor's code too.
+    /// Offer the password form (everyone but those whose only second factor is a passkey:
+    /// for them the passkey is the confirmation, as it is at sign-in).
+    password: bool,
+    /// Ask for the second factor's code too (an authenticator app, or recovery codes).
     second_factor: bool,
+    /// Offer "Confirm with a passkey".
+    passkey: bool,
+    passkeys: PasskeyUi,
     error: Option<&'static str>,
 }
 
@@ -67,9 +81,15 @@ pub struct ReauthQuery {
     next: Option<String>,
 }
 
+/// Whether the password form is offered: not when a passkey is the only second factor.
+fn password_path(factors: Factors) -> bool {
+    factors.takes_codes() || factors.passkeys == 0
+}
+
 fn page(
     state: &AppState,
     user: &crate::auth::SessionUser,
+    factors: Factors,
     pending: Option<&PendingForm>,
     next: String,
     status: StatusCode,
@@ -86,7 +106,10 @@ fn page(
             next,
             kept: pending.is_some_and(|p| !p.fields.is_empty()),
             dropped_secrets: pending.is_some_and(|p| p.action.ends_with("/password")),
-            second_factor: user.has_second_factor,
+            password: password_path(factors),
+            second_factor: factors.takes_codes(),
+            passkey: factors.passkeys > 0,
+            passkeys: PasskeyUi::new(state),
             error,
         },
     )
@@ -104,9 +127,11 @@ pub async fn form(
         .and_then(safe_next)
         .unwrap_or_else(|| "/account".into());
     let pending = reauth::pending(&session).await?;
+    let factors = second_factor::factors(&state.pool, user.user_id).await?;
     Ok(page(
         &state,
         &user,
+        factors,
         pending.as_ref(),
         next,
         StatusCode::OK,
@@ -120,9 +145,15 @@ pub struct ReauthForm {
     password: String,
     #[serde(default)]
     code: String,
+    /// A passkey's answer (JSON), filled in by `static/passkeys.js`: then it alone confirms.
+    #[serde(default)]
+    credential: String,
     #[serde(default)]
     next: String,
 }
+
+/// How a confirmation went: confirmed, refused (the audit reason), or throttled.
+type Checked = Result<Result<(), &'static str>, Blocked>;
 
 pub async fn submit(
     State(state): State<AppState>,
@@ -136,59 +167,91 @@ pub async fn submit(
         .map(|c| c.value().to_owned());
     let cx = login::sign_in_context(&state);
     let ip = client_ip(&parts);
-    let mut verified = sign_in::verify_current(
-        &cx,
-        user.user_id,
-        &user.username,
-        &ip,
-        device_cookie.as_deref(),
-        sign_in::Proof::Password(&form.password),
-    )
-    .await?;
-    if user.has_second_factor && matches!(verified, Ok(true)) {
-        verified = sign_in::verify_current(
+    let factors = second_factor::factors(&state.pool, user.user_id).await?;
+    let with_passkey = !form.credential.is_empty();
+    let checked: Checked = if with_passkey {
+        let ceremony = passkey_pages::take_ceremony(&state, &cookies);
+        passkey_sign_in::verify_current(
             &cx,
             user.user_id,
             &user.username,
             &ip,
             device_cookie.as_deref(),
-            sign_in::Proof::Code(&form.code),
+            &ceremony,
+            &form.credential,
+        )
+        .await?
+        .map(|verified| verified.map_err(|refusal| refusal.as_str()))
+    } else {
+        let mut verified = sign_in::verify_current(
+            &cx,
+            user.user_id,
+            &user.username,
+            &ip,
+            device_cookie.as_deref(),
+            sign_in::Proof::Password(&form.password),
         )
         .await?;
-    }
-    match verified {
+        if factors.takes_codes() && matches!(verified, Ok(true)) {
+            verified = sign_in::verify_current(
+                &cx,
+                user.user_id,
+                &user.username,
+                &ip,
+                device_cookie.as_deref(),
+                sign_in::Proof::Code(&form.code),
+            )
+            .await?;
+        }
+        // A passkey as the only second factor: a password alone is not enough.
+        verified.map(|right| {
+            (right && password_path(factors))
+                .then_some(())
+                .ok_or("bad_password")
+        })
+    };
+    match checked {
         Err(blocked) => {
             return Ok(login::throttled(&state, &parts, &user.username, blocked).await);
         }
-        Ok(false) => {
+        Ok(Err(reason)) => {
             record(&parts, |meta| {
                 AuditEvent::new("reauth_failed", meta)
                     .status(401)
-                    .reason("bad_password")
+                    .reason(reason)
                     .username(&user.username)
             })
             .await;
             let pending = reauth::pending(&session).await?;
+            let message = if with_passkey {
+                "That passkey could not confirm it's you. Try again, or use another way."
+            } else if factors.takes_codes() {
+                "That password or code is not right (codes work once and change every 30 seconds)."
+            } else if !password_path(factors) {
+                "Confirm with your passkey."
+            } else {
+                "That is not your password."
+            };
             return Ok(page(
                 &state,
                 &user,
+                factors,
                 pending.as_ref(),
                 next,
                 StatusCode::UNAUTHORIZED,
-                Some(if user.has_second_factor {
-                    "That password or code is not right (codes work once and change every 30 seconds)."
-                } else {
-                    "That is not your password."
-                }),
+                Some(message),
             ));
         }
-        Ok(true) => {}
+        Ok(Ok(())) => {}
     }
     let pending = reauth::take_pending(&session).await?;
     reauth::confirm(&session).await?;
-    tracing::info!(user = %user.username, "re-authenticated");
+    let method = if with_passkey { "passkey" } else { "password" };
+    tracing::info!(user = %user.username, method, "re-authenticated");
     record(&parts, |meta| {
-        AuditEvent::new("reauthenticated", meta).username(&user.username)
+        AuditEvent::new("reauthenticated", meta)
+            .username(&user.username)
+            .detail(json!({ "method": method }))
     })
     .await;
     let Some(pending) = pending else {

@@ -1,7 +1,7 @@
 //! `/login/second-factor`: the second step of signing in, for accounts with two-step
 //! verification. The first step leaves only a signed, short-lived note in a cookie
 //! (`auth::sign_in::Pending`): no session, so every page is still the 401 case until a
-//! valid code (or recovery code) arrives.
+//! valid code (or recovery code) or one of the account's passkeys answers.
 
 use askama::Template;
 use axum::{
@@ -18,7 +18,8 @@ use crate::{
     auth::{
         Notice,
         next::safe_next,
-        sign_in::{self, PENDING_LIFETIME, Pending, SecondStep, SecondStepOutcome},
+        second_factor::{self, Factors},
+        sign_in::{self, Answer, PENDING_LIFETIME, Pending, SecondStep, SecondStepOutcome},
     },
     error::AppError,
     telemetry::metric,
@@ -30,13 +31,16 @@ use crate::{
             render_status,
             request::{client_ip, user_agent},
         },
-        pages::login::{self, anonymous_csrf_cookie},
+        pages::{
+            login::{self, anonymous_csrf_cookie},
+            passkey_sign_in::{self, PasskeyUi},
+        },
     },
 };
 
 const PATH: &str = "/login/second-factor";
 
-fn pending_cookie_name(state: &AppState) -> &'static str {
+pub fn pending_cookie_name(state: &AppState) -> &'static str {
     if state.settings.secure_cookies {
         "__Host-portcullis_second_step"
     } else {
@@ -77,12 +81,18 @@ struct SecondStepPage {
     csrf: String,
     next: String,
     error: Option<&'static str>,
+    /// Ask for a code (an authenticator app, or recovery codes left).
+    codes: bool,
+    /// Offer the account's passkeys.
+    passkey: bool,
+    passkeys: PasskeyUi,
 }
 
 fn page(
     state: &AppState,
     cookies: &Cookies,
     status: StatusCode,
+    factors: Factors,
     next: String,
     error: Option<&'static str>,
 ) -> Response {
@@ -94,8 +104,22 @@ fn page(
             csrf: state.csrf.anonymous_token(&cookie),
             next,
             error,
+            codes: factors.takes_codes() || factors.passkeys == 0,
+            passkey: factors.passkeys > 0,
+            passkeys: PasskeyUi::new(state),
         },
     )
+}
+
+/// The second factors of the account whose first step the browser's note is for.
+async fn pending_factors(state: &AppState, cookies: &Cookies) -> sqlx::Result<Option<Factors>> {
+    let user = cookies
+        .get(pending_cookie_name(state))
+        .and_then(|c| sign_in::pending_user(&state.csrf, c.value()));
+    match user {
+        Some(user) => Ok(Some(second_factor::factors(&state.pool, user).await?)),
+        None => Ok(None),
+    }
 }
 
 fn expired(next: Option<&str>) -> Response {
@@ -112,24 +136,28 @@ pub async fn form(
     State(state): State<AppState>,
     cookies: Cookies,
     TextQuery(query): TextQuery<StepQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let next = query.next.as_deref().and_then(safe_next);
-    if cookies.get(pending_cookie_name(&state)).is_none() {
-        return expired(next.as_deref());
-    }
-    page(
+    let Some(factors) = pending_factors(&state, &cookies).await? else {
+        return Ok(expired(next.as_deref()));
+    };
+    Ok(page(
         &state,
         &cookies,
         StatusCode::OK,
+        factors,
         next.unwrap_or_default(),
         None,
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct StepForm {
     #[serde(default)]
     code: String,
+    /// A passkey's answer (JSON), filled in by `static/passkeys.js`; then `code` is unused.
+    #[serde(default)]
+    credential: String,
     #[serde(default)]
     next: String,
     #[serde(default)]
@@ -160,9 +188,19 @@ pub async fn submit(
     let device_cookie = cookies
         .get(state.settings.device_cookie_name())
         .map(|c| c.value().to_owned());
+    let ceremony;
+    let answer = if form.credential.is_empty() {
+        Answer::Code(&form.code)
+    } else {
+        ceremony = passkey_sign_in::take_ceremony(&state, &cookies);
+        Answer::Passkey {
+            ceremony: &ceremony,
+            credential: &form.credential,
+        }
+    };
     let step = SecondStep {
         pending: &pending,
-        code: &form.code,
+        answer,
         ip: &client_ip(&parts),
         user_agent: user_agent(&parts.headers),
         device_cookie: device_cookie.as_deref(),
@@ -193,25 +231,30 @@ pub async fn submit(
         SecondStepOutcome::Throttled(blocked) => {
             Ok(login::throttled(&state, &parts, "-", blocked).await)
         }
-        SecondStepOutcome::WrongCode { username } => {
-            tracing::warn!(status = 401, reason = "bad_code", user = %username, "second factor refused");
+        SecondStepOutcome::WrongCode { username, reason } => {
+            tracing::warn!(status = 401, reason, user = %username, "second factor refused");
             denial::record(&parts, |meta| {
                 AuditEvent::new("sign_in_failed", meta)
                     .status(401)
-                    .reason("bad_second_factor")
+                    .reason(reason)
                     .username(&username)
             })
             .await;
-            metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => "bad_second_factor")
+            metrics::counter!(metric::SIGN_INS, "result" => "failure", "reason" => reason)
                 .increment(1);
+            let message = if form.credential.is_empty() {
+                "That code is not right, or was already used. Codes change every 30 seconds: try the current one."
+            } else {
+                "That passkey could not confirm it's you. Try again, or use another way."
+            };
+            let factors = pending_factors(&state, &cookies).await?.unwrap_or_default();
             Ok(login::with_challenge(page(
                 &state,
                 &cookies,
                 StatusCode::UNAUTHORIZED,
+                factors,
                 next.unwrap_or_default(),
-                Some(
-                    "That code is not right, or was already used. Codes change every 30 seconds: try the current one.",
-                ),
+                Some(message),
             )))
         }
     }

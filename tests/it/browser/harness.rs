@@ -443,10 +443,21 @@ impl Browser {
     }
 
     /// The `id` of the element that has keyboard focus.
+    /// Waits (up to the settle time) while nothing has focus yet: Chromium applies
+    /// `autofocus` at a rendering update, which on a page that loads a script (the passkey
+    /// pages) can come just after the page's text is there.
     pub async fn focused_id(&self) -> String {
-        match self.client.active_element().await {
-            Ok(element) => element.attr("id").await.ok().flatten().unwrap_or_default(),
-            Err(e) => format!("<no active element: {e}>"),
+        let started = Instant::now();
+        loop {
+            let element = match self.client.active_element().await {
+                Ok(element) => element,
+                Err(e) => return format!("<no active element: {e}>"),
+            };
+            let on_body = element.tag_name().await.is_ok_and(|tag| tag == "body");
+            if !on_body || started.elapsed() > SETTLE {
+                return element.attr("id").await.ok().flatten().unwrap_or_default();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -8,7 +8,7 @@
 //! two cores.
 //!
 //! - `journeys`: the user journeys, each run with JavaScript on, and all of them again
-//!   with JavaScript off (the app has no script at all).
+//!   with JavaScript off (the app's one script only adds passkey buttons).
 //! - `pages`: every page in each of its states, in one list shared by the accessibility
 //!   check (`a11y`, axe-core) and the screenshots (`screenshots`, `#[ignore]`d: run on
 //!   demand, see README).

@@ -35,6 +35,9 @@ pub enum Reach {
     Setup(Option<&'static str>),
     /// Sign in with this name's password: its second step (two-step verification on).
     SecondStep(&'static str),
+    /// Open this address as the signed-in person with a passkey registered (added for the
+    /// visit and removed after it, so signing in as them stays one step).
+    WithPasskey(&'static str),
 }
 
 pub struct PageCase {
@@ -62,7 +65,7 @@ const fn page(
 }
 
 /// The accounts of the app the pages are taken from.
-const PEOPLE: [(&str, Role); 8] = [
+const PEOPLE: [(&str, Role); 9] = [
     ("ada", Role::Admin),
     ("eddie", Role::Editor),
     ("mia", Role::Member),
@@ -75,6 +78,8 @@ const PEOPLE: [(&str, Role); 8] = [
     ("dora", Role::Member),
     // Has two-step verification on.
     ("tom", Role::Member),
+    // Has a passkey as the second factor.
+    ("pat", Role::Member),
 ];
 
 use Reach::*;
@@ -125,6 +130,10 @@ pub const PAGES: &[PageCase] = &[
     page("second-step", NOBODY, SecondStep("tom"), "Two-step verification"),
     page("login-second-step-expired", NOBODY, Visit("/login?notice=second_step_expired"), "Sign in"),
     page("reauth", ADMIN, Visit("/reauth?next=%2Fadmin"), "Confirm it’s you"),
+    page("passkeys", MEMBER, Visit("/account/passkeys"), "Passkeys"),
+    page("passkeys-listed", MEMBER, WithPasskey("/account/passkeys"), "Passkeys"),
+    page("reauth-passkey", MEMBER, WithPasskey("/reauth?next=%2Faccount%2Fpasskeys"), "Confirm it’s you"),
+    page("second-step-passkey", NOBODY, SecondStep("pat"), "Two-step verification"),
 ];
 
 /// The person whose sign-in form is sent with a wrong password, or without its cookie.
@@ -190,7 +199,22 @@ pub async fn app() -> TestApp {
     .execute(&app.pool)
     .await
     .expect("tom's second factor");
+    add_passkey(&app, "pat").await;
     app
+}
+
+/// A passkey row for `name` (listed and counted as a second factor; no ceremony runs on
+/// these pages, so its key material does not matter).
+async fn add_passkey(app: &TestApp, name: &str) {
+    sqlx::query(
+        "INSERT INTO passkeys (user_id, credential_id, name, credential) \
+         SELECT id, convert_to(username, 'UTF8'), 'Work laptop', '{}'::jsonb \
+         FROM users WHERE username = $1 ON CONFLICT (credential_id) DO NOTHING",
+    )
+    .bind(name)
+    .execute(&app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{name}'s passkey: {e}"));
 }
 
 /// Access requests, made and answered as people do (the forms, over HTTP): mara's waits;
@@ -283,6 +307,19 @@ pub async fn show(
         SecondStep(name) => {
             browser.visit("/login").await;
             browser.sign_in(name, PASSWORD).await;
+        }
+        WithPasskey(path) => {
+            let name = case.who.expect("a signed-in person");
+            add_passkey(&site.app, name).await;
+            browser.visit(path).await;
+            browser.expect_heading(case.heading).await;
+            sqlx::query(
+                "DELETE FROM passkeys WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+            )
+            .bind(name)
+            .execute(&site.app.pool)
+            .await
+            .expect("remove the passkey again");
         }
         AdminUser(name) => {
             browser.visit("/admin").await;

@@ -3,9 +3,11 @@
 //! app on 127.0.0.1:0 driven over HTTP by a client that does not follow redirects; the
 //! `portcullis` binary for CLI tests (`cli`).
 
+mod authenticator;
 mod cli;
 mod database;
 
+pub use authenticator::SoftPasskey;
 pub use cli::*;
 pub use database::*;
 
@@ -99,16 +101,18 @@ impl TestApp {
         db_name: String,
         configure: impl FnOnce(&mut Settings),
     ) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
         let mut settings = test_settings();
+        // Passkeys belong to http://localhost:PORT of this instance, as in `serve`.
+        settings.listening_on(addr);
         configure(&mut settings);
         let hasher = PasswordHasher::start(0).expect("hasher");
         let app = App::build_with_hasher(pool.clone(), settings.clone(), hasher.clone())
             .await
             .expect("build app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app

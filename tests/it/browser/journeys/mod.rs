@@ -1,11 +1,12 @@
 //! The journeys people take, asserted on what they see: page text, the address bar and
 //! keyboard focus. Each journey is its own test with JavaScript on, and all of them run
-//! again with JavaScript off (`every_journey_works_without_javascript`): the app has no
-//! script at all, so nothing may depend on one.
+//! again with JavaScript off (`every_journey_works_without_javascript`): the app's one
+//! script (`static/passkeys.js`) only adds passkey buttons, so nothing else may depend on
+//! it.
 //!
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
-//! - `strong`: two-step verification and re-authentication (15–16).
+//! - `strong`: two-step verification, re-authentication and passkeys (15–17).
 
 mod administration;
 mod signing_in;
@@ -21,7 +22,7 @@ use signing_in::{
     wrong_password_keeps_username_and_focuses_password,
 };
 
-use strong::{reauthenticate_mid_change, two_step_verification};
+use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
 use super::{
     harness::{Js, turn},
@@ -129,6 +130,12 @@ async fn an_admin_reauthenticates_mid_change_and_lands_where_they_were() {
     reauthenticate_mid_change(&turn, Js::On).await;
 }
 
+#[tokio::test]
+async fn a_passkey_is_added_used_to_sign_in_alone_and_to_confirm_its_removal() {
+    let Some(turn) = turn().await else { return };
+    passkeys(&turn, Js::On).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -148,6 +155,7 @@ async fn every_journey_works_without_javascript() {
     help_from_401_and_403(&turn, Js::Off).await;
     two_step_verification(&turn, Js::Off).await;
     reauthenticate_mid_change(&turn, Js::Off).await;
+    passkeys(&turn, Js::Off).await;
 }
 
 #[tokio::test]

@@ -1,13 +1,15 @@
 //! Strong authentication in the browser: turning on two-step verification with codes
 //! computed from the key the page shows, signing in with a code and with a recovery code,
-//! and re-authenticating in the middle of an admin change.
+//! re-authenticating in the middle of an admin change, and passkeys with Chromium's
+//! virtual authenticator.
 
 use portcullis::auth::Role;
+use serde_json::json;
 use totp_rs::{Builder, Secret};
 
 use super::app;
 use crate::{
-    browser::harness::{Js, Turn},
+    browser::harness::{Browser, Js, Turn},
     support::PASSWORD,
 };
 
@@ -106,5 +108,97 @@ pub(super) async fn reauthenticate_mid_change(turn: &Turn, js: Js) {
         .expect_location(&format!("/admin/users/{nina}?done=role_changed"))
         .await;
     browser.expect_text("Role changed.").await;
+    browser.close().await;
+}
+
+/// Chromium's virtual authenticator (DevTools' WebAuthn domain): a platform passkey with
+/// user verification, as a phone's or laptop's screen lock would be.
+async fn virtual_authenticator(browser: &Browser) {
+    browser
+        .cdp("WebAuthn.enable", json!({ "enableUI": false }))
+        .await;
+    browser
+        .cdp(
+            "WebAuthn.addVirtualAuthenticator",
+            json!({ "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserVerified": true,
+                "automaticPresenceSimulation": true,
+            } }),
+        )
+        .await;
+}
+
+/// 17. A member adds a passkey on the account pages, signs out, signs in with the passkey
+///     alone (no username typed), then removes it, confirming it's them with the passkey.
+///     Passkeys belong to `http://localhost:PORT` (an IP address cannot hold them), so the
+///     journey opens the site there. Without JavaScript the passkey buttons stay hidden
+///     and the pages say that passkeys need it.
+pub(super) async fn passkeys(turn: &Turn, js: Js) {
+    let app = app().await;
+    app.create_user("pam", Role::Member).await;
+    let browser = turn.browser(&app, js).await;
+    let port = app.addr.port();
+    let local = |path: &str| format!("http://localhost:{port}{path}");
+    if js == Js::Off {
+        browser.open(&local("/login")).await;
+        browser.expect_heading("Sign in").await;
+        assert_eq!(
+            browser.count(".passkey-option:not([hidden])").await,
+            0,
+            "no passkey button without JavaScript"
+        );
+        browser.sign_in("pam", PASSWORD).await;
+        browser.expect_location("/account").await;
+        browser.click_link("Add a passkey").await;
+        browser.expect_heading("Passkeys").await;
+        browser.expect_text("needs JavaScript").await;
+        assert_eq!(browser.count(".passkey-option:not([hidden])").await, 0);
+        browser.close().await;
+        return;
+    }
+    virtual_authenticator(&browser).await;
+    browser.open(&local("/login")).await;
+    browser.sign_in("pam", PASSWORD).await;
+    browser.expect_location("/account").await;
+    browser.expect_text("None yet.").await;
+    browser.click_link("Add a passkey").await;
+    browser.expect_heading("Passkeys").await;
+    browser.fill("#passkey-name", "Virtual key").await;
+    browser.click_button("Add a passkey").await;
+    browser
+        .expect_location("/account/passkeys?done=added")
+        .await;
+    browser.expect_text("Passkey added.").await;
+    browser.expect_text("Virtual key").await;
+
+    browser.sign_out().await;
+    browser.expect_heading("Sign in").await;
+    browser.click_button("Sign in with a passkey").await;
+    browser.expect_location("/account").await;
+    browser.expect_text("1 passkey.").await;
+
+    // Later: the sign-in is older than the re-authentication window.
+    sqlx::query("UPDATE sessions SET authenticated_at = now() - interval '20 minutes'")
+        .execute(&app.pool)
+        .await
+        .expect("age the sign-in");
+    browser.click_link("Manage passkeys").await;
+    browser.click_button("Remove").await;
+    browser.expect_path("/reauth").await;
+    browser.expect_heading("Confirm it’s you").await;
+    browser
+        .expect_text("To remove a passkey, confirm with your passkey.")
+        .await;
+    browser.click_button("Confirm with your passkey").await;
+    browser.expect_heading("Thanks, that’s confirmed").await;
+    browser.click_button("Continue").await;
+    browser
+        .expect_location("/account/passkeys?done=removed")
+        .await;
+    browser.expect_text("You have no passkeys yet.").await;
     browser.close().await;
 }
