@@ -166,13 +166,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/me", get(api::me))
         .route_layer(gate(Some(role_of("/api/me")), false, true));
 
+    // Pages that only read who is asking: the guard reads the session cookie itself, so
+    // they go without tower-sessions' and tower-cookies' layers (a cookie jar and a
+    // `Session` per request, never used here; benches/ANALYSIS.md). Their handlers cannot
+    // take `Session` or `Cookies`: it would fail at run time, so anything that changes the
+    // session or sets a cookie belongs below.
+    let reads = Router::new().merge(account_page).merge(reports).merge(api);
+
     let with_sessions = Router::new()
         .merge(public_pages)
         .merge(member_forms)
-        .merge(account_page)
-        .merge(reports)
         .merge(admin)
-        .merge(api)
         .route("/login", get(login::form).post(login::submit))
         .route(login::FORGET_PAGES, get(login::forget_pages))
         .route(
@@ -190,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     Router::new()
+        .merge(reads)
         .merge(with_sessions)
         .merge(health::router())
         .route("/robots.txt", get(help::robots))
