@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::new(frame::Frame {
                 site: Arc::clone(&state.site),
+                metrics: frame::RequestMetrics::default(),
                 audit: state.audit.clone(),
                 trusted_proxies: state.settings.trusted_proxies.clone(),
                 secure: state.settings.secure_cookies,
