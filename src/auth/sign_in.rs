@@ -5,6 +5,8 @@
 //! verify against a dummy hash), and every refusal before the hash depends on the input
 //! only, so neither timing nor answers tell which names exist.
 
+use std::time::Instant;
+
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tower_sessions::Session;
@@ -19,7 +21,11 @@ use super::{
     store::{BINDING_KEY, SessionBinding},
     throttle::{self, Blocked, Keys, Release},
 };
-use crate::{accounts::Username, config::Settings};
+use crate::{
+    accounts::Username,
+    config::Settings,
+    telemetry::{self, SignInStage},
+};
 
 /// One sign-in attempt, as typed.
 pub struct Attempt<'a> {
@@ -107,6 +113,7 @@ pub enum SignInError {
 
 /// What signing in needs from the application.
 pub struct Context<'a> {
+    /// The sign-in pool (`Pools::sign_in`).
     pub pool: &'a PgPool,
     pub hasher: &'a PasswordHasher,
     pub key: &'a CsrfKey,
@@ -127,6 +134,11 @@ pub async fn sign_in(
         key,
         settings,
     } = *cx;
+    // In line first: a flood waits here (or is refused as busy) before touching the
+    // database or the throttle.
+    let mut stage = Stage::start();
+    let _admission = hasher.admit().await?;
+    stage.done(SignInStage::Admission);
     let account_key = attempt.throttle_key();
     let keys = Keys {
         device: device::known(key, attempt.device_cookie, &account_key),
@@ -137,6 +149,7 @@ pub async fn sign_in(
         Ok(reservation) => reservation,
         Err(blocked) => return Ok(Outcome::Throttled(blocked)),
     };
+    stage.done(SignInStage::Throttle);
     // A failure keeps the reservation: it was counted when it was made.
     let failed = |failure| Ok(Outcome::Failed(failure));
     // Over-long passwords are refused before hashing; this depends on the input only.
@@ -147,10 +160,14 @@ pub async fn sign_in(
     }
     let account = match Username::parse(attempt.username) {
         Ok(username) => {
+            // Whether a second factor is on comes with the account: one round trip.
             sqlx::query!(
                 r#"
                 SELECT id, username, password_hash, disabled_at, last_sign_in_at,
-                       last_sign_in_ip, password_changed_at
+                       last_sign_in_ip, password_changed_at,
+                       EXISTS (SELECT 1 FROM totp_credentials t
+                               WHERE t.user_id = users.id AND t.enabled_at IS NOT NULL)
+                           AS "second_factor_on!"
                 FROM users WHERE username_key = $1
                 "#,
                 username.key
@@ -160,9 +177,11 @@ pub async fn sign_in(
         }
         Err(_) => None,
     };
+    stage.done(SignInStage::Lookup);
     // Unknown users verify against a dummy hash: every attempt costs one full hash.
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verification = hasher.verify(password.clone(), stored).await?;
+    stage.done(SignInStage::Verify);
     let (account, needs_rehash) = match (account, verification) {
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
             (account, needs_rehash)
@@ -172,7 +191,7 @@ pub async fn sign_in(
         (Some(_), Verification::Match { .. }) => return failed(Failure::Disabled),
     };
 
-    let second_factor_on = second_factor::enabled(pool, account.id).await?;
+    let second_factor_on = account.second_factor_on;
     let how = if second_factor_on {
         Release::StepPassed
     } else {
@@ -205,15 +224,16 @@ pub async fn sign_in(
             pending: Pending::issue(key, &signed_in),
         });
     }
-    match start_session(
+    let started = start_session(
         cx,
         session,
         &signed_in,
         &attempt_client(&attempt),
         "password",
     )
-    .await
-    {
+    .await;
+    stage.done(SignInStage::Finish);
+    match started {
         Err(SignInError::ChangedMeanwhile) => Ok(Outcome::Failed(Failure::ChangedMeanwhile)),
         Err(err) => Err(err),
         Ok(()) => Ok(signed_in_outcome(
@@ -222,6 +242,22 @@ pub async fn sign_in(
             attempt.device_cookie,
             &account_key,
         )),
+    }
+}
+
+/// Times the stages of a sign-in for the metrics (`telemetry::sign_in_stage`): each
+/// `done` records the time since the previous one.
+struct Stage(Instant);
+
+impl Stage {
+    fn start() -> Stage {
+        Stage(Instant::now())
+    }
+
+    fn done(&mut self, stage: SignInStage) {
+        let now = Instant::now();
+        telemetry::sign_in_stage(stage, now - self.0);
+        self.0 = now;
     }
 }
 
@@ -451,6 +487,7 @@ pub async fn verify_current_password(
     device_cookie: Option<&str>,
     typed: &str,
 ) -> Result<Result<bool, Blocked>, SignInError> {
+    let _admission = cx.hasher.admit().await?;
     let account_key = Username::key_of(username);
     let keys = Keys {
         device: device::known(cx.key, device_cookie, &account_key),

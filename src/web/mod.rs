@@ -35,6 +35,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub pool: PgPool,
+    /// Sign-ins, sign-outs and session writes (see `Pools`): may be `pool` itself.
+    pub sign_in_pool: PgPool,
     pub settings: Arc<Settings>,
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,
@@ -99,7 +101,7 @@ pub fn role_of(path: &str) -> Role {
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
     let sessions = SessionManagerLayer::new(PgSessionStore::new(
-        state.pool.clone(),
+        state.sign_in_pool.clone(),
         settings.idle_timeout,
     ))
     .with_name(settings.session_cookie_name())
