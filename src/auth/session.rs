@@ -27,7 +27,7 @@ pub struct SessionUser {
     pub idle_expires_at: OffsetDateTime,
     pub absolute_expires_at: OffsetDateTime,
     /// This session's address and browser, and the user's sign-in before it: loaded only
-    /// for the account page (`with_sessions`), like `sessions` below; `None` elsewhere.
+    /// for the account page (`Lookup::AccountPage`), like `sessions` below; `None` elsewhere.
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub prev_sign_in_at: Option<OffsetDateTime>,
@@ -44,10 +44,11 @@ pub struct SessionUser {
     pub auth_method: Option<String>,
     /// Recovery codes left and the last use of one (account page only, like `sessions`).
     pub recovery: Option<RecoveryStatus>,
-    /// This session's CSRF token for the forms on the page.
+    /// This session's CSRF token for the forms on the page (empty behind the API's gate,
+    /// `Lookup::Api`: JSON has no forms).
     pub csrf_token: String,
     /// The user's live sessions (this one included), newest activity first; loaded only
-    /// where a page lists them (the account page's gate, `with_sessions`).
+    /// where a page lists them (`Lookup::AccountPage`).
     pub sessions: Vec<SessionSummary>,
     /// The user's recent access requests (same condition as `sessions`).
     pub access_requests: Vec<AccessRequestSummary>,
@@ -365,21 +366,32 @@ async fn fetch_with_account(
     }))
 }
 
-/// Who holds the session `token`; with `with_sessions` (the account page), the same query
-/// also loads what that page lists (see [`SessionUser`]: those fields are empty otherwise).
+/// What a group of routes needs to know about the session's holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A page: who, and the CSRF token its forms (at least the sign-out button) carry.
+    Page,
+    /// The account page: also the lists it shows (see [`SessionUser`]; those fields are
+    /// empty otherwise).
+    AccountPage,
+    /// The JSON API: who, nothing for forms (`csrf_token` is empty).
+    Api,
+}
+
+/// Who holds the session `token`, with what `lookup` asks for, in one query.
 pub async fn resolve(
     pool: &PgPool,
     csrf: &CsrfKey,
     settings: &Settings,
     token: Id,
-    with_sessions: bool,
+    lookup: Lookup,
 ) -> sqlx::Result<(Authentication, Option<NewlyExpired>)> {
     use Authentication::NotSignedIn as Not;
     let waited = Instant::now();
     let mut conn = pool.acquire().await?;
     telemetry::page_db_acquired(waited.elapsed());
     let hash = token_hash(token);
-    let found = if with_sessions {
+    let found = if lookup == Lookup::AccountPage {
         fetch_with_account(&mut conn, &hash).await?
     } else {
         fetch_core(&mut conn, &hash)
@@ -432,7 +444,12 @@ pub async fn resolve(
         has_second_factor: row.has_second_factor,
         auth_method: facts.auth_method,
         recovery: facts.recovery,
-        csrf_token: csrf.session_token(token),
+        // An HMAC per request: only where pages render forms.
+        csrf_token: if lookup == Lookup::Api {
+            String::new()
+        } else {
+            csrf.session_token(token)
+        },
         sessions: facts.sessions,
         access_requests: facts.access_requests,
     };

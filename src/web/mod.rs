@@ -15,7 +15,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{
     audit::AuditLog,
-    auth::{Role, csrf::CsrfKey, password::PasswordHasher, store::PgSessionStore},
+    auth::{Role, csrf::CsrfKey, password::PasswordHasher, session::Lookup, store::PgSessionStore},
     config::Settings,
 };
 use http::{
@@ -116,12 +116,12 @@ pub fn router(state: AppState) -> Router {
     // cookie) and, for protected pages, the role the page needs (`PROTECTED_PAGES`).
     // `enforce_mfa`: whether `--require-mfa` applies; not on the account pages, where
     // enrolment happens.
-    let gate = |required: Option<Role>, with_sessions: bool, enforce_mfa: bool| {
+    let gate = |required: Option<Role>, lookup: Lookup, enforce_mfa: bool| {
         middleware::from_fn_with_state(
             Gate {
                 state: state.clone(),
                 required,
-                with_sessions,
+                lookup,
                 enforce_mfa,
             },
             guard::gate,
@@ -135,7 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login/complete", get(login::complete))
         .route("/help/access", get(help::access))
         .route("/metrics", get(metrics::show))
-        .route_layer(gate(None, false, false));
+        .route_layer(gate(None, Lookup::Page, false));
     let member_forms = Router::new()
         .route("/account/password", post(account::change_password))
         .route(
@@ -155,18 +155,18 @@ pub fn router(state: AppState) -> Router {
             post(two_factor::new_codes),
         )
         .route("/account/two-factor/disable", post(two_factor::disable))
-        .route_layer(gate(member, false, false));
+        .route_layer(gate(member, Lookup::Page, false));
     // The account page lists the user's sessions: fetched by the same single query.
     let account_page = Router::new()
         .route("/account", get(account::show))
-        .route_layer(gate(member, true, false));
+        .route_layer(gate(member, Lookup::AccountPage, false));
     let reports = Router::new()
         .route("/reports", get(reports::show))
-        .route_layer(gate(Some(role_of("/reports")), false, true));
-    let admin = admin::router().route_layer(gate(Some(role_of("/admin")), false, true));
+        .route_layer(gate(Some(role_of("/reports")), Lookup::Page, true));
+    let admin = admin::router().route_layer(gate(Some(role_of("/admin")), Lookup::Page, true));
     let api = Router::new()
         .route("/api/me", get(api::me))
-        .route_layer(gate(Some(role_of("/api/me")), false, true));
+        .route_layer(gate(Some(role_of("/api/me")), Lookup::Api, true));
 
     // Pages that only read who is asking: the guard reads the session cookie itself, so
     // they go without tower-sessions' and tower-cookies' layers (a cookie jar and a

@@ -27,13 +27,14 @@ use crate::{
     web::AppState,
 };
 
-/// What a group of routes asks of a request: whether to load the user's session list too
-/// (the account page lists them), and which role, if any, the routes need.
+/// What a group of routes asks of a request: what to know about the session's holder
+/// (the account page lists their sessions; the API needs no CSRF token), and which role,
+/// if any, the routes need.
 #[derive(Clone)]
 pub struct Gate {
     pub state: AppState,
     pub required: Option<Role>,
-    pub with_sessions: bool,
+    pub lookup: session::Lookup,
     /// Whether `--require-mfa` applies to these routes (everything protected but the
     /// account pages, where enrolment happens).
     pub enforce_mfa: bool,
@@ -92,7 +93,7 @@ async fn authenticate(gate: &Gate, parts: &Parts) -> Result<Authentication, AppE
         &state.csrf,
         &state.settings,
         token,
-        gate.with_sessions,
+        gate.lookup,
     )
     .await?;
     if let Some(expired) = newly_expired {
