@@ -217,7 +217,8 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
     let route = request.extensions().get::<MatchedPath>().cloned();
     // Only the id in the span (formatting span fields costs on every request); the method
     // and path are on the lines that need them (denials, "finished processing request").
-    let span = tracing::info_span!("request", request_id = %id);
+    // A `&str` value is written as it is; `%id` went through `format!` first.
+    let span = tracing::info_span!("request", request_id = id.as_str());
     let (method_text, path_text) = if tracing::enabled!(tracing::Level::DEBUG) {
         (Some(request.method().clone()), Some(path.to_owned()))
     } else {
