@@ -133,8 +133,9 @@ pub struct ServeArgs {
     /// the password is the only factor; lower values (down to 8) log a warning at start.
     #[arg(long, env = "PORTCULLIS_PASSWORD_MIN_LENGTH", default_value_t = 15, value_parser = clap::value_parser!(u16).range(8..=64))]
     pub password_min_length: u16,
-    /// Password hashing threads (argon2id, about 20 ms and 19 MiB each). Default (or 0):
-    /// one per core.
+    /// Password hashing threads (argon2id, about 20 ms and 19 MiB each). Default: half the
+    /// cores (at least one), so a sign-in flood always leaves the other half to pages and
+    /// the database; 0 means one per core.
     #[arg(long, env = "PORTCULLIS_HASH_WORKERS", value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub hash_workers: Option<u16>,
     /// Failed sign-ins per account name within the throttle window before each further
@@ -289,11 +290,19 @@ fn parse_duration(value: &str) -> Result<time::Duration, String> {
     Ok(duration)
 }
 
-/// `--hash-workers`: unset or 0, one per core.
+/// `--hash-workers`: unset, half the cores (at least one); 0, one per core.
+///
+/// Hashing is the one thing a sign-in flood makes the server do at will. Measured on two
+/// cores under 32 concurrent sign-ins beside the page load (benches/ANALYSIS.md): with a
+/// worker per core, even at lowered priority, the page p99 spiked to tens of times its
+/// level alone in some rounds; with one, a core is always free of hashing for page serving
+/// and PostgreSQL, and the p99 stayed within 1.0-1.4x. The price: a single instance signs
+/// in at most about half as many people per second as its cores could hash.
 pub fn hash_workers(flag: Option<u16>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match flag {
-        None | Some(0) => cores,
+        None => (cores / 2).max(1),
+        Some(0) => cores,
         Some(n) => usize::from(n),
     }
 }
