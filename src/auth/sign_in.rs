@@ -306,7 +306,12 @@ async fn start_session(
     method: &str,
 ) -> Result<(), SignInError> {
     let now = OffsetDateTime::now_utc();
-    session.cycle_id().await?;
+    // An id the browser brought is deleted and replaced (fixation). Without one there is
+    // nothing to replace: the record's id is new and random, and cycling would only send a
+    // DELETE for it (one statement per sign-in).
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     session.clear().await;
     session
         .insert(
