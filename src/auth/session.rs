@@ -332,7 +332,8 @@ async fn fetch_with_account(
                            'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
                            'ip', o.ip, 'user_agent', o.user_agent)
                        ORDER BY o.last_seen_at DESC), '[]'::json)
-                FROM (SELECT * FROM sessions
+                FROM (SELECT id, created_at, last_seen_at, ended_at, ip, user_agent
+                      FROM sessions
                       WHERE user_id = s.user_id AND ended_at > now()
                       ORDER BY last_seen_at DESC LIMIT 50) o)
                    AS "sessions!: sqlx::types::Json<Vec<SessionSummary>>",
@@ -341,7 +342,9 @@ async fn fetch_with_account(
                            'created_at', r.created_at, 'decided_at', r.decided_at,
                            'decided_by', r.decided_by, 'decision_note', r.decision_note)
                        ORDER BY r.created_at DESC), '[]'::json)
-                FROM (SELECT * FROM access_requests WHERE user_id = s.user_id
+                FROM (SELECT role, path, status, created_at, decided_at, decided_by,
+                             decision_note
+                      FROM access_requests WHERE user_id = s.user_id
                       ORDER BY created_at DESC LIMIT 10) r)
                    AS "access_requests!: sqlx::types::Json<Vec<AccessRequestSummary>>"
         FROM sessions s JOIN users u ON u.id = s.user_id
