@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// re-authentication at most this long ago (e.g. 10m).
     #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub reauth_window: time::Duration,
+    /// "Keep me signed in" on the sign-in form: a session that survives closing the browser,
+    /// with no idle limit, for this many days (0, the default, hides the box). An
+    /// administrator's session still ends at --absolute-timeout.
+    #[arg(long, env = "PORTCULLIS_REMEMBER_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=400))]
+    pub remember_days: u16,
     /// Who must turn on two-step verification before reaching protected pages (admins:
     /// administrators are sent to enrolment before any admin page).
     #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
@@ -301,6 +306,8 @@ pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
     pub reauth_window: time::Duration,
+    /// `--remember-days` as a duration; `None` when off.
+    pub remember: Option<time::Duration>,
     pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
@@ -403,6 +410,8 @@ impl Settings {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
             reauth_window: args.reauth_window,
+            remember: (args.remember_days > 0)
+                .then(|| time::Duration::days(i64::from(args.remember_days))),
             require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),

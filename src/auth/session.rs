@@ -41,6 +41,12 @@ pub struct SessionUser {
     /// How this session signed in ("password", "password+totp", "password+recovery",
     /// "password+passkey", "passkey").
     pub auth_method: Option<String>,
+    /// "Keep me signed in" was ticked (`--remember-days`): a persistent cookie, and for
+    /// anyone but an administrator no idle limit.
+    pub remembered: bool,
+    /// A remembered session whose token is over a day old: this request re-issues it
+    /// (see [`reissue`]).
+    pub reissue_due: bool,
     /// Recovery codes left and the last use of one (account page only, like `sessions`).
     pub recovery: Option<RecoveryStatus>,
     /// This session's CSRF token for the forms on the page.
@@ -245,7 +251,7 @@ pub async fn resolve(
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.auth_method,
+               s.auth_method, s.remembered, s.token_issued_at,
                (EXISTS (SELECT 1 FROM totp_credentials t
                         WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
@@ -300,9 +306,21 @@ pub async fn resolve(
     if row.revoked_at.is_some() {
         return Ok((Not(NotSignedIn::Revoked), None));
     }
-    let expired = if now >= row.absolute_expires_at {
+    // "Keep me signed in" never keeps an administrator past the usual limits, even one
+    // promoted after signing in: their deadlines are the ordinary ones, counted here.
+    let (absolute_expires_at, idle_expires_at) = if row.remembered && row.role == Role::Admin {
+        (
+            row.absolute_expires_at
+                .min(row.created_at + settings.absolute_timeout),
+            row.idle_expires_at
+                .min(row.last_seen_at + settings.idle_timeout),
+        )
+    } else {
+        (row.absolute_expires_at, row.idle_expires_at)
+    };
+    let expired = if now >= absolute_expires_at {
         Some(NotSignedIn::ExpiredAbsolute)
-    } else if now >= row.idle_expires_at {
+    } else if now >= idle_expires_at {
         Some(NotSignedIn::ExpiredIdle)
     } else {
         None
@@ -323,8 +341,8 @@ pub async fn resolve(
         role: row.role,
         created_at: row.created_at,
         last_seen_at: row.last_seen_at,
-        idle_expires_at: row.idle_expires_at,
-        absolute_expires_at: row.absolute_expires_at,
+        idle_expires_at,
+        absolute_expires_at,
         ip: row.ip,
         user_agent: row.user_agent,
         prev_sign_in_at: row.prev_sign_in_at,
@@ -333,13 +351,16 @@ pub async fn resolve(
         recently_authenticated: now - row.authenticated_at < settings.reauth_window,
         has_second_factor: row.has_second_factor,
         auth_method: row.auth_method,
+        remembered: row.remembered,
+        reissue_due: row.remembered && now - row.token_issued_at >= REISSUE_AFTER,
         recovery: row.recovery.map(|json| json.0),
         csrf_token: csrf.session_token(token),
         sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
         access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),
     };
     if now - user.last_seen_at >= settings.refresh_after() {
-        refresh(pool, settings.idle_timeout, &mut user).await?;
+        let no_idle_limit = user.remembered && user.role != Role::Admin;
+        refresh(pool, settings.idle_timeout, no_idle_limit, &mut user).await?;
     }
     Ok((Authentication::SignedIn(Arc::new(user)), None))
 }
@@ -360,10 +381,12 @@ async fn notice_expiry(pool: &PgPool, session_id: i64) -> sqlx::Result<bool> {
 }
 
 /// Slides the idle deadline. Written only when a tenth of the idle window (at most a
-/// minute) has passed since the last write, so reads stay reads.
+/// minute) has passed since the last write, so reads stay reads. A remembered session
+/// (not an administrator's) has no idle limit: its idle deadline is its absolute one.
 async fn refresh(
     pool: &PgPool,
     idle_timeout: time::Duration,
+    no_idle_limit: bool,
     user: &mut SessionUser,
 ) -> sqlx::Result<()> {
     let idle = idle_timeout.whole_microseconds() as f64 / 1e6;
@@ -371,12 +394,15 @@ async fn refresh(
         r#"
         UPDATE sessions
         SET last_seen_at = now(),
-            idle_expires_at = least(now() + make_interval(secs => $2), absolute_expires_at)
+            idle_expires_at = CASE WHEN $3 THEN absolute_expires_at
+                                   ELSE least(now() + make_interval(secs => $2),
+                                              absolute_expires_at) END
         WHERE id = $1 AND revoked_at IS NULL
         RETURNING last_seen_at, idle_expires_at
         "#,
         user.session_id,
         idle,
+        no_idle_limit,
     )
     .fetch_optional(pool)
     .await?;
@@ -385,4 +411,31 @@ async fn refresh(
         user.idle_expires_at = row.idle_expires_at;
     }
     Ok(())
+}
+
+/// How old a remembered session's token may get before a page view re-issues it.
+pub const REISSUE_AFTER: time::Duration = time::Duration::days(1);
+
+/// Re-issues a remembered session's token: the row keeps everything but its token, so a
+/// cookie copied a month ago stops working while the browser that holds the session stays
+/// signed in. Returns the new token, or `None` if another request re-issued it first (or
+/// the session ended meanwhile): that request's cookie wins.
+///
+/// Only page views (`GET`) re-issue: no `GET` handler changes the session's data, so
+/// tower-sessions never writes the old id back over the new cookie.
+pub async fn reissue(pool: &PgPool, user: &SessionUser) -> sqlx::Result<Option<Id>> {
+    let token = Id::default();
+    let updated = sqlx::query_scalar!(
+        r#"
+        UPDATE sessions SET token_hash = $3, token_issued_at = now()
+        WHERE id = $1 AND token_hash = $2 AND revoked_at IS NULL
+        RETURNING id
+        "#,
+        user.session_id,
+        token_hash(user.token),
+        token_hash(token),
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(updated.map(|_| token))
 }

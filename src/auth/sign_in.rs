@@ -7,7 +7,7 @@
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tower_sessions::Session;
+use tower_sessions::{Expiry, Session};
 
 use super::{
     csrf::CsrfKey,
@@ -34,6 +34,8 @@ pub struct Attempt<'a> {
     pub user_agent: Option<String>,
     /// The browser's device cookie, if it sent one (`auth::device`).
     pub device_cookie: Option<&'a str>,
+    /// "Keep me signed in" was ticked (honoured only with `--remember-days`).
+    pub remember: bool,
 }
 
 impl Attempt<'_> {
@@ -210,7 +212,7 @@ pub async fn sign_in(
         // session, only a signed, short-lived note of the first step (`Pending`).
         return Ok(Outcome::SecondFactorNeeded {
             username: signed_in.username.clone(),
-            pending: Pending::issue(key, &signed_in),
+            pending: Pending::issue(key, &signed_in, attempt.remember),
         });
     }
     match start_session(
@@ -246,12 +248,15 @@ pub(in crate::auth) struct SignedInAs {
 pub(in crate::auth) struct Client {
     pub ip: String,
     pub user_agent: Option<String>,
+    /// "Keep me signed in" was asked for.
+    pub remember: bool,
 }
 
 fn attempt_client(attempt: &Attempt<'_>) -> Client {
     Client {
         ip: attempt.ip.to_owned(),
         user_agent: attempt.user_agent.clone(),
+        remember: attempt.remember,
     }
 }
 
@@ -280,6 +285,16 @@ pub(in crate::auth) async fn start_session(
     let now = OffsetDateTime::now_utc();
     session.cycle_id().await?;
     session.clear().await;
+    let remember_until = cx
+        .settings
+        .remember
+        .filter(|_| client.remember)
+        .map(|days| now + days);
+    if let Some(until) = remember_until {
+        // A cookie that outlives the browser. (The store keeps an administrator to the
+        // usual limits whatever the cookie says; the server decides, not the cookie.)
+        session.set_expiry(Some(Expiry::AtDateTime(until)));
+    }
     session
         .insert(
             BINDING_KEY,
@@ -294,6 +309,7 @@ pub(in crate::auth) async fn start_session(
                 password_changed_at: Some(who.password_changed_at),
                 authenticated_at: Some(now),
                 auth_method: Some(method.to_owned()),
+                remember_until,
             },
         )
         .await?;
@@ -326,21 +342,24 @@ pub struct Pending {
 pub const PENDING_LIFETIME: time::Duration = time::Duration::minutes(5);
 
 impl Pending {
-    fn issue(key: &CsrfKey, who: &SignedInAs) -> Pending {
+    fn issue(key: &CsrfKey, who: &SignedInAs, remember: bool) -> Pending {
         let expires = (OffsetDateTime::now_utc() + PENDING_LIFETIME).unix_timestamp();
         // The password's change time is part of it: a password changed meanwhile voids it.
+        // So is "keep me signed in", asked for with the password.
         let body = format!(
-            "{}.{expires}.{}",
+            "{}.{expires}.{}.{}",
             who.user_id,
-            who.password_changed_at.unix_timestamp_nanos()
+            who.password_changed_at.unix_timestamp_nanos(),
+            u8::from(remember)
         );
         Pending {
             value: format!("{body}.{}", key.pending_tag(&body)),
         }
     }
 
-    /// The user id, if `value` is a genuine, unexpired note.
-    fn open(key: &CsrfKey, value: &str) -> Option<(i64, i128)> {
+    /// The user id, password change time and "keep me signed in", if `value` is a genuine,
+    /// unexpired note.
+    fn open(key: &CsrfKey, value: &str) -> Option<(i64, i128, bool)> {
         let (body, tag) = value.rsplit_once('.')?;
         if !key.verify_pending_tag(body, tag) {
             return None;
@@ -349,7 +368,9 @@ impl Pending {
         let user_id = parts.next()?.parse().ok()?;
         let expires: i64 = parts.next()?.parse().ok()?;
         let changed: i128 = parts.next()?.parse().ok()?;
-        (OffsetDateTime::now_utc().unix_timestamp() < expires).then_some((user_id, changed))
+        let remember = parts.next()? == "1";
+        (OffsetDateTime::now_utc().unix_timestamp() < expires)
+            .then_some((user_id, changed, remember))
     }
 }
 
@@ -357,7 +378,7 @@ impl Pending {
 /// page offers depends on its factors). Whether it still matches the account is checked
 /// when the second step is sent.
 pub fn pending_user(key: &CsrfKey, value: &str) -> Option<i64> {
-    Pending::open(key, value).map(|(user_id, _)| user_id)
+    Pending::open(key, value).map(|(user_id, _, _)| user_id)
 }
 
 /// How the second step is answered.
@@ -407,7 +428,7 @@ pub async fn second_step(
     session: &Session,
     step: SecondStep<'_>,
 ) -> Result<SecondStepOutcome, SignInError> {
-    let Some((user_id, changed)) = Pending::open(cx.key, step.pending) else {
+    let Some((user_id, changed, remember)) = Pending::open(cx.key, step.pending) else {
         return Ok(SecondStepOutcome::Expired);
     };
     let account = sqlx::query!(
@@ -482,6 +503,7 @@ pub async fn second_step(
     let client = Client {
         ip: step.ip.to_owned(),
         user_agent: step.user_agent,
+        remember,
     };
     match start_session(cx, session, &who, &client, proof.method()).await {
         Err(SignInError::ChangedMeanwhile) => return Ok(SecondStepOutcome::Expired),

@@ -20,6 +20,7 @@ mod login;
 mod passkeys;
 mod process;
 mod reauth;
+mod remember;
 mod routes;
 mod sessions;
 mod support;

@@ -321,6 +321,7 @@ async fn an_authenticated_page_view_is_one_query_and_no_write() {
                 password_changed_at: None,
                 authenticated_at: None,
                 auth_method: None,
+                remember_until: None,
             })
             .expect("json"),
         )]

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use axum::{
     Json,
     extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
-use tower_sessions::Session;
+use tower_sessions::{
+    Expiry, Session,
+    cookie::{Cookie, SameSite},
+};
 
 use super::{
     Rendered,
@@ -53,6 +56,50 @@ pub async fn gate(
         Ok(authentication) => authentication,
         Err(err) => return err.into_response(),
     };
+    let cookie_expires = remembered_cookie_expires(&gate.state, &authentication);
+    let (authentication, reissued) = match reissue(&gate.state, &parts, authentication).await {
+        Ok(kept) => kept,
+        Err(err) => return err.into_response(),
+    };
+    let mut response = answer(&gate, parts, body, authentication, next).await;
+    if let Some(cookie) = reissued {
+        // On every answer, a 403 included: the old token no longer works.
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    if let Some(expires) = cookie_expires
+        && session.is_modified()
+    {
+        // The session layer is about to write the cookie again (a new id after
+        // re-authentication or a password change): it keeps its lifetime. Only then: setting
+        // an expiry marks the session changed, which would cost a write on every request.
+        session.set_expiry(Some(Expiry::AtDateTime(expires)));
+    }
+    response
+}
+
+/// When a remembered session's cookie should expire: past the session's end by the
+/// tombstone period, so someone returning after it ended is told "your session has
+/// expired" rather than "please sign in". `None` for other sessions (browser-session
+/// cookies).
+fn remembered_cookie_expires(
+    state: &AppState,
+    authentication: &Authentication,
+) -> Option<time::OffsetDateTime> {
+    match authentication {
+        Authentication::SignedIn(user) if user.remembered => {
+            Some(user.absolute_expires_at + state.settings.session_tombstone)
+        }
+        _ => None,
+    }
+}
+
+async fn answer(
+    gate: &Gate,
+    parts: Parts,
+    body: axum::body::Body,
+    authentication: Authentication,
+    next: Next,
+) -> Response {
     let Some(required) = gate.required else {
         let mut request = Request::from_parts(parts, body);
         request.extensions_mut().insert(authentication);
@@ -78,6 +125,44 @@ pub async fn gate(
         }
         Authentication::NotSignedIn(reason) => denial::unauthenticated(&parts, reason),
     }
+}
+
+/// A remembered session ("keep me signed in") whose token is a day old: a page view
+/// re-issues it (`session::reissue`). Returns the user with the new token (and the CSRF
+/// token that goes with it, for the page's forms) and the `Set-Cookie` header to send.
+async fn reissue(
+    state: &AppState,
+    parts: &Parts,
+    authentication: Authentication,
+) -> Result<(Authentication, Option<HeaderValue>), AppError> {
+    let Authentication::SignedIn(user) = &authentication else {
+        return Ok((authentication, None));
+    };
+    if !user.reissue_due || parts.method != Method::GET {
+        return Ok((authentication, None));
+    }
+    let cookie_expires = user.absolute_expires_at + state.settings.session_tombstone;
+    let Some(token) = session::reissue(&state.pool, user).await? else {
+        return Ok((authentication, None));
+    };
+    let cookie = Cookie::build((state.settings.session_cookie_name(), token.to_string()))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        // Like the session layer's own cookies: Max-Age (and Expires for old browsers).
+        .max_age(cookie_expires - time::OffsetDateTime::now_utc())
+        .expires(cookie_expires)
+        .build();
+    let Ok(header) = HeaderValue::from_str(&cookie.to_string()) else {
+        return Ok((authentication, None));
+    };
+    tracing::info!(user = %user.username, "remembered session: token re-issued");
+    let mut renewed = SessionUser::clone(user);
+    renewed.token = token;
+    renewed.csrf_token = state.csrf.session_token(token);
+    renewed.reissue_due = false;
+    Ok((Authentication::SignedIn(Arc::new(renewed)), Some(header)))
 }
 
 /// Who holds this request's session; the first request to see a session expired records
