@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// the password is the only factor; lower values (down to 8) log a warning at start.
     #[arg(long, env = "PORTCULLIS_PASSWORD_MIN_LENGTH", default_value_t = 15, value_parser = clap::value_parser!(u16).range(8..=64))]
     pub password_min_length: u16,
+    /// Password hashing threads (argon2id, about 20 ms and 19 MiB each). Default: half the
+    /// cores (at least one), so a sign-in flood always leaves the other half to pages and
+    /// the database; 0 means one per core.
+    #[arg(long, env = "PORTCULLIS_HASH_WORKERS", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub hash_workers: Option<u16>,
     /// Failed sign-ins per account name within the throttle window before each further
     /// attempt must wait (1 minute, doubling up to the window).
     #[arg(long, env = "PORTCULLIS_THROTTLE_ACCOUNT_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -165,6 +170,11 @@ pub struct ServeArgs {
     /// Database connections in this instance's pool.
     #[arg(long, env = "PORTCULLIS_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+    /// Of `--db-pool-size`, connections kept for sign-ins, sign-outs and session writes,
+    /// so a sign-in flood never takes the connections pages read with (and page load never
+    /// starves sign-ins). Default: a fifth of the pool, 1 to 4; 0: they share one pool.
+    #[arg(long, env = "PORTCULLIS_DB_SIGN_IN_CONNECTIONS", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub db_sign_in_connections: Option<u32>,
     /// How long a request waits for a database connection before it gets a 503.
     #[arg(long, env = "PORTCULLIS_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     pub db_acquire_timeout: time::Duration,
@@ -287,6 +297,33 @@ fn parse_duration(value: &str) -> Result<time::Duration, String> {
     Ok(duration)
 }
 
+/// `--hash-workers`: unset, half the cores (at least one); 0, one per core.
+///
+/// Hashing is the one thing a sign-in flood makes the server do at will. Measured on two
+/// cores under 32 concurrent sign-ins beside the page load (benches/ANALYSIS.md): with a
+/// worker per core, even at lowered priority, the page p99 spiked to tens of times its
+/// level alone in some rounds; with one, a core is always free of hashing for page serving
+/// and PostgreSQL, and the p99 stayed within 1.0-1.4x. The price: a single instance signs
+/// in at most about half as many people per second as its cores could hash.
+pub fn hash_workers(flag: Option<u16>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match flag {
+        None => (cores / 2).max(1),
+        Some(0) => cores,
+        Some(n) => usize::from(n),
+    }
+}
+
+/// `--db-sign-in-connections`: how many of `--db-pool-size` connections sign-ins get;
+/// 0 when they share the page pool (also when the pool has a single connection).
+pub fn sign_in_connections(pool_size: u32, flag: Option<u32>) -> u32 {
+    let wanted = flag.unwrap_or((pool_size / 5).clamp(1, 4));
+    if pool_size < 2 {
+        return 0;
+    }
+    wanted.min(pool_size - 1)
+}
+
 /// How failed sign-ins are throttled (see `auth::throttle`).
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleSettings {
@@ -312,6 +349,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
+    /// Password hashing threads (`--hash-workers`, resolved: at least 1).
+    pub hash_workers: usize,
     pub throttle: ThrottleSettings,
     pub max_connections: usize,
     pub header_timeout: std::time::Duration,
@@ -416,6 +455,7 @@ impl Settings {
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),
+            hash_workers: hash_workers(args.hash_workers),
             throttle: ThrottleSettings {
                 account_failures: i32::try_from(args.throttle_account_failures).unwrap_or(5),
                 ip_failures: i32::try_from(args.throttle_ip_failures).unwrap_or(50),

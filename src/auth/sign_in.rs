@@ -23,7 +23,11 @@ use super::{
     store::{BINDING_KEY, SessionBinding},
     throttle::{self, Blocked, Keys, Release},
 };
-use crate::{accounts::Username, config::Settings};
+use crate::{
+    accounts::Username,
+    config::Settings,
+    telemetry::{self, SignInStage},
+};
 
 /// One sign-in attempt, as typed.
 pub struct Attempt<'a> {
@@ -115,6 +119,7 @@ pub enum SignInError {
 
 /// What signing in needs from the application.
 pub struct Context<'a> {
+    /// The sign-in pool (`Pools::sign_in`).
     pub pool: &'a PgPool,
     pub hasher: &'a PasswordHasher,
     pub key: &'a CsrfKey,
@@ -137,6 +142,11 @@ pub async fn sign_in(
         settings,
         ..
     } = *cx;
+    // In line first: a flood waits here (or is refused as busy) before touching the
+    // database or the throttle.
+    let mut stage = telemetry::SignInTimer::start();
+    let _admission = hasher.admit().await?;
+    stage.done(SignInStage::Admission);
     let account_key = attempt.throttle_key();
     let keys = Keys {
         device: device::known(key, attempt.device_cookie, &account_key),
@@ -147,6 +157,7 @@ pub async fn sign_in(
         Ok(reservation) => reservation,
         Err(blocked) => return Ok(Outcome::Throttled(blocked)),
     };
+    stage.done(SignInStage::Throttle);
     // A failure keeps the reservation: it was counted when it was made.
     let failed = |failure| Ok(Outcome::Failed(failure));
     // Over-long passwords are refused before hashing; this depends on the input only.
@@ -157,10 +168,15 @@ pub async fn sign_in(
     }
     let account = match Username::parse(attempt.username) {
         Ok(username) => {
+            // Whether a second factor is on comes with the account: one round trip.
             sqlx::query!(
                 r#"
                 SELECT id, username, password_hash, disabled_at, last_sign_in_at,
-                       last_sign_in_ip, password_changed_at
+                       last_sign_in_ip, password_changed_at,
+                       (EXISTS (SELECT 1 FROM totp_credentials t
+                                WHERE t.user_id = users.id AND t.enabled_at IS NOT NULL)
+                        OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = users.id))
+                           AS "second_factor_on!"
                 FROM users WHERE username_key = $1
                 "#,
                 username.key
@@ -170,9 +186,11 @@ pub async fn sign_in(
         }
         Err(_) => None,
     };
+    stage.done(SignInStage::Lookup);
     // Unknown users verify against a dummy hash: every attempt costs one full hash.
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verification = hasher.verify(password.clone(), stored).await?;
+    stage.done(SignInStage::Verify);
     let (account, needs_rehash) = match (account, verification) {
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
             (account, needs_rehash)
@@ -182,7 +200,7 @@ pub async fn sign_in(
         (Some(_), Verification::Match { .. }) => return failed(Failure::Disabled),
     };
 
-    let second_factor_on = second_factor::enabled(pool, account.id).await?;
+    let second_factor_on = account.second_factor_on;
     let how = if second_factor_on {
         Release::StepPassed
     } else {
@@ -215,15 +233,16 @@ pub async fn sign_in(
             pending: Pending::issue(key, &signed_in, attempt.remember),
         });
     }
-    match start_session(
+    let started = start_session(
         cx,
         session,
         &signed_in,
         &attempt_client(&attempt),
         "password",
     )
-    .await
-    {
+    .await;
+    stage.done(SignInStage::Finish);
+    match started {
         Err(SignInError::ChangedMeanwhile) => Ok(Outcome::Failed(Failure::ChangedMeanwhile)),
         Err(err) => Err(err),
         Ok(()) => Ok(signed_in_outcome(
@@ -283,7 +302,12 @@ pub(in crate::auth) async fn start_session(
     method: &str,
 ) -> Result<(), SignInError> {
     let now = OffsetDateTime::now_utc();
-    session.cycle_id().await?;
+    // An id the browser brought is deleted and replaced (fixation). Without one there is
+    // nothing to replace: the record's id is new and random, and cycling would only send a
+    // DELETE for it (one statement per sign-in).
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     session.clear().await;
     let remember_until = cx
         .settings
@@ -535,6 +559,11 @@ pub async fn verify_current(
     device_cookie: Option<&str>,
     proof: Proof<'_>,
 ) -> Result<Result<bool, Blocked>, SignInError> {
+    // A password is hashed: it waits in the hasher's line like a sign-in (a code is not).
+    let _admission = match proof {
+        Proof::Password(_) => Some(cx.hasher.admit().await?),
+        Proof::Code(_) => None,
+    };
     let account_key = Username::key_of(username);
     let keys = Keys {
         device: device::known(cx.key, device_cookie, &account_key),

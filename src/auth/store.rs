@@ -162,9 +162,14 @@ impl SessionStore for PgSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (_, data) = split(record)?;
-        // Never resurrects: a session revoked or deleted meanwhile stays gone.
+        // Never resurrects: a session revoked or deleted meanwhile stays gone. Unchanged data
+        // writes nothing: tower-sessions' layer saves again after a sign-in saved the new
+        // session itself, and a row rewritten for nothing would cost a commit and its flush.
         sqlx::query!(
-            "UPDATE sessions SET data = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+            r#"
+            UPDATE sessions SET data = $2
+            WHERE token_hash = $1 AND revoked_at IS NULL AND data IS DISTINCT FROM $2
+            "#,
             token_hash(record.id),
             data,
         )

@@ -16,6 +16,7 @@ use serde_json::json;
 use tower_sessions::{
     Expiry, Session,
     cookie::{Cookie, SameSite},
+    session::Id,
 };
 
 use super::{
@@ -30,33 +31,32 @@ use crate::{
     web::AppState,
 };
 
-/// What a group of routes asks of a request: whether to load the user's session list too
-/// (the account page lists them), and which role, if any, the routes need.
+/// What a group of routes asks of a request: what to know about the session's holder
+/// (the account page lists their sessions; the API needs no CSRF token), and which role,
+/// if any, the routes need.
 #[derive(Clone)]
 pub struct Gate {
     pub state: AppState,
     pub required: Option<Role>,
-    pub with_sessions: bool,
+    pub lookup: session::Lookup,
     /// Whether `--require-mfa` applies to these routes (everything protected but the
     /// account pages, where enrolment happens).
     pub enforce_mfa: bool,
 }
 
-/// Middleware: resolves the request's [`Authentication`], stores it in the extensions,
+/// Middleware: resolves the request's [`Authentication`] (from the session cookie, see
+/// [`session_cookie`]), stores it in the extensions,
 /// and — when the routes need a role — answers the 401 or 403 itself. One layer instead of
 /// two: each axum middleware layer costs a boxed future and a service clone per request.
-pub async fn gate(
-    State(gate): State<Gate>,
-    session: Session,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let authentication = match authenticate(&gate, &session, &parts).await {
+    let authentication = match authenticate(&gate, &parts).await {
         Ok(authentication) => authentication,
         Err(err) => return err.into_response(),
     };
     let cookie_expires = remembered_cookie_expires(&gate.state, &authentication);
+    // Present where the session layer wraps the routes (not on the read-only hot pages).
+    let session = parts.extensions.get::<Session>().cloned();
     let (authentication, reissued) = match reissue(&gate.state, &parts, authentication).await {
         Ok(kept) => kept,
         Err(err) => return err.into_response(),
@@ -66,7 +66,7 @@ pub async fn gate(
         // On every answer, a 403 included: the old token no longer works.
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    if let Some(expires) = cookie_expires
+    if let (Some(expires), Some(session)) = (cookie_expires, session)
         && session.is_modified()
     {
         // The session layer is about to write the cookie again (a new id after
@@ -167,28 +167,21 @@ async fn reissue(
 
 /// Who holds this request's session; the first request to see a session expired records
 /// the expiry in the audit trail.
-async fn authenticate(
-    gate: &Gate,
-    session: &Session,
-    parts: &Parts,
-) -> Result<Authentication, AppError> {
+async fn authenticate(gate: &Gate, parts: &Parts) -> Result<Authentication, AppError> {
     let state = &gate.state;
-    let Some(token) = session.id() else {
-        let cookie = state.settings.session_cookie_name();
-        return Ok(Authentication::NotSignedIn(
-            if has_session_cookie(&parts.headers, cookie) {
-                NotSignedIn::TamperedCookie
-            } else {
-                NotSignedIn::NoSession
-            },
-        ));
+    let token = match session_cookie(&parts.headers, state.settings.session_cookie_name()) {
+        SessionCookie::Absent => return Ok(Authentication::NotSignedIn(NotSignedIn::NoSession)),
+        SessionCookie::Malformed => {
+            return Ok(Authentication::NotSignedIn(NotSignedIn::TamperedCookie));
+        }
+        SessionCookie::Id(token) => token,
     };
     let (authentication, newly_expired) = session::resolve(
         &state.pool,
         &state.csrf,
         &state.settings,
         token,
-        gate.with_sessions,
+        gate.lookup,
     )
     .await?;
     if let Some(expired) = newly_expired {
@@ -239,13 +232,36 @@ async fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
 /// Where `--require-mfa` sends people without a second factor.
 pub const ENROL_REQUIRED: &str = "/account/two-factor?required=1";
 
-fn has_session_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers
+/// The session cookie of a request, as the guard sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum SessionCookie {
+    Absent,
+    /// Present, but not a well-formed session id.
+    Malformed,
+    Id(Id),
+}
+
+/// Reads the session id from the `Cookie` header itself. The hot pages (the account page,
+/// reports, the API) run without tower-sessions' layer, which parses every cookie into a
+/// jar and sets up a `Session` per request that those pages never use; the guard needs one
+/// value. It reads it as tower-cookies and tower-sessions do: pairs split on `;`, name and
+/// value trimmed (quotes kept), the last of several cookies of that name winning.
+fn session_cookie(headers: &HeaderMap, name: &str) -> SessionCookie {
+    let value = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .any(|pair| pair.trim_start().split('=').next() == Some(name))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim())
+        .next_back();
+    let Some(value) = value else {
+        return SessionCookie::Absent;
+    };
+    value
+        .parse::<Id>()
+        .map_or(SessionCookie::Malformed, SessionCookie::Id)
 }
 
 /// Extractor for handlers behind a role guard: the signed-in user.
@@ -281,5 +297,54 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
                 .get::<Authentication>()
                 .and_then(|auth| auth.user().cloned()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::COOKIE, HeaderValue::from_str(value).expect("value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_session_cookie_is_read_like_tower_cookies_reads_it() {
+        let id = Id::default();
+        let name = "portcullis_session";
+        assert_eq!(session_cookie(&cookies(&[]), name), SessionCookie::Absent);
+        assert_eq!(
+            session_cookie(&cookies(&["other=1; portcullis_sessionx=2"]), name),
+            SessionCookie::Absent
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("a=1;  {name} = {id} ; b=2")]), name),
+            SessionCookie::Id(id)
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=\"{id}\"")]), name),
+            SessionCookie::Malformed
+        );
+        // Several: the last one counts (tower-cookies' jar keeps the last of a name).
+        let other = Id::default();
+        assert_eq!(
+            session_cookie(
+                &cookies(&[&format!("{name}={other}"), &format!("{name}={id}")]),
+                name
+            ),
+            SessionCookie::Id(id)
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=not-an-id")]), name),
+            SessionCookie::Malformed
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=")]), name),
+            SessionCookie::Malformed
+        );
     }
 }

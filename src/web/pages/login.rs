@@ -404,7 +404,7 @@ pub async fn submit(
 /// What signing in needs from the application state.
 pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
     sign_in::Context {
-        pool: &state.pool,
+        pool: &state.sign_in_pool,
         hasher: &state.hasher,
         key: &state.csrf,
         settings: &state.settings,
