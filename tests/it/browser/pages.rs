@@ -168,6 +168,8 @@ impl Site {
 pub async fn app() -> TestApp {
     let app = TestApp::spawn_with(|settings| {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
+        // The sign-in page with its "Keep me signed in" box.
+        settings.remember = Some(time::Duration::days(30));
     })
     .await;
     for (name, role) in PEOPLE {
