@@ -170,7 +170,7 @@ pub async fn create(
         let actor = Actor::new(&user.username, audit_meta(&parts));
         let lifetime = state.settings.link_lifetime;
         match admin::invite(&state.pool, &actor, &form.username, role, lifetime).await {
-            Ok(issued) => return link_page(&state, &user, &issued, role).await,
+            Ok(issued) => return link_page(&state, &user, &issued, role, true).await,
             Err(AdminError::User(UserError::Taken(name))) => {
                 errors.username = Some(format!(
                     "A user named {name} already exists (names ignore case)."
