@@ -190,6 +190,17 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             settings.relying_party.origin.origin().ascii_serialization()
         ),
     );
+    line(
+        "one-time links",
+        format!(
+            "{}, work for {}",
+            settings
+                .site_url
+                .join("/password/new")
+                .map_or_else(|_| settings.site_url.to_string(), |url| url.to_string()),
+            settings.link_lifetime
+        ),
+    );
     line("database", database);
     line("pgbouncer mode", args.db.db_pgbouncer.to_string());
     line("migrate at start", (!args.no_migrate).to_string());

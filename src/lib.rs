@@ -156,6 +156,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         if let Err(err) = auth::passkey::ceremony::sweep(&pool).await {
             tracing::warn!(error = %err, "passkey challenge sweep failed; will retry");
         }
+        if let Err(err) = accounts::links::sweep(&pool).await {
+            tracing::warn!(error = %err, "password link sweep failed; will retry");
+        }
         let retention = audit::Retention {
             age: settings.audit_retention,
             max_events: settings.audit_max_events,

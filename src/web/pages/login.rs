@@ -36,7 +36,7 @@ use crate::{
             render_status,
             request::{client_ip, request_id, user_agent},
         },
-        pages::{passkey_sign_in::PasskeyUi, second_step},
+        pages::{passkey_sign_in::PasskeyUi, password_link, second_step},
     },
 };
 
@@ -48,6 +48,7 @@ pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 pub const REFUSED_INPUT: &str = "That form held something no username or password contains \
      (a control character, or far too many characters). Type them again.";
 
+mod password_set;
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -239,8 +240,11 @@ pub async fn form(
     cookies: Cookies,
     TextQuery(query): TextQuery<LoginQuery>,
 ) -> Response {
-    let notice = query.notice.as_deref().and_then(Notice::from_key);
     let next = query.next.as_deref().and_then(safe_next);
+    if query.notice.as_deref() == Some(password_link::NOTICE) {
+        return password_set::page(&state, &cookies, next);
+    }
+    let notice = query.notice.as_deref().and_then(Notice::from_key);
     login_page(
         &state,
         &cookies,
