@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// re-authentication at most this long ago (e.g. 10m).
     #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub reauth_window: time::Duration,
+    /// At most this many live sessions per person: a sign-in beyond it signs out their
+    /// oldest session, whose holder is told why. Unset: no limit.
+    #[arg(long, env = "PORTCULLIS_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_sessions: Option<u32>,
     /// Who must turn on two-step verification before reaching protected pages (admins:
     /// administrators are sent to enrolment before any admin page).
     #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
@@ -301,6 +305,8 @@ pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
     pub reauth_window: time::Duration,
+    /// `--max-sessions`: live sessions per person; `None`, no limit.
+    pub max_sessions: Option<u32>,
     pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
@@ -403,6 +409,7 @@ impl Settings {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
             reauth_window: args.reauth_window,
+            max_sessions: args.max_sessions,
             require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),

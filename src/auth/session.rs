@@ -45,6 +45,8 @@ pub struct SessionUser {
     pub recovery: Option<RecoveryStatus>,
     /// This session's CSRF token for the forms on the page.
     pub csrf_token: String,
+    /// The IANA time zone the user chose for pages (`users.time_zone`); `None`: UTC.
+    pub time_zone: Option<String>,
     /// The user's live sessions (this one included), newest activity first; loaded only
     /// where a page lists them (`authenticate_with_sessions`).
     pub sessions: Vec<SessionSummary>,
@@ -63,6 +65,8 @@ pub enum NotSignedIn {
     ExpiredIdle,
     ExpiredAbsolute,
     Revoked,
+    /// Revoked by a newer sign-in beyond `--max-sessions`.
+    SessionLimit,
     UserDisabled,
 }
 
@@ -79,6 +83,8 @@ pub enum Notice {
     SetupDone,
     /// The second step of a sign-in was not completed in time (or its note is invalid).
     SecondStepExpired,
+    /// A newer sign-in took this session's place (`--max-sessions`).
+    SessionLimit,
 }
 
 impl Notice {
@@ -91,6 +97,7 @@ impl Notice {
             Notice::SignedOut => "signed_out",
             Notice::SetupDone => "setup_done",
             Notice::SecondStepExpired => "second_step_expired",
+            Notice::SessionLimit => "session_limit",
         }
     }
 
@@ -103,6 +110,7 @@ impl Notice {
             Notice::SignedOut,
             Notice::SetupDone,
             Notice::SecondStepExpired,
+            Notice::SessionLimit,
         ]
         .into_iter()
         .find(|notice| notice.key() == key)
@@ -124,6 +132,10 @@ impl Notice {
             Notice::SecondStepExpired => {
                 "Your sign-in was not completed in time. Sign in again with your password."
             }
+            Notice::SessionLimit => {
+                "You were signed out because you signed in on another device. Sign in again \
+                 to continue here (that signs out your oldest session instead)."
+            }
         }
     }
 }
@@ -138,6 +150,7 @@ impl NotSignedIn {
             NotSignedIn::ExpiredIdle => "expired_idle",
             NotSignedIn::ExpiredAbsolute => "expired_absolute",
             NotSignedIn::Revoked => "revoked",
+            NotSignedIn::SessionLimit => "session_limit",
             NotSignedIn::UserDisabled => "user_disabled",
         }
     }
@@ -151,6 +164,7 @@ impl NotSignedIn {
             NotSignedIn::ExpiredIdle => "session_expired_idle",
             NotSignedIn::ExpiredAbsolute => "session_expired_absolute",
             NotSignedIn::Revoked | NotSignedIn::UserDisabled => "session_revoked",
+            NotSignedIn::SessionLimit => "session_limit",
         }
     }
 
@@ -158,6 +172,7 @@ impl NotSignedIn {
     pub fn notice(self, form: bool) -> Notice {
         match self {
             NotSignedIn::Revoked | NotSignedIn::UserDisabled => Notice::Revoked,
+            NotSignedIn::SessionLimit => Notice::SessionLimit,
             _ if form => Notice::FormExpired,
             NotSignedIn::NoSession | NotSignedIn::TamperedCookie | NotSignedIn::UnknownSession => {
                 Notice::SignInRequired
@@ -194,6 +209,9 @@ pub struct SessionSummary {
     pub expires_at: OffsetDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// How it signed in (`sessions.auth_method`).
+    #[serde(default)]
+    pub auth_method: Option<String>,
 }
 
 /// The user's recovery codes, as the account page reports them, with which second factors
@@ -222,6 +240,9 @@ pub struct AccessRequestSummary {
     pub decided_by: Option<String>,
     pub decision_note: Option<String>,
 }
+
+/// `sessions.revoked_reason` of a session a newer sign-in displaced (`--max-sessions`).
+pub const SESSION_LIMIT_REASON: &str = "session_limit";
 
 /// A session seen expired for the first time (recorded once in the audit trail).
 pub struct NewlyExpired {
@@ -262,11 +283,13 @@ pub async fn resolve(
                    FROM recovery_codes c WHERE c.user_id = s.user_id)
                END AS "recovery: sqlx::types::Json<RecoveryStatus>",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
+               u.time_zone, s.revoked_reason,
                CASE WHEN $2 THEN (
                    SELECT coalesce(json_agg(json_build_object(
                               'id', o.id, 'created_at', o.created_at,
                               'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
-                              'ip', o.ip, 'user_agent', o.user_agent)
+                              'ip', o.ip, 'user_agent', o.user_agent,
+                              'auth_method', o.auth_method)
                           ORDER BY o.last_seen_at DESC), '[]'::json)
                    FROM (SELECT * FROM sessions
                          WHERE user_id = s.user_id AND ended_at > now()
@@ -298,7 +321,12 @@ pub async fn resolve(
         return Ok((Not(NotSignedIn::UserDisabled), None));
     }
     if row.revoked_at.is_some() {
-        return Ok((Not(NotSignedIn::Revoked), None));
+        let reason = if row.revoked_reason.as_deref() == Some(SESSION_LIMIT_REASON) {
+            NotSignedIn::SessionLimit
+        } else {
+            NotSignedIn::Revoked
+        };
+        return Ok((Not(reason), None));
     }
     let expired = if now >= row.absolute_expires_at {
         Some(NotSignedIn::ExpiredAbsolute)
@@ -335,6 +363,7 @@ pub async fn resolve(
         auth_method: row.auth_method,
         recovery: row.recovery.map(|json| json.0),
         csrf_token: csrf.session_token(token),
+        time_zone: row.time_zone,
         sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
         access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),
     };

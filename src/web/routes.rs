@@ -239,6 +239,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/account/password", Own, account::change_password),
     route!(POST "/account/sessions/revoke-others", Own, account::revoke_others),
     route!(POST "/account/sessions/{id}/revoke", Own, account::revoke_session),
+    route!(POST "/account/time-zone", Own, account::set_time_zone),
     route!(GET "/account/two-factor", Own, two_factor::show),
     route!(POST "/account/two-factor/enable", Own, two_factor::enable),
     route!(POST "/account/two-factor/recovery-codes", Own, two_factor::new_codes),
@@ -269,6 +270,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),
     route!(POST "/admin/users/{id}/sessions/{session}/revoke", ADMIN, admin::user::revoke_one),
+    route!(POST "/admin/sessions/revoke-everyone", ADMIN, admin::everyone::revoke),
     route!(GET "/admin/denials", ADMIN, admin::denials::show),
     route!(GET "/admin/audit", ADMIN, admin::audit::list),
     route!(GET "/admin/audit.csv", ADMIN, admin::audit::csv),
@@ -292,10 +294,10 @@ pub fn routes() -> &'static [RouteSpec] {
 /// around all but the stateless ones, static files, and `frame` around everything.
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
-    let sessions = SessionManagerLayer::new(PgSessionStore::new(
-        state.pool.clone(),
-        settings.idle_timeout,
-    ))
+    let sessions = SessionManagerLayer::new(
+        PgSessionStore::new(state.pool.clone(), settings.idle_timeout)
+            .with_max_sessions(settings.max_sessions),
+    )
     .with_name(settings.session_cookie_name())
     .with_secure(settings.secure_cookies)
     .with_http_only(true)

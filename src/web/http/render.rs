@@ -24,6 +24,8 @@ pub struct Site {
     /// The passkey script's URL (`static/passkeys.js`), the same way; only the pages with
     /// passkey buttons load it.
     pub passkeys_js_href: String,
+    /// The account page's time zone script (`static/time-zone.js`), the same way.
+    pub time_zone_js_href: String,
     /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
     pub support: Option<SupportContact>,
     /// `--demo`: every page says so.
@@ -44,6 +46,7 @@ impl Site {
         Site {
             css_href: versioned("app.css"),
             passkeys_js_href: versioned("passkeys.js"),
+            time_zone_js_href: versioned("time-zone.js"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
             public_url: settings.public_url.clone(),
@@ -63,7 +66,8 @@ pub async fn static_cache(
     let current = request.uri().path_and_query().is_some_and(|pq| {
         pq.query().is_some()
             && (site.css_href.ends_with(pq.as_str())
-                || site.passkeys_js_href.ends_with(pq.as_str()))
+                || site.passkeys_js_href.ends_with(pq.as_str())
+                || site.time_zone_js_href.ends_with(pq.as_str()))
     });
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {

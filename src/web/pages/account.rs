@@ -1,4 +1,5 @@
-//! The signed-in user's own page: session facts, the user's sessions, password change.
+//! The signed-in user's own page: session facts, the user's sessions, time zone, password
+//! change.
 
 use askama::Template;
 use axum::{
@@ -12,8 +13,8 @@ use tower_sessions::Session;
 use crate::{
     accounts::{self, own},
     audit::{Actor, AuditEvent},
-    auth::{Notice, SessionUser, session::SessionSummary, sign_in},
-    display::display_time,
+    auth::{Notice, SessionUser, sign_in},
+    display::{Zone, zone_names},
     error::AppError,
     web::{
         AppState,
@@ -24,35 +25,13 @@ use crate::{
             render_status,
             request::{audit_meta, client_ip, record},
         },
-        pages::{access::AccessRequestView, login},
+        pages::{
+            access::AccessRequestView,
+            login,
+            session_list::{ListOptions, SessionLine, session_lines},
+        },
     },
 };
-
-pub struct SessionLine {
-    pub id: i64,
-    pub current: bool,
-    pub created: String,
-    pub last_seen: String,
-    pub expires: String,
-    pub ip: String,
-    pub user_agent: String,
-}
-
-/// Sessions as shown in tables (account and admin pages).
-pub fn session_lines(sessions: &[SessionSummary], current: Option<i64>) -> Vec<SessionLine> {
-    sessions
-        .iter()
-        .map(|s| SessionLine {
-            id: s.id,
-            current: Some(s.id) == current,
-            created: display_time(s.created_at),
-            last_seen: display_time(s.last_seen_at),
-            expires: display_time(s.expires_at),
-            ip: s.ip.clone().unwrap_or_else(|| "—".into()),
-            user_agent: s.user_agent.clone().unwrap_or_else(|| "—".into()),
-        })
-        .collect()
-}
 
 #[derive(Default)]
 struct PasswordErrors {
@@ -92,6 +71,12 @@ struct AccountPage {
     done: Option<&'static str>,
     errors: PasswordErrors,
     min_password: usize,
+    /// The zone times are shown in, and whether the user chose it.
+    zone_name: String,
+    zone_chosen: bool,
+    zones: &'static [String],
+    zone_error: Option<&'static str>,
+    time_zone_js: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +92,7 @@ fn done_message(key: &str) -> Option<&'static str> {
         }
         "session_revoked" => Some("That session was signed out."),
         "others_revoked" => Some("All your other sessions were signed out."),
+        "time_zone_saved" => Some("Your time zone was saved."),
         _ => None,
     }
 }
@@ -117,8 +103,18 @@ fn account_page(
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
+    zone_error: Option<&'static str>,
 ) -> Response {
-    let sessions = session_lines(&user.sessions, Some(user.session_id));
+    let zone = Zone::of(user.time_zone.as_deref());
+    let sessions = session_lines(
+        &user.sessions,
+        &ListOptions {
+            current: Some(user.session_id),
+            zone: &zone,
+            revoke_action: &|id| format!("/account/sessions/{id}/revoke"),
+            buttons: ("Sign out", "Sign out this session"),
+        },
+    );
     let other_sessions = sessions.iter().filter(|s| !s.current).count();
     render_status(
         status,
@@ -127,14 +123,18 @@ fn account_page(
             csrf: user.csrf_token.clone(),
             username: user.username.clone(),
             role: user.role.to_string(),
-            signed_in_at: display_time(user.created_at),
-            idle_expires_at: display_time(user.idle_expires_at),
-            absolute_expires_at: display_time(user.absolute_expires_at),
-            previous_sign_in: user.prev_sign_in_at.map(display_time),
+            signed_in_at: zone.time(user.created_at),
+            idle_expires_at: zone.time(user.idle_expires_at),
+            absolute_expires_at: zone.time(user.absolute_expires_at),
+            previous_sign_in: user.prev_sign_in_at.map(|at| zone.time(at)),
             previous_ip: user.prev_sign_in_ip.clone(),
             sessions,
             other_sessions,
-            requests: user.access_requests.iter().map(Into::into).collect(),
+            requests: user
+                .access_requests
+                .iter()
+                .map(|r| AccessRequestView::new(r, &zone))
+                .collect(),
             // Loaded with the session (the account page's one query).
             second_factor: user.recovery.as_ref().is_some_and(|r| r.totp),
             passkeys: user.recovery.as_ref().map_or(0, |r| r.passkeys),
@@ -143,11 +143,16 @@ fn account_page(
                 .as_ref()
                 .and_then(|r| r.last_used_at)
                 .filter(|at| time::OffsetDateTime::now_utc() - *at < time::Duration::days(30))
-                .map(display_time),
+                .map(|at| zone.time(at)),
             recovery_left: user.recovery.as_ref().map_or(0, |r| r.codes_left),
             done,
             errors,
             min_password: state.settings.password_min_length,
+            zone_name: zone.name().to_owned(),
+            zone_chosen: user.time_zone.is_some(),
+            zones: zone_names(),
+            zone_error,
+            time_zone_js: state.site.time_zone_js_href.clone(),
         },
     )
 }
@@ -164,6 +169,7 @@ pub async fn show(
         StatusCode::OK,
         done,
         PasswordErrors::default(),
+        None,
     )
 }
 
@@ -242,6 +248,7 @@ pub async fn change_password(
             StatusCode::BAD_REQUEST,
             None,
             errors,
+            None,
         ));
     };
     let hash = state.hasher.hash(new).await?;
@@ -298,4 +305,33 @@ pub async fn revoke_others(
     let actor = Actor::new(&user.username, audit_meta(&parts));
     own::revoke_other_sessions(&state.pool, &actor, user.user_id, user.session_id).await?;
     Ok(Redirect::to("/account?done=others_revoked").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TimeZoneForm {
+    #[serde(default)]
+    time_zone: String,
+}
+
+/// Saves the time zone pages show times in; an empty choice goes back to UTC. A name not
+/// in the list gets the page again (400) with the field marked.
+pub async fn set_time_zone(
+    State(state): State<AppState>,
+    SignedForm { user, form, .. }: SignedForm<TimeZoneForm>,
+) -> Result<Response, AppError> {
+    if own::set_time_zone(&state.pool, user.user_id, form.time_zone.trim())
+        .await?
+        .is_err()
+    {
+        let user = with_sessions(&state, &user).await?;
+        return Ok(account_page(
+            &state,
+            &user,
+            StatusCode::BAD_REQUEST,
+            None,
+            PasswordErrors::default(),
+            Some("Choose a time zone from the list."),
+        ));
+    }
+    Ok(Redirect::to("/account?done=time_zone_saved").into_response())
 }

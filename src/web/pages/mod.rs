@@ -15,5 +15,6 @@ pub mod passkeys;
 pub mod reauth;
 pub mod reports;
 pub mod second_step;
+pub mod session_list;
 pub mod setup;
 pub mod two_factor;

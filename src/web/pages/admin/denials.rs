@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     audit::dashboard::{self, Bucket, PathPattern, Period, Refusal},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -132,6 +132,7 @@ pub async fn show(
     CurrentUser(user): CurrentUser,
     TextQuery(query): TextQuery<DashboardQuery>,
 ) -> Result<Response, AppError> {
+    let zone = Zone::of(user.time_zone.as_deref());
     let window = WINDOWS
         .iter()
         .find(|w| w.key == query.window)
@@ -251,11 +252,11 @@ pub async fn show(
             .into_iter()
             .map(|p| path_highlight(p, window.key))
             .collect(),
-        recent: recent.into_iter().map(line).collect(),
+        recent: recent.into_iter().map(|r| line(r, &zone)).collect(),
         counted: counted
             .into_iter()
             .map(|c| CountedLine {
-                minute: display_time(c.minute),
+                minute: zone.time(c.minute),
                 link: link(&[
                     ("status", &c.status.to_string()),
                     ("reason", &c.reason),
@@ -315,9 +316,9 @@ fn path_highlight(r: PathPattern, window: &str) -> Highlight {
     }
 }
 
-fn line(r: Refusal) -> Line {
+fn line(r: Refusal, zone: &Zone) -> Line {
     Line {
-        at: display_time(r.at),
+        at: zone.time(r.at),
         event: "denied".into(),
         status: r.status.map(|s| s.to_string()).unwrap_or_default(),
         reason: r.reason.unwrap_or_default(),
