@@ -1,14 +1,16 @@
 //! The journeys people take, asserted on what they see: page text, the address bar and
 //! keyboard focus. Each journey is its own test with JavaScript on, and all of them run
-//! again with JavaScript off (`every_journey_works_without_javascript`): the app's one
-//! script (`static/passkeys.js`) only adds passkey buttons, so nothing else may depend on
-//! it.
+//! again with JavaScript off (`every_journey_works_without_javascript`): the app's scripts
+//! only add passkey buttons (`static/passkeys.js`) and offer the browser's time zone
+//! (`static/time-zone.js`), so nothing else may depend on them.
 //!
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
 //! - `strong`: two-step verification, re-authentication and passkeys (15–17).
+//! - `devices`: sessions as cards on a phone, the time zone from the browser (18–19).
 
 mod administration;
+mod devices;
 mod signing_in;
 mod strong;
 
@@ -22,6 +24,7 @@ use signing_in::{
     wrong_password_keeps_username_and_focuses_password,
 };
 
+use devices::{sessions_as_cards_on_a_phone, time_zone_from_the_browser, time_zone_from_the_list};
 use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
 use super::{
@@ -136,6 +139,18 @@ async fn a_passkey_is_added_used_to_sign_in_alone_and_to_confirm_its_removal() {
     passkeys(&turn, Js::On).await;
 }
 
+#[tokio::test]
+async fn on_a_phone_each_session_is_a_card_with_a_working_sign_out() {
+    let Some(turn) = turn().await else { return };
+    sessions_as_cards_on_a_phone(&turn, Js::On).await;
+}
+
+#[tokio::test]
+async fn the_account_page_offers_the_browsers_time_zone_and_saves_it() {
+    let Some(turn) = turn().await else { return };
+    time_zone_from_the_browser(&turn).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -156,6 +171,8 @@ async fn every_journey_works_without_javascript() {
     two_step_verification(&turn, Js::Off).await;
     reauthenticate_mid_change(&turn, Js::Off).await;
     passkeys(&turn, Js::Off).await;
+    sessions_as_cards_on_a_phone(&turn, Js::Off).await;
+    time_zone_from_the_list(&turn, Js::Off).await;
 }
 
 #[tokio::test]
