@@ -35,6 +35,12 @@ impl Zone {
         zoned.strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
     }
 
+    /// `at` in this zone by a strftime `pattern` (`%H:%M` for a chart's axis).
+    pub fn format(&self, at: OffsetDateTime, pattern: &str) -> String {
+        let zoned = timestamp(at).to_zoned_datetime(self.tz.clone());
+        zoned.strftime(pattern).to_string()
+    }
+
     /// `at` for a `<time>` element: machine-readable, exact and relative to `now`.
     pub fn moment(&self, at: OffsetDateTime, now: OffsetDateTime) -> Moment {
         let zoned = timestamp(at).to_zoned_datetime(self.tz.clone());

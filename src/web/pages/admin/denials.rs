@@ -180,7 +180,7 @@ pub async fn show(
             })
             .collect()
     };
-    let chart_rows = chart_rows(&series, window);
+    let chart_rows = chart_rows(&series, window, &zone);
     Ok(render(&DashboardPage {
         chrome: super::admin_chrome(&state, "401/403 dashboard", &user).await?,
         window_key: window.key,
@@ -275,7 +275,7 @@ pub async fn show(
 }
 
 /// Every bucket of the window, oldest first, with its label: (label, 401s, 403s).
-fn chart_rows(series: &[Bucket], window: Window) -> Vec<(String, i64, i64)> {
+fn chart_rows(series: &[Bucket], window: Window, zone: &Zone) -> Vec<(String, i64, i64)> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let last = now.div_euclid(window.bucket);
     let first = last - window.seconds / window.bucket + 1;
@@ -285,7 +285,7 @@ fn chart_rows(series: &[Bucket], window: Window) -> Vec<(String, i64, i64)> {
                 .iter()
                 .find(|b| b.bucket == bucket)
                 .map_or((0, 0), |b| (b.unauthorized, b.forbidden));
-            (bucket_label(bucket, window), u, f)
+            (bucket_label(bucket, window, zone), u, f)
         })
         .collect()
 }
@@ -334,15 +334,16 @@ fn line(r: Refusal, zone: &Zone) -> Line {
     }
 }
 
-fn bucket_label(bucket: i64, window: Window) -> String {
+/// A chart bucket's start, on the axis, in the viewer's zone.
+fn bucket_label(bucket: i64, window: Window, zone: &Zone) -> String {
     let at = OffsetDateTime::from_unix_timestamp(bucket * window.bucket)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let format = if window.seconds > 86_400 {
-        time::macros::format_description!("[month]-[day] [hour]:[minute]")
+    let pattern = if window.seconds > 86_400 {
+        "%m-%d %H:%M"
     } else {
-        time::macros::format_description!("[hour]:[minute]")
+        "%H:%M"
     };
-    at.format(&format).unwrap_or_default()
+    zone.format(at, pattern)
 }
 
 fn humanize(seconds: i64) -> String {
