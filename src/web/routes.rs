@@ -31,7 +31,7 @@ use super::{
     },
     pages::{
         access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
-        reauth, reports, second_step, setup, two_factor,
+        reauth, reports, second_step, setup, time_zone, two_factor,
     },
 };
 use crate::auth::{Role, store::PgSessionStore};
@@ -239,7 +239,8 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/account/password", Own, account::change_password),
     route!(POST "/account/sessions/revoke-others", Own, account::revoke_others),
     route!(POST "/account/sessions/{id}/revoke", Own, account::revoke_session),
-    route!(POST "/account/time-zone", Own, account::set_time_zone),
+    route!(GET "/account/time-zone", Own, time_zone::show),
+    route!(POST "/account/time-zone", Own, time_zone::save),
     route!(GET "/account/two-factor", Own, two_factor::show),
     route!(POST "/account/two-factor/enable", Own, two_factor::enable),
     route!(POST "/account/two-factor/recovery-codes", Own, two_factor::new_codes),

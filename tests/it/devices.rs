@@ -114,6 +114,16 @@ async fn a_chosen_time_zone_changes_the_times_on_every_page() {
         before.contains("until you choose your time zone"),
         "{before}"
     );
+    assert!(before.contains(r#"href="/account/time-zone""#), "{before}");
+    // The list is on its own page: the account page stays light.
+    assert!(!before.contains("Asia/Kolkata"), "{before}");
+    let list = page(&app, &admin, "/account/time-zone").await;
+    for zone in ["Asia/Kolkata", "Europe/Paris", "America/New_York"] {
+        assert!(
+            list.contains(&format!(r#"<option value="{zone}">"#)),
+            "{list}"
+        );
+    }
 
     let response = app
         .post_form(
@@ -181,7 +191,10 @@ async fn an_unknown_time_zone_is_refused_naming_the_field() {
             body.contains(r#"<select id="time_zone" name="time_zone" aria-invalid="true""#),
             "the field is marked: {body}"
         );
-        assert!(body.contains("This device"), "the page is whole: {body}");
+        assert!(
+            body.contains("<h1>Time zone</h1>"),
+            "the page is whole: {body}"
+        );
     }
     let stored: Option<String> = sqlx::query_scalar("SELECT time_zone FROM users")
         .fetch_one(&app.pool)

@@ -14,7 +14,7 @@ use crate::{
     accounts::{self, own},
     audit::{Actor, AuditEvent},
     auth::{Notice, SessionUser, sign_in},
-    display::{Zone, zone_names},
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -74,8 +74,6 @@ struct AccountPage {
     /// The zone times are shown in, and whether the user chose it.
     zone_name: String,
     zone_chosen: bool,
-    zones: &'static [String],
-    zone_error: Option<&'static str>,
     time_zone_js: String,
 }
 
@@ -103,7 +101,6 @@ fn account_page(
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
-    zone_error: Option<&'static str>,
 ) -> Response {
     let zone = Zone::of(user.time_zone.as_deref());
     let sessions = session_lines(
@@ -150,8 +147,6 @@ fn account_page(
             min_password: state.settings.password_min_length,
             zone_name: zone.name().to_owned(),
             zone_chosen: user.time_zone.is_some(),
-            zones: zone_names(),
-            zone_error,
             time_zone_js: state.site.time_zone_js_href.clone(),
         },
     )
@@ -169,7 +164,6 @@ pub async fn show(
         StatusCode::OK,
         done,
         PasswordErrors::default(),
-        None,
     )
 }
 
@@ -248,7 +242,6 @@ pub async fn change_password(
             StatusCode::BAD_REQUEST,
             None,
             errors,
-            None,
         ));
     };
     let hash = state.hasher.hash(new).await?;
@@ -305,33 +298,4 @@ pub async fn revoke_others(
     let actor = Actor::new(&user.username, audit_meta(&parts));
     own::revoke_other_sessions(&state.pool, &actor, user.user_id, user.session_id).await?;
     Ok(Redirect::to("/account?done=others_revoked").into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct TimeZoneForm {
-    #[serde(default)]
-    time_zone: String,
-}
-
-/// Saves the time zone pages show times in; an empty choice goes back to UTC. A name not
-/// in the list gets the page again (400) with the field marked.
-pub async fn set_time_zone(
-    State(state): State<AppState>,
-    SignedForm { user, form, .. }: SignedForm<TimeZoneForm>,
-) -> Result<Response, AppError> {
-    if own::set_time_zone(&state.pool, user.user_id, form.time_zone.trim())
-        .await?
-        .is_err()
-    {
-        let user = with_sessions(&state, &user).await?;
-        return Ok(account_page(
-            &state,
-            &user,
-            StatusCode::BAD_REQUEST,
-            None,
-            PasswordErrors::default(),
-            Some("Choose a time zone from the list."),
-        ));
-    }
-    Ok(Redirect::to("/account?done=time_zone_saved").into_response())
 }

@@ -17,4 +17,5 @@ pub mod reports;
 pub mod second_step;
 pub mod session_list;
 pub mod setup;
+pub mod time_zone;
 pub mod two_factor;

@@ -116,6 +116,7 @@ pub const PAGES: &[PageCase] = &[
     page("forbidden-request-declined", DECLINED_MEMBER, Visit("/reports"), FORBIDDEN),
     page("account-requests", DECLINED_MEMBER, Visit("/account"), "Your account"),
     page("account-devices", MEMBER_WITH_DEVICES, Visit("/account"), "Your account"),
+    page("time-zone", MEMBER_WITH_DEVICES, Visit("/account/time-zone"), "Time zone"),
     page("login-session-limit", NOBODY, Visit("/login?notice=session_limit"), "Sign in"),
     page("admin-users", ADMIN, Visit("/admin"), "Users"),
     page("admin-user", ADMIN, AdminUser("mia"), "mia"),

@@ -116,11 +116,15 @@ pub(super) async fn time_zone_from_the_browser(turn: &Turn) {
     browser
         .expect_text("Your browser is set to Asia/Tokyo.")
         .await;
+    // The list, on its own page, has it selected already.
+    browser.click_link("Choose your time zone").await;
+    browser.expect_heading("Time zone").await;
     if browser.value("#time_zone").await != "Asia/Tokyo" {
         browser
             .fail("the browser's zone is not selected".into())
             .await;
     }
+    browser.click_link("← Your account").await;
     browser.click_button("Use my browser’s time zone").await;
     browser.expect_text("Your time zone was saved.").await;
     browser
@@ -151,6 +155,9 @@ pub(super) async fn time_zone_from_the_list(turn: &Turn, js: Js) {
     browser.visit("/login").await;
     browser.sign_in("ines", PASSWORD).await;
     browser.expect_location("/account").await;
+    browser.expect_no_text("Your browser is set to").await;
+    browser.click_link("Choose your time zone").await;
+    browser.expect_heading("Time zone").await;
     browser.expect_no_text("Your browser is set to").await;
     browser.choose("#time_zone", "Europe/Lisbon").await;
     browser.click_button("Save time zone").await;
