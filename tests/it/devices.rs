@@ -301,6 +301,8 @@ async fn a_sign_in_beyond_the_cap_signs_out_the_oldest_with_its_own_notice() {
     assert_eq!(live_sessions(&app).await, 2);
     let response = app.get(&first, "/account").await;
     assert_login_redirect(response, "session_limit", Some("/account")).await;
+    // A program is told the same reason.
+    assert_api_401(app.get_json(&first, "/api/me").await, "session_limit").await;
     let notice = app
         .get(&first, "/login?notice=session_limit")
         .await
