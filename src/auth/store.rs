@@ -19,6 +19,8 @@ use tower_sessions::{
     session_store,
 };
 
+use crate::audit::{self, AuditEvent, RequestMeta};
+
 /// The key under which the binding travels in tower-sessions' data map.
 pub const BINDING_KEY: &str = "portcullis.binding";
 
@@ -99,28 +101,42 @@ impl PgSessionStore {
         // which the lock makes the order of commits (`created_at` is each instance's
         // clock). Without a limit, sign-ins skip these round trips.
         let mut tx = self.pool.begin().await?;
-        sqlx::query!(
-            "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+        let username = sqlx::query_scalar!(
+            "SELECT username FROM users WHERE id = $1 FOR UPDATE",
             binding.user_id
         )
         .fetch_optional(&mut *tx)
         .await?;
         let inserted = insert_row(&mut *tx, record, binding, data, self.idle_timeout).await?;
-        if inserted.is_some() {
-            sqlx::query!(
+        if let (Some(_), Some(username)) = (inserted, username) {
+            let ended = sqlx::query_scalar!(
                 r#"
                 UPDATE sessions SET revoked_at = now(), revoked_reason = $3
                 WHERE id IN (SELECT id FROM sessions
                              WHERE user_id = $1 AND revoked_at IS NULL AND ended_at > now()
                              ORDER BY id DESC
                              OFFSET $2)
+                RETURNING id
                 "#,
                 binding.user_id,
                 i64::from(max),
                 super::session::SESSION_LIMIT_REASON,
             )
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
+            if !ended.is_empty() {
+                // In the user's history like any other sign-out, with the sign-in's device.
+                let meta = RequestMeta {
+                    ip: binding.ip.clone(),
+                    user_agent: binding.user_agent.clone(),
+                    ..RequestMeta::default()
+                };
+                let event = AuditEvent::new("session_revoked", meta)
+                    .username(&username)
+                    .reason(super::session::SESSION_LIMIT_REASON)
+                    .detail(serde_json::json!({ "sessions": ended }));
+                audit::write_in(&mut *tx, &event).await?;
+            }
         }
         tx.commit().await?;
         Ok(inserted)

@@ -322,6 +322,11 @@ async fn a_sign_in_beyond_the_cap_signs_out_the_oldest_with_its_own_notice() {
             .await
             .expect("one revoked");
     assert_eq!(reason, "session_limit");
+    let events = app
+        .audit("event = 'session_revoked' AND reason = 'session_limit'", 1)
+        .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].username.as_deref(), Some("amy"));
 }
 
 #[tokio::test]
