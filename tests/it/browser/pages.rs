@@ -30,6 +30,8 @@ pub enum Reach {
     AdminUser(&'static str),
     /// On this user's administration page, press the button with this text.
     AdminUserButton(&'static str, &'static str),
+    /// On the administration page, send "Sign out everyone" with this confirmation typed.
+    SignOutEveryone(&'static str),
     /// Open a fresh setup link of the app on its first run (no user yet); with a
     /// password, send the setup form with it.
     Setup(Option<&'static str>),
@@ -121,6 +123,7 @@ pub const PAGES: &[PageCase] = &[
     page("admin-users", ADMIN, Visit("/admin"), "Users"),
     page("admin-user", ADMIN, AdminUser("mia"), "mia"),
     page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
+    page("admin-sign-out-everyone-error", ADMIN, SignOutEveryone("sign out"), "Sign out everyone"),
     page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
     page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
     page("admin-throttles", ADMIN, Visit("/admin/throttles"), "Sign-in throttles"),
@@ -377,6 +380,11 @@ pub async fn show(
             browser.click_link(name).await;
             browser.expect_heading(name).await;
             browser.click_button(button).await;
+        }
+        SignOutEveryone(typed) => {
+            browser.visit("/admin").await;
+            browser.fill("#everyone-confirmation", typed).await;
+            browser.click_button("Sign out everyone").await;
         }
         Setup(password) => {
             let token = setup::issue_token(&site.first_run.pool)
