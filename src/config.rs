@@ -148,6 +148,10 @@ pub struct ServeArgs {
     /// administrator's session still ends at --absolute-timeout.
     #[arg(long, env = "PORTCULLIS_REMEMBER_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=400))]
     pub remember_days: u16,
+    /// At most this many live sessions per person: a sign-in beyond it signs out their
+    /// oldest session, whose holder is told why. Unset: no limit.
+    #[arg(long, env = "PORTCULLIS_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_sessions: Option<u32>,
     /// Who must turn on two-step verification before reaching protected pages (admins:
     /// administrators are sent to enrolment before any admin page).
     #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
@@ -398,6 +402,8 @@ pub struct Settings {
     pub reauth_window: time::Duration,
     /// `--remember-days` as a duration; `None` when off.
     pub remember: Option<time::Duration>,
+    /// `--max-sessions`: live sessions per person; `None`, no limit.
+    pub max_sessions: Option<u32>,
     pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
@@ -509,6 +515,7 @@ impl Settings {
             reauth_window: args.reauth_window,
             remember: (args.remember_days > 0)
                 .then(|| time::Duration::days(i64::from(args.remember_days))),
+            max_sessions: args.max_sessions,
             require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),

@@ -1,4 +1,11 @@
-//! Times and durations as people read them, shared by the pages and the command line.
+//! Times and durations as people read them, shared by the pages and the command line; times
+//! in the viewer's zone (`zone`) and devices in words (`device`).
+
+mod device;
+mod zone;
+
+pub use device::{device_name, sign_in_method};
+pub use zone::{Moment, Zone, is_choosable, zone_names};
 
 /// Times on pages and in the CLI: UTC, to the second, unambiguous
 /// (`2026-01-31 13:05:09 UTC`).

@@ -422,3 +422,31 @@ pub async fn grant(pool: &PgPool, actor: &Actor, request_id: i64) -> Result<Gran
         role,
     })
 }
+
+/// The `revoked_reason` of sessions ended by [`revoke_everyone`].
+pub const EVERYONE_REASON: &str = "admin_everyone";
+
+/// Signs out every live session of every user, the administrator's own others included,
+/// except `keep` (the session that asked: whoever acts stays signed in to see the result
+/// and to act again). One statement in one transaction with its audit event, which counts
+/// the sessions ended. Their holders are told they were signed out (the revoked notice).
+pub async fn revoke_everyone(pool: &PgPool, actor: &Actor, keep: i64) -> Result<u64, AdminError> {
+    let mut tx = pool.begin().await?;
+    let ended = sqlx::query!(
+        r#"
+        UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+        WHERE revoked_at IS NULL AND ended_at > now() AND id <> $1
+        "#,
+        keep,
+        EVERYONE_REASON,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let event = AuditEvent::new("sessions_revoked_everyone", actor.meta.clone())
+        .username(&actor.username)
+        .detail(json!({ "count": ended }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(ended)
+}

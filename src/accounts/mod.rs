@@ -360,7 +360,8 @@ pub async fn live_sessions(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<Sess
     sqlx::query_as!(
         SessionSummary,
         r#"
-        SELECT id, created_at, last_seen_at, ended_at AS "expires_at!", ip, user_agent
+        SELECT id, created_at, last_seen_at, ended_at AS "expires_at!", ip, user_agent,
+               auth_method
         FROM sessions WHERE user_id = $1 AND ended_at > now()
         ORDER BY last_seen_at DESC LIMIT 50
         "#,

@@ -151,3 +151,30 @@ pub async fn end_remembered_elsewhere(
     }
     Ok(ended)
 }
+
+/// A time zone name that is not one of `display::zone_names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownTimeZone;
+
+/// Stores the time zone the user's pages show times in: one of `display::zone_names`, or
+/// empty for none (pages then show UTC). A preference, not a security setting: no audit
+/// event.
+pub async fn set_time_zone(
+    pool: &PgPool,
+    user_id: i64,
+    choice: &str,
+) -> sqlx::Result<Result<(), UnknownTimeZone>> {
+    let zone = match choice {
+        "" => None,
+        name if crate::display::is_choosable(name) => Some(name),
+        _ => return Ok(Err(UnknownTimeZone)),
+    };
+    sqlx::query!(
+        "UPDATE users SET time_zone = $2, updated_at = now() WHERE id = $1",
+        user_id,
+        zone
+    )
+    .execute(pool)
+    .await?;
+    Ok(Ok(()))
+}

@@ -54,6 +54,8 @@ pub struct SessionUser {
     /// This session's CSRF token for the forms on the page (empty behind the API's gate,
     /// `Lookup::Api`: JSON has no forms).
     pub csrf_token: String,
+    /// The IANA time zone the user chose for pages (`users.time_zone`); `None`: UTC.
+    pub time_zone: Option<String>,
     /// The user's live sessions (this one included), newest activity first; loaded only
     /// where a page lists them (`Lookup::AccountPage`).
     pub sessions: Vec<SessionSummary>,
@@ -72,6 +74,8 @@ pub enum NotSignedIn {
     ExpiredIdle,
     ExpiredAbsolute,
     Revoked,
+    /// Revoked by a newer sign-in beyond `--max-sessions`.
+    SessionLimit,
     UserDisabled,
 }
 
@@ -88,6 +92,8 @@ pub enum Notice {
     SetupDone,
     /// The second step of a sign-in was not completed in time (or its note is invalid).
     SecondStepExpired,
+    /// A newer sign-in took this session's place (`--max-sessions`).
+    SessionLimit,
 }
 
 impl Notice {
@@ -100,6 +106,7 @@ impl Notice {
             Notice::SignedOut => "signed_out",
             Notice::SetupDone => "setup_done",
             Notice::SecondStepExpired => "second_step_expired",
+            Notice::SessionLimit => "session_limit",
         }
     }
 
@@ -112,6 +119,7 @@ impl Notice {
             Notice::SignedOut,
             Notice::SetupDone,
             Notice::SecondStepExpired,
+            Notice::SessionLimit,
         ]
         .into_iter()
         .find(|notice| notice.key() == key)
@@ -133,6 +141,10 @@ impl Notice {
             Notice::SecondStepExpired => {
                 "Your sign-in was not completed in time. Sign in again with your password."
             }
+            Notice::SessionLimit => {
+                "You were signed out because you signed in on another device. Sign in again \
+                 to continue here (that signs out your oldest session instead)."
+            }
         }
     }
 }
@@ -147,6 +159,7 @@ impl NotSignedIn {
             NotSignedIn::ExpiredIdle => "expired_idle",
             NotSignedIn::ExpiredAbsolute => "expired_absolute",
             NotSignedIn::Revoked => "revoked",
+            NotSignedIn::SessionLimit => "session_limit",
             NotSignedIn::UserDisabled => "user_disabled",
         }
     }
@@ -160,6 +173,7 @@ impl NotSignedIn {
             NotSignedIn::ExpiredIdle => "session_expired_idle",
             NotSignedIn::ExpiredAbsolute => "session_expired_absolute",
             NotSignedIn::Revoked | NotSignedIn::UserDisabled => "session_revoked",
+            NotSignedIn::SessionLimit => "session_limit",
         }
     }
 
@@ -167,6 +181,7 @@ impl NotSignedIn {
     pub fn notice(self, form: bool) -> Notice {
         match self {
             NotSignedIn::Revoked | NotSignedIn::UserDisabled => Notice::Revoked,
+            NotSignedIn::SessionLimit => Notice::SessionLimit,
             _ if form => Notice::FormExpired,
             NotSignedIn::NoSession | NotSignedIn::TamperedCookie | NotSignedIn::UnknownSession => {
                 Notice::SignInRequired
@@ -203,6 +218,9 @@ pub struct SessionSummary {
     pub expires_at: OffsetDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// How it signed in (`sessions.auth_method`).
+    #[serde(default)]
+    pub auth_method: Option<String>,
 }
 
 /// The user's recovery codes, as the account page reports them, with which second factors
@@ -232,6 +250,9 @@ pub struct AccessRequestSummary {
     pub decision_note: Option<String>,
 }
 
+/// `sessions.revoked_reason` of a session a newer sign-in displaced (`--max-sessions`).
+pub const SESSION_LIMIT_REASON: &str = "session_limit";
+
 /// A session seen expired for the first time (recorded once in the audit trail).
 pub struct NewlyExpired {
     pub reason: NotSignedIn,
@@ -251,6 +272,8 @@ struct Core {
     authenticated_at: OffsetDateTime,
     remembered: bool,
     token_issued_at: OffsetDateTime,
+    revoked_reason: Option<String>,
+    time_zone: Option<String>,
     has_second_factor: bool,
     username: String,
     role: Role,
@@ -285,6 +308,8 @@ macro_rules! core_of {
             authenticated_at: $row.authenticated_at,
             remembered: $row.remembered,
             token_issued_at: $row.token_issued_at,
+            revoked_reason: $row.revoked_reason,
+            time_zone: $row.time_zone,
             has_second_factor: $row.has_second_factor,
             username: $row.username,
             role: $row.role,
@@ -307,7 +332,7 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
         SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
                s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.remembered, s.token_issued_at,
+               s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
                (EXISTS (SELECT 1 FROM totp_credentials t
                         WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
@@ -335,7 +360,7 @@ async fn fetch_with_account(
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.auth_method, s.remembered, s.token_issued_at,
+               s.auth_method, s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
                (EXISTS (SELECT 1 FROM totp_credentials t
                         WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
@@ -354,9 +379,11 @@ async fn fetch_with_account(
                (SELECT coalesce(json_agg(json_build_object(
                            'id', o.id, 'created_at', o.created_at,
                            'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
-                           'ip', o.ip, 'user_agent', o.user_agent)
+                           'ip', o.ip, 'user_agent', o.user_agent,
+                           'auth_method', o.auth_method)
                        ORDER BY o.last_seen_at DESC), '[]'::json)
-                FROM (SELECT id, created_at, last_seen_at, ended_at, ip, user_agent
+                FROM (SELECT id, created_at, last_seen_at, ended_at, ip, user_agent,
+                             auth_method
                       FROM sessions
                       WHERE user_id = s.user_id AND ended_at > now()
                       ORDER BY last_seen_at DESC LIMIT 50) o)
@@ -434,7 +461,12 @@ pub async fn resolve(
         return Ok((Not(NotSignedIn::UserDisabled), None));
     }
     if row.revoked_at.is_some() {
-        return Ok((Not(NotSignedIn::Revoked), None));
+        let reason = if row.revoked_reason.as_deref() == Some(SESSION_LIMIT_REASON) {
+            NotSignedIn::SessionLimit
+        } else {
+            NotSignedIn::Revoked
+        };
+        return Ok((Not(reason), None));
     }
     // "Keep me signed in" never keeps an administrator past the usual limits, even one
     // promoted after signing in: their deadlines are the ordinary ones, counted here.
@@ -482,6 +514,7 @@ pub async fn resolve(
         recently_authenticated: now - row.authenticated_at < settings.reauth_window,
         has_second_factor: row.has_second_factor,
         auth_method: facts.auth_method,
+        time_zone: row.time_zone,
         remembered: row.remembered,
         reissue_due: row.remembered && now - row.token_issued_at >= REISSUE_AFTER,
         recovery: facts.recovery,

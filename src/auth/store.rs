@@ -11,13 +11,15 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use tower_sessions::{
     SessionStore,
     session::{Id, Record},
     session_store,
 };
+
+use crate::audit::{self, AuditEvent, RequestMeta};
 
 /// The key under which the binding travels in tower-sessions' data map.
 pub const BINDING_KEY: &str = "portcullis.binding";
@@ -63,11 +65,85 @@ pub fn token_hash(id: Id) -> Vec<u8> {
 pub struct PgSessionStore {
     pool: PgPool,
     idle_timeout: time::Duration,
+    /// `--max-sessions`: live sessions per user, the newest kept.
+    max_sessions: Option<u32>,
 }
 
 impl PgSessionStore {
     pub fn new(pool: PgPool, idle_timeout: time::Duration) -> Self {
-        Self { pool, idle_timeout }
+        Self {
+            pool,
+            idle_timeout,
+            max_sessions: None,
+        }
+    }
+
+    /// Keeps at most `max` live sessions per user: each new one signs out the oldest
+    /// beyond it (`None`: no limit).
+    pub fn with_max_sessions(self, max: Option<u32>) -> Self {
+        Self {
+            max_sessions: max,
+            ..self
+        }
+    }
+
+    /// Inserts the row, and with a session limit signs out the user's oldest sessions
+    /// beyond it. `None`: the id is taken, or the account changed (see `insert_row`).
+    async fn insert(
+        &self,
+        record: &Record,
+        binding: &SessionBinding,
+        data: &serde_json::Value,
+    ) -> sqlx::Result<Option<i64>> {
+        let Some(max) = self.max_sessions else {
+            return insert_row(&self.pool, record, binding, data, self.idle_timeout).await;
+        };
+        // One transaction that first locks the user's row: simultaneous sign-ins of one
+        // person queue here, so each counts the sessions the others committed and no
+        // moment ever has more than `max` live ones (a count inside one statement would
+        // not see a concurrent insert). Oldest by id: ids follow the order of insertion,
+        // which the lock makes the order of commits (`created_at` is each instance's
+        // clock). Without a limit, sign-ins skip these round trips.
+        let mut tx = self.pool.begin().await?;
+        let username = sqlx::query_scalar!(
+            "SELECT username FROM users WHERE id = $1 FOR UPDATE",
+            binding.user_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let inserted = insert_row(&mut *tx, record, binding, data, self.idle_timeout).await?;
+        if let (Some(_), Some(username)) = (inserted, username) {
+            let ended = sqlx::query_scalar!(
+                r#"
+                UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+                WHERE id IN (SELECT id FROM sessions
+                             WHERE user_id = $1 AND revoked_at IS NULL AND ended_at > now()
+                             ORDER BY id DESC
+                             OFFSET $2)
+                RETURNING id
+                "#,
+                binding.user_id,
+                i64::from(max),
+                super::session::SESSION_LIMIT_REASON,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if !ended.is_empty() {
+                // In the user's history like any other sign-out, with the sign-in's device.
+                let meta = RequestMeta {
+                    ip: binding.ip.clone(),
+                    user_agent: binding.user_agent.clone(),
+                    ..RequestMeta::default()
+                };
+                let event = AuditEvent::new("session_revoked", meta)
+                    .username(&username)
+                    .reason(super::session::SESSION_LIMIT_REASON)
+                    .detail(serde_json::json!({ "sessions": ended }));
+                audit::write_in(&mut *tx, &event).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 }
 
@@ -96,50 +172,11 @@ impl SessionStore for PgSessionStore {
                 "refusing to store a session that no sign-in created".into(),
             ));
         };
-        let idle = self.idle_timeout.whole_microseconds() as f64 / 1e6;
         loop {
-            // FOR SHARE on the user row: a concurrent password change or disable (which
-            // updates that row, then revokes the user's sessions) either waits for this
-            // insert and then revokes it, or has committed and makes this insert find no row.
-            let inserted = sqlx::query_scalar!(
-                r#"
-                INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
-                                      idle_expires_at, absolute_expires_at, ip, user_agent,
-                                      prev_sign_in_at, prev_sign_in_ip, authenticated_at,
-                                      auth_method, remembered)
-                SELECT $1, u.id, $3, $4, now(),
-                       CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
-                            ELSE least(now() + make_interval(secs => $5), $6) END,
-                       CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
-                            ELSE $6 END,
-                       $7, $8, $9, $10,
-                       coalesce($12::timestamptz, $4::timestamptz), $13,
-                       $14::timestamptz IS NOT NULL
-                FROM users u
-                WHERE u.id = $2 AND u.disabled_at IS NULL
-                  AND ($11::timestamptz IS NULL OR u.password_changed_at = $11)
-                FOR SHARE
-                ON CONFLICT (token_hash) DO NOTHING
-                RETURNING id
-                "#,
-                token_hash(record.id),
-                binding.user_id,
-                data,
-                binding.created_at,
-                idle,
-                binding.absolute_expires_at,
-                binding.ip,
-                binding.user_agent,
-                binding.prev_sign_in_at,
-                binding.prev_sign_in_ip,
-                binding.password_changed_at,
-                binding.authenticated_at,
-                binding.auth_method,
-                binding.remember_until,
-            )
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            let inserted = self
+                .insert(record, &binding, &data)
+                .await
+                .map_err(backend)?;
             if inserted.is_some() {
                 return Ok(());
             }
@@ -237,6 +274,63 @@ impl SessionStore for PgSessionStore {
         .map_err(backend)?;
         Ok(())
     }
+}
+
+/// The new session's row, if the account is still as the sign-in saw it. FOR SHARE on the
+/// user row: a concurrent password change or disable (which updates that row, then revokes
+/// the user's sessions) either waits for this insert and then revokes it, or has committed
+/// and makes this insert find no row.
+async fn insert_row(
+    executor: impl PgExecutor<'_>,
+    record: &Record,
+    binding: &SessionBinding,
+    data: &serde_json::Value,
+    idle_timeout: time::Duration,
+) -> sqlx::Result<Option<i64>> {
+    let idle = idle_timeout.whole_microseconds() as f64 / 1e6;
+    // FOR SHARE on the user row: a concurrent password change or disable (which updates
+    // that row, then revokes the user's sessions) either waits for this insert and then
+    // revokes it, or has committed and makes this insert find no row. A remembered
+    // session ($14, "keep me signed in") lasts until then with no idle limit, unless the
+    // account is an administrator's.
+    sqlx::query_scalar!(
+        r#"
+        INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
+                              idle_expires_at, absolute_expires_at, ip, user_agent,
+                              prev_sign_in_at, prev_sign_in_ip, authenticated_at,
+                              auth_method, remembered)
+        SELECT $1, u.id, $3, $4, now(),
+               CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
+                    ELSE least(now() + make_interval(secs => $5), $6) END,
+               CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
+                    ELSE $6 END,
+               $7, $8, $9, $10,
+               coalesce($12::timestamptz, $4::timestamptz), $13,
+               $14::timestamptz IS NOT NULL
+        FROM users u
+        WHERE u.id = $2 AND u.disabled_at IS NULL
+          AND ($11::timestamptz IS NULL OR u.password_changed_at = $11)
+        FOR SHARE
+        ON CONFLICT (token_hash) DO NOTHING
+        RETURNING id
+        "#,
+        token_hash(record.id),
+        binding.user_id,
+        data,
+        binding.created_at,
+        idle,
+        binding.absolute_expires_at,
+        binding.ip,
+        binding.user_agent,
+        binding.prev_sign_in_at,
+        binding.prev_sign_in_ip,
+        binding.password_changed_at,
+        binding.authenticated_at,
+        binding.auth_method,
+        binding.remember_until,
+    )
+    .fetch_optional(executor)
+    .await
 }
 
 /// Deletes sessions that ended more than `tombstone` ago, in batches, so a large backlog

@@ -31,7 +31,7 @@ use super::{
     },
     pages::{
         access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
-        password_link, reauth, reports, second_step, setup, two_factor,
+        password_link, reauth, reports, second_step, setup, time_zone, two_factor,
     },
 };
 use crate::auth::{Role, session::Lookup, store::PgSessionStore};
@@ -261,6 +261,8 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/account/password", Own, account::change_password),
     route!(POST "/account/sessions/revoke-others", Own, account::revoke_others),
     route!(POST "/account/sessions/{id}/revoke", Own, account::revoke_session),
+    route!(GET "/account/time-zone", Own, time_zone::show),
+    route!(POST "/account/time-zone", Own, time_zone::save),
     route!(GET "/account/two-factor", Own, two_factor::show),
     route!(POST "/account/two-factor/enable", Own, two_factor::enable),
     route!(POST "/account/two-factor/recovery-codes", Own, two_factor::new_codes),
@@ -291,6 +293,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),
     route!(POST "/admin/users/{id}/sessions/{session}/revoke", ADMIN, admin::user::revoke_one),
+    route!(POST "/admin/sessions/revoke-everyone", ADMIN, admin::everyone::revoke),
     route!(GET "/admin/denials", ADMIN, admin::denials::show),
     route!(GET "/admin/audit", ADMIN, admin::audit::list),
     route!(GET "/admin/audit.csv", ADMIN, admin::audit::csv),
@@ -315,10 +318,10 @@ pub fn routes() -> &'static [RouteSpec] {
 /// files, and `frame` around everything.
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
-    let sessions = SessionManagerLayer::new(PgSessionStore::new(
-        state.sign_in_pool.clone(),
-        settings.idle_timeout,
-    ))
+    let sessions = SessionManagerLayer::new(
+        PgSessionStore::new(state.sign_in_pool.clone(), settings.idle_timeout)
+            .with_max_sessions(settings.max_sessions),
+    )
     .with_name(settings.session_cookie_name())
     .with_secure(settings.secure_cookies)
     .with_http_only(true)

@@ -38,7 +38,7 @@ async fn the_account_page_shows_the_session_and_every_session_of_the_user() {
         "Ends at the latest",
         "Previous sign-in",
         "SecondBrowser/1.0",
-        "(this session)",
+        "This device",
         "Sign out all other sessions (1)",
     ] {
         assert!(page.contains(text), "account page lacks {text:?}: {page}");
@@ -166,7 +166,7 @@ async fn changing_the_password_cycles_this_session_and_revokes_the_others() {
     assert!(page.contains("at least 15 characters"), "{page}");
     assert!(page.contains("The two new passwords differ."), "{page}");
     assert!(
-        page.contains("(this session)"),
+        page.contains("This device"),
         "the re-rendered page still lists sessions"
     );
     assert_eq!(

@@ -10,6 +10,7 @@ mod audit_load;
 mod browser;
 mod contract;
 mod deploy;
+mod devices;
 mod faults;
 mod first_command;
 mod first_run;

@@ -43,6 +43,7 @@ fn site(parts: &Parts) -> Arc<Site> {
                 css_href: "/static/app.css".into(),
                 passkeys_js_href: "/static/passkeys.js".into(),
                 copy_js_href: "/static/copy.js".into(),
+                time_zone_js_href: "/static/time-zone.js".into(),
                 support: None,
                 demo: false,
                 public_url: None,
@@ -240,7 +241,10 @@ pub async fn forbidden(
         RequestKind::Browser => {
             // What happened to the person's last request for this role, if any.
             let request = match access::latest(&state.pool, user.user_id, required).await {
-                Ok(request) => request.as_ref().map(AccessRequestView::from),
+                Ok(request) => {
+                    let zone = crate::display::Zone::of(user.time_zone.as_deref());
+                    request.as_ref().map(|r| AccessRequestView::new(r, &zone))
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "could not load access requests for the 403 page");
                     None

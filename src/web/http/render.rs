@@ -27,6 +27,8 @@ pub struct Site {
     /// The copy button's script (`static/copy.js`), the same way; only the admin's link
     /// page loads it.
     pub copy_js_href: String,
+    /// The account page's time zone script (`static/time-zone.js`), the same way.
+    pub time_zone_js_href: String,
     /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
     pub support: Option<SupportContact>,
     /// `--demo`: every page says so.
@@ -48,6 +50,7 @@ impl Site {
             css_href: versioned("app.css"),
             passkeys_js_href: versioned("passkeys.js"),
             copy_js_href: versioned("copy.js"),
+            time_zone_js_href: versioned("time-zone.js"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
             public_url: settings.public_url.clone(),
@@ -68,7 +71,8 @@ pub async fn static_cache(
         pq.query().is_some()
             && (site.css_href.ends_with(pq.as_str())
                 || site.passkeys_js_href.ends_with(pq.as_str())
-                || site.copy_js_href.ends_with(pq.as_str()))
+                || site.copy_js_href.ends_with(pq.as_str())
+                || site.time_zone_js_href.ends_with(pq.as_str()))
     });
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {

@@ -13,7 +13,7 @@ use crate::{
     accounts::access::{self, AccessRequest, MAX_MESSAGE},
     audit::Actor,
     auth::{Role, next::safe_next},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState, PROTECTED_PAGES,
@@ -43,14 +43,15 @@ impl AccessRequestView {
     }
 }
 
-impl From<&AccessRequest> for AccessRequestView {
-    fn from(r: &AccessRequest) -> Self {
+impl AccessRequestView {
+    /// `r` with its times in `zone` (the viewer's).
+    pub fn new(r: &AccessRequest, zone: &Zone) -> Self {
         AccessRequestView {
             role: r.role.clone(),
             path: r.path.clone(),
             status: r.status.clone(),
-            asked: display_time(r.created_at),
-            decided: r.decided_at.map(display_time),
+            asked: zone.time(r.created_at),
+            decided: r.decided_at.map(|at| zone.time(at)),
             decided_by: r.decided_by.clone(),
             note: r.decision_note.clone(),
         }

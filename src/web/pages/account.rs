@@ -1,4 +1,5 @@
-//! The signed-in user's own page: session facts, the user's sessions, password change.
+//! The signed-in user's own page: session facts, the user's sessions, time zone, password
+//! change.
 
 use askama::Template;
 use axum::{
@@ -12,8 +13,8 @@ use tower_sessions::Session;
 use crate::{
     accounts::{self, own},
     audit::{Actor, AuditEvent},
-    auth::{Notice, SessionUser, session::SessionSummary, sign_in},
-    display::display_time,
+    auth::{Notice, SessionUser, sign_in},
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -24,35 +25,13 @@ use crate::{
             render_status,
             request::{audit_meta, client_ip, record},
         },
-        pages::{access::AccessRequestView, login},
+        pages::{
+            access::AccessRequestView,
+            login,
+            session_list::{ListOptions, SessionLine, session_lines},
+        },
     },
 };
-
-pub struct SessionLine {
-    pub id: i64,
-    pub current: bool,
-    pub created: String,
-    pub last_seen: String,
-    pub expires: String,
-    pub ip: String,
-    pub user_agent: String,
-}
-
-/// Sessions as shown in tables (account and admin pages).
-pub fn session_lines(sessions: &[SessionSummary], current: Option<i64>) -> Vec<SessionLine> {
-    sessions
-        .iter()
-        .map(|s| SessionLine {
-            id: s.id,
-            current: Some(s.id) == current,
-            created: display_time(s.created_at),
-            last_seen: display_time(s.last_seen_at),
-            expires: display_time(s.expires_at),
-            ip: s.ip.clone().unwrap_or_else(|| "—".into()),
-            user_agent: s.user_agent.clone().unwrap_or_else(|| "—".into()),
-        })
-        .collect()
-}
 
 #[derive(Default)]
 struct PasswordErrors {
@@ -94,6 +73,10 @@ struct AccountPage {
     done: Option<&'static str>,
     errors: PasswordErrors,
     min_password: usize,
+    /// The zone times are shown in, and whether the user chose it.
+    zone_name: String,
+    zone_chosen: bool,
+    time_zone_js: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +92,7 @@ fn done_message(key: &str) -> Option<&'static str> {
         }
         "session_revoked" => Some("That session was signed out."),
         "others_revoked" => Some("All your other sessions were signed out."),
+        "time_zone_saved" => Some("Your time zone was saved."),
         _ => None,
     }
 }
@@ -120,7 +104,16 @@ fn account_page(
     done: Option<&'static str>,
     errors: PasswordErrors,
 ) -> Response {
-    let sessions = session_lines(&user.sessions, Some(user.session_id));
+    let zone = Zone::of(user.time_zone.as_deref());
+    let sessions = session_lines(
+        &user.sessions,
+        &ListOptions {
+            current: Some(user.session_id),
+            zone: &zone,
+            revoke_action: &|id| format!("/account/sessions/{id}/revoke"),
+            buttons: ("Sign out", "Sign out this session"),
+        },
+    );
     let other_sessions = sessions.iter().filter(|s| !s.current).count();
     render_status(
         status,
@@ -129,15 +122,19 @@ fn account_page(
             csrf: user.csrf_token.clone(),
             username: user.username.clone(),
             role: user.role.to_string(),
-            signed_in_at: display_time(user.created_at),
-            idle_expires_at: display_time(user.idle_expires_at),
-            absolute_expires_at: display_time(user.absolute_expires_at),
+            signed_in_at: zone.time(user.created_at),
+            idle_expires_at: zone.time(user.idle_expires_at),
+            absolute_expires_at: zone.time(user.absolute_expires_at),
             kept_signed_in: user.remembered && user.idle_expires_at >= user.absolute_expires_at,
-            previous_sign_in: user.prev_sign_in_at.map(display_time),
+            previous_sign_in: user.prev_sign_in_at.map(|at| zone.time(at)),
             previous_ip: user.prev_sign_in_ip.clone(),
             sessions,
             other_sessions,
-            requests: user.access_requests.iter().map(Into::into).collect(),
+            requests: user
+                .access_requests
+                .iter()
+                .map(|r| AccessRequestView::new(r, &zone))
+                .collect(),
             // Loaded with the session (the account page's one query).
             second_factor: user.recovery.as_ref().is_some_and(|r| r.totp),
             passkeys: user.recovery.as_ref().map_or(0, |r| r.passkeys),
@@ -146,11 +143,14 @@ fn account_page(
                 .as_ref()
                 .and_then(|r| r.last_used_at)
                 .filter(|at| time::OffsetDateTime::now_utc() - *at < time::Duration::days(30))
-                .map(display_time),
+                .map(|at| zone.time(at)),
             recovery_left: user.recovery.as_ref().map_or(0, |r| r.codes_left),
             done,
             errors,
             min_password: state.settings.password_min_length,
+            zone_name: zone.name().to_owned(),
+            zone_chosen: user.time_zone.is_some(),
+            time_zone_js: state.site.time_zone_js_href.clone(),
         },
     )
 }

@@ -232,6 +232,11 @@ fn notice_help(notice: Notice, settings: &Settings) -> String {
             "The code from your authenticator app must follow the password within {}.",
             plain_duration(sign_in::PENDING_LIFETIME)
         ),
+        Notice::SessionLimit => format!(
+            "This site keeps at most {} sessions per person; the oldest is signed out when \
+             you sign in again elsewhere. If that sign-in was not you, change your password.",
+            settings.max_sessions.unwrap_or(1)
+        ),
     }
 }
 

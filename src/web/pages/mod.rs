@@ -16,5 +16,7 @@ pub mod password_link;
 pub mod reauth;
 pub mod reports;
 pub mod second_step;
+pub mod session_list;
 pub mod setup;
+pub mod time_zone;
 pub mod two_factor;

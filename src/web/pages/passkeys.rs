@@ -20,7 +20,7 @@ use crate::{
         passkey::{self, PasskeySummary, RegistrationRefused},
         second_factor,
     },
-    display::{display_time, plain_duration},
+    display::{Zone, plain_duration},
     error::AppError,
     web::{
         AppState,
@@ -58,13 +58,15 @@ struct PasskeysPage {
     problem: Option<&'static str>,
 }
 
-fn lines(list: Vec<PasskeySummary>) -> Vec<PasskeyLine> {
+fn lines(list: Vec<PasskeySummary>, zone: &Zone) -> Vec<PasskeyLine> {
     list.into_iter()
         .map(|p| PasskeyLine {
             id: p.id,
             name: p.name,
-            added: display_time(p.created_at),
-            last_used: p.last_used_at.map_or_else(|| "never".into(), display_time),
+            added: zone.time(p.created_at),
+            last_used: p
+                .last_used_at
+                .map_or_else(|| "never".into(), |at| zone.time(at)),
         })
         .collect()
 }
@@ -83,7 +85,7 @@ async fn page(
             chrome: Chrome::new(&state.site, "Passkeys", Some(user)),
             csrf: user.csrf_token.clone(),
             passkeys: PasskeyUi::new(state),
-            list: lines(list),
+            list: lines(list, &Zone::of(user.time_zone.as_deref())),
             recent: user.recently_authenticated,
             window: plain_duration(state.settings.reauth_window),
             done,

@@ -19,7 +19,7 @@ use crate::{
         second_factor::{self, Enrolment},
     },
     config::RequireMfa,
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -85,7 +85,9 @@ async fn page(
             admin_only: policy == RequireMfa::Admins,
             enabled: status_row.enabled,
             codes_left: status_row.codes_left,
-            last_recovery_used: status_row.last_recovery_used_at.map(display_time),
+            last_recovery_used: status_row
+                .last_recovery_used_at
+                .map(|at| Zone::of(user.time_zone.as_deref()).time(at)),
             can_turn_off: !policy.covers(user.role),
             enrolment,
             done: match query.done.as_deref() {

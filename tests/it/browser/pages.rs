@@ -30,6 +30,8 @@ pub enum Reach {
     AdminUser(&'static str),
     /// On this user's administration page, press the button with this text.
     AdminUserButton(&'static str, &'static str),
+    /// On the administration page, send "Sign out everyone" with this confirmation typed.
+    SignOutEveryone(&'static str),
     /// Open a fresh setup link of the app on its first run (no user yet); with a
     /// password, send the setup form with it.
     Setup(Option<&'static str>),
@@ -68,7 +70,7 @@ const fn page(
 }
 
 /// The accounts of the app the pages are taken from.
-const PEOPLE: [(&str, Role); 9] = [
+const PEOPLE: [(&str, Role); 10] = [
     ("ada", Role::Admin),
     ("eddie", Role::Editor),
     ("mia", Role::Member),
@@ -83,6 +85,8 @@ const PEOPLE: [(&str, Role); 9] = [
     ("tom", Role::Member),
     // Has a passkey as the second factor.
     ("pat", Role::Member),
+    // Signed in on a phone and a laptop too; reads times in Paris time.
+    ("lena", Role::Member),
 ];
 
 use Reach::*;
@@ -90,6 +94,7 @@ const ADMIN: Option<&str> = Some("ada");
 const EDITOR: Option<&str> = Some("eddie");
 const MEMBER: Option<&str> = Some("mia");
 const ASKING_MEMBER: Option<&str> = Some("mara");
+const MEMBER_WITH_DEVICES: Option<&str> = Some("lena");
 const DECLINED_MEMBER: Option<&str> = Some("dora");
 const NOBODY: Option<&str> = None;
 
@@ -115,9 +120,13 @@ pub const PAGES: &[PageCase] = &[
     page("forbidden-request-pending", ASKING_MEMBER, Visit("/reports"), FORBIDDEN),
     page("forbidden-request-declined", DECLINED_MEMBER, Visit("/reports"), FORBIDDEN),
     page("account-requests", DECLINED_MEMBER, Visit("/account"), "Your account"),
+    page("account-devices", MEMBER_WITH_DEVICES, Visit("/account"), "Your account"),
+    page("time-zone", MEMBER_WITH_DEVICES, Visit("/account/time-zone"), "Time zone"),
+    page("login-session-limit", NOBODY, Visit("/login?notice=session_limit"), "Sign in"),
     page("admin-users", ADMIN, Visit("/admin"), "Users"),
     page("admin-user", ADMIN, AdminUser("mia"), "mia"),
     page("admin-confirm", ADMIN, AdminUserButton("bob", "Disable account…"), "Disable bob?"),
+    page("admin-sign-out-everyone-error", ADMIN, SignOutEveryone("sign out"), "Sign out everyone"),
     page("admin-denials", ADMIN, Visit("/admin/denials"), "401/403 dashboard"),
     page("admin-audit", ADMIN, Visit("/admin/audit"), "Audit log"),
     page("admin-throttles", ADMIN, Visit("/admin/throttles"), "Sign-in throttles"),
@@ -237,7 +246,48 @@ pub async fn app() -> TestApp {
     .execute(&app.pool)
     .await
     .expect("mia's used link");
+    other_devices(&app, "lena").await;
     app
+}
+
+/// `name` signed in on an iPhone and a Windows laptop too, with Paris time chosen.
+async fn other_devices(app: &TestApp, name: &str) {
+    for agent in [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1_1 like Mac OS X) AppleWebKit/605.1.15 \
+         (KHTML, like Gecko) Version/18.1.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+    ] {
+        let device = app.client();
+        let csrf = app.login_csrf(&device).await;
+        let response = device
+            .post(app.url("/login"))
+            .header(reqwest::header::ACCEPT, crate::support::BROWSER_ACCEPT)
+            .header(reqwest::header::USER_AGENT, agent)
+            .form(&[("username", name), ("password", PASSWORD), ("csrf", &csrf)])
+            .send()
+            .await
+            .expect("POST /login");
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "{name} on {agent}"
+        );
+    }
+    // The phone was used a while ago: the page says so in words.
+    sqlx::query(
+        "UPDATE sessions SET last_seen_at = now() - interval '3 hours', \
+                created_at = now() - interval '5 hours' \
+         WHERE user_agent LIKE '%iPhone%'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age the phone's session");
+    sqlx::query("UPDATE users SET time_zone = 'Europe/Paris' WHERE username = $1")
+        .bind(name)
+        .execute(&app.pool)
+        .await
+        .expect("Paris time");
 }
 
 /// A passkey row for `name` (listed and counted as a second factor; no ceremony runs on
@@ -389,6 +439,11 @@ pub async fn show(
                 browser.fill("#confirm_password", password).await;
                 browser.click_button("Set my password").await;
             }
+        }
+        SignOutEveryone(typed) => {
+            browser.visit("/admin").await;
+            browser.fill("#everyone-confirmation", typed).await;
+            browser.click_button("Sign out everyone").await;
         }
         Setup(password) => {
             let token = setup::issue_token(&site.first_run.pool)

@@ -13,7 +13,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     audit::dashboard::{self, CountFilter, CountedGroup, Period},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -222,10 +222,10 @@ pub struct Line {
     pub request_id: String,
 }
 
-pub fn lines(rows: Vec<Row>) -> Vec<Line> {
+pub fn lines(rows: Vec<Row>, zone: &Zone) -> Vec<Line> {
     rows.into_iter()
         .map(|r| Line {
-            at: display_time(r.at),
+            at: zone.time(r.at),
             event: r.event,
             status: r.status.map(|s| s.to_string()).unwrap_or_default(),
             reason: r.reason.unwrap_or_default(),
@@ -243,7 +243,7 @@ pub fn lines(rows: Vec<Row>) -> Vec<Line> {
 }
 
 /// Events a filter can name (the ones the app records).
-pub const EVENTS: [&str; 20] = [
+pub const EVENTS: [&str; 21] = [
     "denied",
     "sign_in",
     "sign_in_failed",
@@ -259,6 +259,7 @@ pub const EVENTS: [&str; 20] = [
     "password_reset",
     "user_deleted",
     "sessions_revoked",
+    "sessions_revoked_everyone",
     "throttled",
     "throttle_cleared",
     "access_requested",
@@ -271,7 +272,7 @@ pub const EVENTS: [&str; 20] = [
 struct AuditPage {
     chrome: Chrome,
     filters: Filters,
-    events: [&'static str; 20],
+    events: [&'static str; 21],
     lines: Vec<Line>,
     counted: Option<Counted>,
     total: i64,
@@ -295,7 +296,7 @@ pub async fn list(
         query: filters.query(),
         filters,
         events: EVENTS,
-        lines: lines(rows),
+        lines: lines(rows, &Zone::of(user.time_zone.as_deref())),
         counted,
         total,
         page,

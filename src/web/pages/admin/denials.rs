@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     audit::dashboard::{self, Bucket, PathPattern, Period, Refusal},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -132,6 +132,7 @@ pub async fn show(
     CurrentUser(user): CurrentUser,
     TextQuery(query): TextQuery<DashboardQuery>,
 ) -> Result<Response, AppError> {
+    let zone = Zone::of(user.time_zone.as_deref());
     let window = WINDOWS
         .iter()
         .find(|w| w.key == query.window)
@@ -179,7 +180,7 @@ pub async fn show(
             })
             .collect()
     };
-    let chart_rows = chart_rows(&series, window);
+    let chart_rows = chart_rows(&series, window, &zone);
     Ok(render(&DashboardPage {
         chrome: super::admin_chrome(&state, "401/403 dashboard", &user).await?,
         window_key: window.key,
@@ -251,11 +252,11 @@ pub async fn show(
             .into_iter()
             .map(|p| path_highlight(p, window.key))
             .collect(),
-        recent: recent.into_iter().map(line).collect(),
+        recent: recent.into_iter().map(|r| line(r, &zone)).collect(),
         counted: counted
             .into_iter()
             .map(|c| CountedLine {
-                minute: display_time(c.minute),
+                minute: zone.time(c.minute),
                 link: link(&[
                     ("status", &c.status.to_string()),
                     ("reason", &c.reason),
@@ -274,7 +275,7 @@ pub async fn show(
 }
 
 /// Every bucket of the window, oldest first, with its label: (label, 401s, 403s).
-fn chart_rows(series: &[Bucket], window: Window) -> Vec<(String, i64, i64)> {
+fn chart_rows(series: &[Bucket], window: Window, zone: &Zone) -> Vec<(String, i64, i64)> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let last = now.div_euclid(window.bucket);
     let first = last - window.seconds / window.bucket + 1;
@@ -284,7 +285,7 @@ fn chart_rows(series: &[Bucket], window: Window) -> Vec<(String, i64, i64)> {
                 .iter()
                 .find(|b| b.bucket == bucket)
                 .map_or((0, 0), |b| (b.unauthorized, b.forbidden));
-            (bucket_label(bucket, window), u, f)
+            (bucket_label(bucket, window, zone), u, f)
         })
         .collect()
 }
@@ -315,9 +316,9 @@ fn path_highlight(r: PathPattern, window: &str) -> Highlight {
     }
 }
 
-fn line(r: Refusal) -> Line {
+fn line(r: Refusal, zone: &Zone) -> Line {
     Line {
-        at: display_time(r.at),
+        at: zone.time(r.at),
         event: "denied".into(),
         status: r.status.map(|s| s.to_string()).unwrap_or_default(),
         reason: r.reason.unwrap_or_default(),
@@ -333,15 +334,16 @@ fn line(r: Refusal) -> Line {
     }
 }
 
-fn bucket_label(bucket: i64, window: Window) -> String {
+/// A chart bucket's start, on the axis, in the viewer's zone.
+fn bucket_label(bucket: i64, window: Window, zone: &Zone) -> String {
     let at = OffsetDateTime::from_unix_timestamp(bucket * window.bucket)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let format = if window.seconds > 86_400 {
-        time::macros::format_description!("[month]-[day] [hour]:[minute]")
+    let pattern = if window.seconds > 86_400 {
+        "%m-%d %H:%M"
     } else {
-        time::macros::format_description!("[hour]:[minute]")
+        "%H:%M"
     };
-    at.format(&format).unwrap_or_default()
+    zone.format(at, pattern)
 }
 
 fn humanize(seconds: i64) -> String {

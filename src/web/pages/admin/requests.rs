@@ -19,7 +19,7 @@ use crate::{
     },
     audit::Actor,
     auth::{Role, SessionUser},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -78,6 +78,7 @@ async fn page(
     problem: Option<(i64, String)>,
 ) -> Result<Response, AppError> {
     let rows = access::recent(&state.pool).await?;
+    let zone = Zone::of(user.time_zone.as_deref());
     let (pending, decided): (Vec<RequestLine>, Vec<RequestLine>) = rows
         .into_iter()
         .map(|r| RequestLine {
@@ -88,9 +89,9 @@ async fn page(
             role: r.role,
             path: r.path,
             message: r.message,
-            asked: display_time(r.created_at),
+            asked: zone.time(r.created_at),
             status: r.status,
-            decided: r.decided_at.map(display_time).unwrap_or_default(),
+            decided: r.decided_at.map(|at| zone.time(at)).unwrap_or_default(),
             decided_by: r.decided_by.unwrap_or_default(),
             note: r.decision_note.unwrap_or_default(),
         })

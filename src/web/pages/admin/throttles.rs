@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::{
     audit::Actor,
     auth::throttle,
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -66,6 +66,7 @@ pub async fn list(
     TextQuery(query): TextQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     let now = OffsetDateTime::now_utc();
+    let zone = Zone::of(user.time_zone.as_deref());
     let settings = state.settings.throttle;
     let q: String = query
         .q
@@ -97,11 +98,11 @@ pub async fn list(
             key: t.key,
             failures: t.failures,
             consecutive: t.consecutive,
-            last_failure: display_time(t.last_failure_at),
+            last_failure: zone.time(t.last_failure_at),
             blocked_until: t
                 .blocked_until
                 .filter(|u| *u > now)
-                .map(display_time)
+                .map(|at| zone.time(at))
                 .unwrap_or_default(),
         })
         .collect();

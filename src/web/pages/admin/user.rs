@@ -21,14 +21,14 @@ use crate::{
     },
     audit::{self, Actor},
     auth::{Role, SessionUser, second_factor},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
         http::{
             Chrome, CurrentUser, TextQuery, fresh::FreshForm, render_status, request::audit_meta,
         },
-        pages::account::{SessionLine, session_lines},
+        pages::session_list::{ListOptions, SessionLine, session_lines},
     },
 };
 
@@ -79,6 +79,10 @@ pub fn done_message(key: &str) -> Option<&'static str> {
         "deleted" => "User deleted.",
         "sessions_revoked" => "Sessions signed out. They end on their next request.",
         "session_revoked" => "Session signed out.",
+        "everyone_signed_out" => {
+            "Everyone was signed out, you too on your other devices (not here). Their \
+             sessions end on their next request; the audit log has the count."
+        }
         "second_factor_reset" => {
             "Two-step verification reset and the user signed out everywhere. They sign in \
              with their password and set it up again."
@@ -102,11 +106,13 @@ async fn user_page(
     outcome: Outcome,
 ) -> Result<Response, AppError> {
     let sessions = accounts::live_sessions(&state.pool, target.id).await?;
+    let zone = Zone::of(admin.time_zone.as_deref());
+    let time = |at| zone.time(at);
     let events = audit::history(&state.pool, &target.username)
         .await?
         .into_iter()
         .map(|e| EventLine {
-            at: e.at.map(display_time).unwrap_or_default(),
+            at: e.at.map(time).unwrap_or_default(),
             event: e.event.unwrap_or_default(),
             reason: e.reason.unwrap_or_default(),
             actor: e.username.unwrap_or_default(),
@@ -127,14 +133,27 @@ async fn user_page(
             username: target.username,
             role: target.role,
             enabled: target.disabled_at.is_none(),
-            created: display_time(target.created_at),
+            created: time(target.created_at),
             last_sign_in: match (target.last_sign_in_at, target.last_sign_in_ip) {
-                (Some(at), Some(ip)) => format!("{} from {ip}", display_time(at)),
-                (Some(at), None) => display_time(at),
+                (Some(at), Some(ip)) => format!("{} from {ip}", time(at)),
+                (Some(at), None) => time(at),
                 _ => "never".into(),
             },
-            password_changed: display_time(target.password_changed_at),
-            sessions: session_lines(&sessions, current),
+            password_changed: time(target.password_changed_at),
+            sessions: session_lines(
+                &sessions,
+                &ListOptions {
+                    current,
+                    zone: &zone,
+                    revoke_action: &|session| {
+                        format!(
+                            "/admin/users/{id}/sessions/{session}/revoke",
+                            id = target.id
+                        )
+                    },
+                    buttons: ("Sign out", "Sign out"),
+                },
+            ),
             events,
             roles: Role::ALL,
             done: outcome.done,

@@ -12,7 +12,7 @@ use crate::{
     },
     audit::Actor,
     auth::{Role, SessionUser},
-    display::display_time,
+    display::Zone,
     error::AppError,
     web::{
         AppState,
@@ -85,6 +85,7 @@ async fn users_page(
 ) -> Result<Response, AppError> {
     let q: String = query.q.chars().take(64).collect();
     let found = accounts::search(&state.pool, &q, query.page.unwrap_or(1), PAGE_SIZE).await?;
+    let zone = Zone::of(user.time_zone.as_deref());
     let users = found
         .users
         .into_iter()
@@ -93,10 +94,10 @@ async fn users_page(
             username: r.username,
             role: r.role,
             enabled: r.disabled_at.is_none(),
-            created: display_time(r.created_at),
+            created: zone.time(r.created_at),
             last_sign_in: r
                 .last_sign_in_at
-                .map(display_time)
+                .map(|at| zone.time(at))
                 .unwrap_or_else(|| "never".into()),
             sessions: r.sessions,
             invited: r.invited,

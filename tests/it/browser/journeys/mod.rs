@@ -1,15 +1,18 @@
 //! The journeys people take, asserted on what they see: page text, the address bar and
 //! keyboard focus. Each journey is its own test with JavaScript on, and all of them run
 //! again with JavaScript off (`every_journey_works_without_javascript`): the app's scripts
-//! (`static/passkeys.js`, `static/copy.js`) only add passkey buttons and a copy button, so
-//! nothing else may depend on them.
+//! (`static/passkeys.js`, `static/copy.js`, `static/time-zone.js`) only add passkey
+//! buttons, a copy button and offer the browser's time zone, so nothing else may depend
+//! on them.
 //!
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
 //! - `strong`: two-step verification, re-authentication and passkeys (15–17).
-//! - `remembered`: "keep me signed in" across the browser closing (18).
+//! - `remembered`: "keep me signed in" across the browser closing (20).
+//! - `devices`: sessions as cards on a phone, the time zone from the browser (18–19).
 
 mod administration;
+mod devices;
 mod remembered;
 mod signing_in;
 mod strong;
@@ -24,6 +27,7 @@ use signing_in::{
     wrong_password_keeps_username_and_focuses_password,
 };
 
+use devices::{sessions_as_cards_on_a_phone, time_zone_from_the_browser, time_zone_from_the_list};
 use remembered::kept_signed_in;
 use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
@@ -145,6 +149,18 @@ async fn keep_me_signed_in_outlives_the_browser_closing_and_sign_out_ends_it() {
     kept_signed_in(&turn, Js::On).await;
 }
 
+#[tokio::test]
+async fn on_a_phone_each_session_is_a_card_with_a_working_sign_out() {
+    let Some(turn) = turn().await else { return };
+    sessions_as_cards_on_a_phone(&turn, Js::On).await;
+}
+
+#[tokio::test]
+async fn the_account_page_offers_the_browsers_time_zone_and_saves_it() {
+    let Some(turn) = turn().await else { return };
+    time_zone_from_the_browser(&turn).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -166,6 +182,8 @@ async fn every_journey_works_without_javascript() {
     reauthenticate_mid_change(&turn, Js::Off).await;
     passkeys(&turn, Js::Off).await;
     kept_signed_in(&turn, Js::Off).await;
+    sessions_as_cards_on_a_phone(&turn, Js::Off).await;
+    time_zone_from_the_list(&turn, Js::Off).await;
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! 18. "Keep me signed in" (`--remember-days`): ticked, the session survives the browser
+//! 20. "Keep me signed in" (`--remember-days`): ticked, the session survives the browser
 //!     closing (Chromium drops its session cookies, as on quitting); not ticked, it does not.
 
 use portcullis::auth::Role;
