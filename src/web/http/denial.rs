@@ -1,7 +1,8 @@
 //! The 401 and 403 answers, for browsers and for API clients. Every one goes through
 //! [`deny`] (no known user: counted in the audit trail's per-minute counts) or
 //! [`deny_user`] (a signed-in person: an audit event of its own), which log it with its
-//! precise reason (the request id comes from the request's span) and count it in metrics.
+//! precise reason (the request id comes from the request's span; "not signed in" only at
+//! debug level) and count it in metrics.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::{
     accounts::access,
     audit::{AnonymousDenial, AuditEvent, clip},
     auth::{NotSignedIn, Notice, Role, SessionUser, next::safe_next},
-    telemetry::metric,
+    telemetry,
     web::pages::access::AccessRequestView,
 };
 
@@ -74,17 +75,32 @@ impl Denial {
 const MAX_COUNTED_PATH: usize = 128;
 
 fn log_and_count(parts: &Parts, denial: &Denial, username: Option<&str>) {
-    tracing::warn!(
-        status = denial.status.as_u16(),
-        reason = denial.reason,
-        user = username.unwrap_or("-"),
-        method = %parts.method,
-        path = %parts.uri.path(),
-        "denied: {}",
-        denial.message
-    );
-    metrics::counter!(metric::DENIALS, "status" => denial.status.as_str().to_owned(), "reason" => denial.reason)
-        .increment(1);
+    // "Not signed in" is no event about anyone: every first visit to a protected page, and
+    // every request of a bot, is one. It is counted exactly (metrics, the dashboard's
+    // counts); a warning line per request made it the costliest step of an anonymous
+    // redirect (a formatted line and a write to stderr, benches/ANALYSIS.md) and let a
+    // flood fill the log. Every other refusal still logs a warning.
+    if username.is_none() && denial.reason == NotSignedIn::NoSession.as_str() {
+        tracing::debug!(
+            status = denial.status.as_u16(),
+            reason = denial.reason,
+            method = %parts.method,
+            path = %parts.uri.path(),
+            "denied: {}",
+            denial.message
+        );
+    } else {
+        tracing::warn!(
+            status = denial.status.as_u16(),
+            reason = denial.reason,
+            user = username.unwrap_or("-"),
+            method = %parts.method,
+            path = %parts.uri.path(),
+            "denied: {}",
+            denial.message
+        );
+    }
+    telemetry::count_denial(denial.status.as_u16(), denial.reason);
 }
 
 /// Logs and counts a refusal of a request without a known user: every 401, and 403s

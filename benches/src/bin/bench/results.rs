@@ -66,7 +66,10 @@ impl Plan {
             census_s: 2,
             soak_requests: 1_000_000,
             soak_max_s: 300,
-            soak_idle_s: 20,
+            // Longer than signing in the soak's 64 sessions takes on a busy machine (26 s
+            // at load 13 with one hashing worker): at 20 s the first ones expired before
+            // the load began, and a tenth of the soak's requests were redirects.
+            soak_idle_s: 60,
             soak_sweep_s: 5,
             soak_churn_ms: 500,
             page_connections: 16,
