@@ -209,6 +209,15 @@ pub struct ServeArgs {
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Send mail (address verification, "Forgot your password?", links) through this SMTP
+    /// server: `smtp://host:25` (plain), `smtp://host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465`. Unset: no e-mail features anywhere.
+    #[arg(long, env = "PORTCULLIS_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of those mails, e.g. `Portcullis <login@example.com>`; needed with
+    /// --smtp-url.
+    #[arg(long, env = "PORTCULLIS_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 fn parse_duration_or_zero(value: &str) -> Result<time::Duration, String> {
@@ -324,6 +333,8 @@ pub struct Settings {
     pub public_url: Option<url::Url>,
     /// Whom passkeys are made for: from `--public-url`, else `http://localhost:PORT`.
     pub relying_party: RelyingParty,
+    /// `--smtp-url` and `--mail-from`, checked (`crate::mail`); `None`: no e-mail at all.
+    pub mail: Option<crate::mail::MailSettings>,
 }
 
 /// The WebAuthn relying party: the id passkeys are bound to (a domain name) and the one
@@ -399,6 +410,11 @@ impl Settings {
         }
         let relying_party = RelyingParty::new(args.public_url.as_ref(), args.bind)
             .map_err(|why| anyhow::anyhow!(why))?;
+        let mail = crate::mail::MailSettings::from_flags(
+            args.smtp_url.as_deref(),
+            args.mail_from.as_deref(),
+        )
+        .map_err(|why| anyhow::anyhow!(why))?;
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
@@ -429,6 +445,7 @@ impl Settings {
             trusted_proxies: args.trusted_proxies.clone(),
             public_url: args.public_url.clone(),
             relying_party,
+            mail,
         })
     }
 
@@ -438,6 +455,15 @@ impl Settings {
         if self.public_url.is_none() {
             self.relying_party = RelyingParty::local(address.port());
         }
+    }
+
+    /// Where links in mails point: `--public-url`, else `http://localhost:PORT` (the
+    /// relying party's origin). Never the request's Host header: a forged one (an IP
+    /// address passes the Host check) would send a reset link to the forger's server.
+    pub fn link_base(&self) -> &url::Url {
+        self.public_url
+            .as_ref()
+            .unwrap_or(&self.relying_party.origin)
     }
 
     /// The defaults of `serve`, with the static files of this checkout.

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod display;
 pub mod error;
 pub mod logs;
+pub mod mail;
 pub mod server;
 pub mod telemetry;
 pub mod web;
@@ -53,6 +54,10 @@ impl App {
             .map_err(|why| anyhow::anyhow!(why))?;
         let site = Arc::new(Site::new(&settings));
         let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
+        let mailer = match &settings.mail {
+            Some(mail) => Some(mail::Mailer::start(mail, audit.clone())?),
+            None => None,
+        };
         Ok(App {
             state: AppState::new(web::Shared {
                 pool,
@@ -62,6 +67,7 @@ impl App {
                 passkeys,
                 site,
                 audit,
+                mailer,
                 draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
             audit_writer,
@@ -122,6 +128,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         }
         if let Err(err) = auth::passkey::ceremony::sweep(&pool).await {
             tracing::warn!(error = %err, "passkey challenge sweep failed; will retry");
+        }
+        if let Err(err) = accounts::email::sweep(&pool).await {
+            tracing::warn!(error = %err, "e-mail verification sweep failed; will retry");
         }
         let retention = audit::Retention {
             age: settings.audit_retention,

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod email;
 pub mod own;
 pub mod setup;
 

@@ -31,6 +31,8 @@ pub struct Shared {
     pub passkeys: Passkeys,
     pub site: Arc<Site>,
     pub audit: AuditLog,
+    /// Outgoing mail (`--smtp-url`); `None`: no e-mail features anywhere.
+    pub mailer: Option<crate::mail::Mailer>,
     /// Set on shutdown: `/readyz` says 503 and responses close their connections.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

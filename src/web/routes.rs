@@ -30,8 +30,8 @@ use super::{
         render::static_cache,
     },
     pages::{
-        access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
-        reauth, reports, second_step, setup, two_factor,
+        access, account, admin, api, email, health, help, home, login, metrics, passkey_sign_in,
+        passkeys, reauth, reports, second_step, setup, two_factor,
     },
 };
 use crate::auth::{Role, store::PgSessionStore};
@@ -252,6 +252,11 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/login/passkey/options", Anonymous, passkey_sign_in::sign_in_options),
     route!(POST "/login/second-factor/passkey/options", Anonymous, passkey_sign_in::second_step_options),
     route!(POST "/reauth/passkey/options", Own, passkey_sign_in::reauth_options),
+    // The account's e-mail address and its verification link (404 without --smtp-url).
+    route!(GET "/account/email", Own, email::show),
+    route!(POST "/account/email", Own, email::set),
+    route!(POST "/account/email/remove", Own, email::remove),
+    route!(GET "/email/verify", Public, email::verify),
     route!(GET "/account/passkeys", Own, passkeys::show),
     route!(POST "/account/passkeys", Own, passkeys::register),
     route!(POST "/account/passkeys/options", Own, passkeys::options),

@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod inputs;
 mod login;
+mod mail;
 mod passkeys;
 mod process;
 mod reauth;

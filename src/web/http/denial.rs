@@ -45,6 +45,7 @@ fn site(parts: &Parts) -> Arc<Site> {
                 support: None,
                 demo: false,
                 public_url: None,
+                mail: false,
             })
         })
 }

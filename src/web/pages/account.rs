@@ -24,7 +24,11 @@ use crate::{
             render_status,
             request::{audit_meta, client_ip, record},
         },
-        pages::{access::AccessRequestView, login},
+        pages::{
+            access::AccessRequestView,
+            email::{self, AddressView},
+            login,
+        },
     },
 };
 
@@ -92,6 +96,8 @@ struct AccountPage {
     done: Option<&'static str>,
     errors: PasswordErrors,
     min_password: usize,
+    /// The e-mail address (shown only with mail on: `chrome.mail`).
+    email: Option<AddressView>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +123,7 @@ fn account_page(
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
+    email: Option<AddressView>,
 ) -> Response {
     let sessions = session_lines(&user.sessions, Some(user.session_id));
     let other_sessions = sessions.iter().filter(|s| !s.current).count();
@@ -148,6 +155,7 @@ fn account_page(
             done,
             errors,
             min_password: state.settings.password_min_length,
+            email,
         },
     )
 }
@@ -156,15 +164,17 @@ pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     TextQuery(query): TextQuery<AccountQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let done = query.done.as_deref().and_then(done_message);
-    account_page(
+    let email = email::account_line(&state, user.user_id).await?;
+    Ok(account_page(
         &state,
         &user,
         StatusCode::OK,
         done,
         PasswordErrors::default(),
-    )
+        email,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,12 +246,14 @@ pub async fn change_password(
     let Some(new) = new.filter(|_| !errors.any()) else {
         // Reload the session list for the page (the form route does not carry it).
         let user = with_sessions(&state, &user).await?;
+        let email = email::account_line(&state, user.user_id).await?;
         return Ok(account_page(
             &state,
             &user,
             StatusCode::BAD_REQUEST,
             None,
             errors,
+            email,
         ));
     };
     let hash = state.hasher.hash(new).await?;

@@ -1,0 +1,247 @@
+//! Optional e-mail (`--smtp-url`), against a real SMTP server on loopback: the account's
+//! address and its verification link. Nothing about e-mail exists without SMTP.
+
+use portcullis::{auth::Role, mail::MailSettings};
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+pub const FROM: &str = "Portcullis <login@portcullis.test>";
+
+/// The app with mail going to `smtp`.
+pub async fn app_with_mail(smtp: &SmtpServer) -> TestApp {
+    let url = smtp.url();
+    TestApp::spawn_with(|settings| {
+        settings.mail = MailSettings::from_flags(Some(&url), Some(FROM)).expect("mail settings");
+    })
+    .await
+}
+
+/// The link a mail carries to `path` of `app` (links point at `http://localhost:PORT`,
+/// the site's own address without `--public-url`).
+pub fn mailed_link(app: &TestApp, mail: &Received, path: &str) -> String {
+    let prefix = format!("http://localhost:{}{path}?token=", app.addr.port());
+    mail.link(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix}… link in the mail:\n{}", mail.text()))
+}
+
+/// Makes every session of `name` look signed in `minutes` ago (no sleeping).
+async fn age_authentication(app: &TestApp, name: &str, minutes: i32) {
+    sqlx::query(
+        "UPDATE sessions SET authenticated_at = now() - make_interval(mins => $2) \
+         WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+    )
+    .bind(name)
+    .bind(minutes)
+    .execute(&app.pool)
+    .await
+    .expect("age the sign-in");
+}
+
+async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> (StatusCode, String) {
+    let response = app.get(client, path).await;
+    let status = response.status();
+    (status, response.text().await.expect("body"))
+}
+
+/// The address of `name` and whether it is verified.
+pub async fn address_of(app: &TestApp, name: &str) -> (Option<String>, bool) {
+    sqlx::query_as("SELECT email, email_verified_at IS NOT NULL FROM users WHERE username = $1")
+        .bind(name)
+        .fetch_one(&app.pool)
+        .await
+        .expect("user")
+}
+
+/// Adds `address` to the signed-in `browser`'s account and returns the verification mail.
+pub async fn add_address(
+    app: &TestApp,
+    smtp: &SmtpServer,
+    browser: &Browser,
+    address: &str,
+) -> Received {
+    let before = smtp.received().len();
+    let response = app
+        .post_form(browser, "/account/email", &[("email", address)])
+        .await;
+    assert_eq!(
+        (response.status(), location(&response)),
+        (StatusCode::SEE_OTHER, "/account/email?done=sent".to_owned()),
+        "{}",
+        describe(response).await
+    );
+    let mails = smtp.wait_for(before + 1).await;
+    mails[before].clone()
+}
+
+#[tokio::test]
+async fn without_smtp_nothing_mentions_email() {
+    let app = TestApp::spawn().await;
+    let (_, login) = page(&app, &app.client(), "/login").await;
+    assert!(
+        !login.contains("Forgot") && !login.contains("/login/forgot"),
+        "{login}"
+    );
+    let ada = app.user_client("ada", Role::Member).await;
+    let (_, account) = page(&app, &ada, "/account").await;
+    assert!(
+        !account.contains("E-mail") && !account.contains("/account/email"),
+        "{account}"
+    );
+    for path in ["/account/email", "/login/forgot", "/email/verify?token=x"] {
+        let (status, _) = page(&app, &ada, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let response = app
+        .post_form(&ada, "/account/email", &[("email", "ada@example.com")])
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(address_of(&app, "ada").await, (None, false));
+}
+
+#[tokio::test]
+async fn an_address_is_verified_by_its_mailed_link_once() {
+    let smtp = SmtpServer::start();
+    let app = app_with_mail(&smtp).await;
+    let ada = app.user_client("ada", Role::Member).await;
+    let (_, account) = page(&app, &ada, "/account").await;
+    assert!(
+        account.contains("E-mail address") && account.contains("Add an address"),
+        "{account}"
+    );
+
+    let mail = add_address(&app, &smtp, &ada, "  Ada@Example.com ").await;
+    assert_eq!(mail.to, ["Ada@Example.com"]);
+    assert_eq!(mail.from, "login@portcullis.test");
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Confirm your e-mail address")
+    );
+    assert!(mail.text().contains("24 hours"), "{}", mail.text());
+    assert_eq!(
+        address_of(&app, "ada").await,
+        (Some("Ada@Example.com".into()), false)
+    );
+    let (_, account) = page(&app, &ada, "/account").await;
+    assert!(account.contains("not verified yet"), "{account}");
+
+    // Opened anywhere (here a browser that is not signed in): the link carries everything.
+    let link = mailed_link(&app, &mail, "/email/verify");
+    let elsewhere = app.bare_client();
+    let opened = elsewhere.get(&link).send().await.expect("GET link");
+    assert_eq!(opened.status(), StatusCode::OK);
+    let text = opened.text().await.expect("body");
+    assert!(
+        text.contains("Address confirmed") && text.contains("Ada@Example.com"),
+        "{text}"
+    );
+    assert_eq!(
+        address_of(&app, "ada").await,
+        (Some("Ada@Example.com".into()), true)
+    );
+    let (_, account) = page(&app, &ada, "/account").await;
+    assert!(account.contains("(verified)"), "{account}");
+
+    // Once only.
+    let again = elsewhere.get(&link).send().await.expect("GET link");
+    assert_eq!(again.status(), StatusCode::GONE);
+    let text = again.text().await.expect("body");
+    assert!(text.contains("This link no longer works"), "{text}");
+    app.audit("event = 'email_added' AND username = 'ada'", 1)
+        .await;
+    app.audit("event = 'email_sent' AND target = 'ada'", 1)
+        .await;
+    let verified = app
+        .audit("event = 'email_verified' AND target = 'ada'", 1)
+        .await;
+    assert_eq!(verified.len(), 1, "{verified:#?}");
+}
+
+#[tokio::test]
+async fn a_new_address_needs_a_recent_sign_in_and_voids_the_older_link() {
+    let smtp = SmtpServer::start();
+    let app = app_with_mail(&smtp).await;
+    let ada = app.user_client("ada", Role::Member).await;
+    let first = add_address(&app, &smtp, &ada, "ada@example.com").await;
+
+    age_authentication(&app, "ada", 11).await;
+    let response = app
+        .post_form(&ada, "/account/email", &[("email", "ada@elsewhere.test")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&response).starts_with("/reauth"),
+        "{}",
+        location(&response)
+    );
+    assert_eq!(
+        address_of(&app, "ada").await,
+        (Some("ada@example.com".into()), false),
+        "nothing changed before re-authentication"
+    );
+
+    age_authentication(&app, "ada", 0).await;
+    let second = add_address(&app, &smtp, &ada, "ada@elsewhere.test").await;
+    assert_eq!(second.to, ["ada@elsewhere.test"]);
+    let old = app
+        .bare_client()
+        .get(mailed_link(&app, &first, "/email/verify"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        old.status(),
+        StatusCode::GONE,
+        "the replaced address's link"
+    );
+    assert_eq!(
+        address_of(&app, "ada").await,
+        (Some("ada@elsewhere.test".into()), false)
+    );
+    app.audit("event = 'email_changed' AND username = 'ada'", 1)
+        .await;
+
+    // A typo is answered on the page, and nothing is sent.
+    let response = app
+        .post_form(&ada, "/account/email", &[("email", "ada at example")])
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("not an e-mail address"), "{text}");
+}
+
+#[tokio::test]
+async fn an_address_verified_by_one_account_is_refused_to_another_and_can_be_removed() {
+    let smtp = SmtpServer::start();
+    let app = app_with_mail(&smtp).await;
+    let ada = app.user_client("ada", Role::Member).await;
+    let bob = app.user_client("bob", Role::Member).await;
+    // Both may claim it (nobody can squat an address); only the first to verify gets it.
+    let to_ada = add_address(&app, &smtp, &ada, "shared@example.com").await;
+    let to_bob = add_address(&app, &smtp, &bob, "SHARED@example.com").await;
+    let client = app.bare_client();
+    let ok = client
+        .get(mailed_link(&app, &to_ada, "/email/verify"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let taken = client
+        .get(mailed_link(&app, &to_bob, "/email/verify"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    let text = taken.text().await.expect("body");
+    assert!(text.contains("already the verified address"), "{text}");
+    assert!(
+        !address_of(&app, "bob").await.1,
+        "bob's address stays unverified"
+    );
+
+    let response = app.post_form(&ada, "/account/email/remove", &[]).await;
+    assert_eq!(location(&response), "/account/email?done=removed");
+    assert_eq!(address_of(&app, "ada").await, (None, false));
+    app.audit("event = 'email_removed' AND username = 'ada'", 1)
+        .await;
+}
