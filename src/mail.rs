@@ -12,7 +12,10 @@ use lettre::{
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    telemetry::metric,
+};
 
 /// Mails waiting for the SMTP server at most. Past that, new mails are refused (logged and
 /// audited as failed): memory stays bounded while the server is down.
@@ -171,7 +174,8 @@ impl Mailer {
     }
 }
 
-async fn failed(audit: &AuditLog, mail: Mail, reason: &str) {
+async fn failed(audit: &AuditLog, mail: Mail, reason: &'static str) {
+    metrics::counter!(metric::MAILS, "result" => reason).increment(1);
     if let Some(event) = mail.on_failed {
         audit.record(event.reason(reason)).await;
     }
@@ -205,6 +209,7 @@ async fn deliver(
                 // The domain only: addresses are personal data, and the audit event says
                 // whose it was.
                 tracing::info!(to = %mail.to.email.domain(), subject = %mail.subject, "mail sent");
+                metrics::counter!(metric::MAILS, "result" => "sent").increment(1);
                 if let Some(event) = mail.on_sent {
                     audit.record(event).await;
                 }
