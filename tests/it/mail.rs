@@ -245,3 +245,75 @@ async fn an_address_verified_by_one_account_is_refused_to_another_and_can_be_rem
     app.audit("event = 'email_removed' AND username = 'ada'", 1)
         .await;
 }
+
+/// `config check` shows the SMTP server without its password, warns about plain SMTP to
+/// another host, and refuses an unusable URL or a missing sender, still without the
+/// password.
+#[tokio::test]
+async fn config_check_masks_the_smtp_password_and_warns_about_plain_smtp() {
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "config",
+            "check",
+            "--data-dir",
+            "/tmp/portcullis-config-check-none",
+        ];
+        args.extend_from_slice(extra);
+        let output = portcullis(&args).output().expect("run");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, text) = check(&[
+        "--smtp-url",
+        "smtp://mailer:s3cretpw@mail.example.com:25",
+        "--mail-from",
+        FROM,
+    ]);
+    assert!(!ok, "a warning is an exit status 1: {text}");
+    assert!(
+        text.contains("smtp://mailer:****@mail.example.com:25")
+            && !text.contains("s3cretpw")
+            && text.contains("without required TLS")
+            && text.contains("links in mails point at http://localhost"),
+        "{text}"
+    );
+    let (_, text) = check(&[
+        "--smtp-url",
+        "smtps://mailer:s3cretpw@mail.example.com:465",
+        "--mail-from",
+        FROM,
+        "--public-url",
+        "https://login.example.com",
+    ]);
+    assert!(
+        !text.contains("without required TLS") && !text.contains("s3cretpw"),
+        "{text}"
+    );
+    for (extra, says) in [
+        (
+            &["--smtp-url", "smtp://mailer:s3cretpw@mail.example.com:25"][..],
+            "needs --mail-from",
+        ),
+        (
+            &[
+                "--smtp-url",
+                "smtp://mailer:s3cretpw@mail.example.com:25?tls=sometimes",
+                "--mail-from",
+                FROM,
+            ][..],
+            "--smtp-url smtp://mailer:****@",
+        ),
+    ] {
+        let (ok, text) = check(extra);
+        assert!(
+            !ok && text.contains(says) && !text.contains("s3cretpw"),
+            "{extra:?}: {text}"
+        );
+    }
+}
