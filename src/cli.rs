@@ -1,7 +1,10 @@
 //! `portcullis user …`: account management from the command line, on the same database
 //! selection as `serve` (and whether or not the server is running). Every change goes
 //! through the same domain functions as the admin pages (`accounts::admin`), so the same
-//! rules hold, under the same lock; the actor in the audit trail is "cli".
+//! rules hold, under the same lock; the actor in the audit trail is "cli". Nobody types a
+//! password for someone else: `invite` and `reset-link` print a one-time link where the
+//! person chooses their own (`accounts::links`); `create` is only the operator's own first
+//! administrator.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -11,10 +14,14 @@ use sqlx::PgPool;
 use crate::{
     accounts::{self, admin},
     audit::Actor,
-    auth::{password::PasswordHasher, throttle},
-    config::UserCommand,
+    auth::{Role, password::PasswordHasher, throttle},
+    config::{UserCommand, site_url},
     display::display_time,
 };
+
+const INVITE_INSTEAD: &str = "users exist already: `user create` only makes the first \
+     administrator. Invite others with `portcullis user invite NAME` (they choose their own \
+     password), or send a user a new password link with `portcullis user reset-link NAME`";
 
 /// Reads a password: prompted twice without echo on a terminal, else one line of stdin.
 fn read_password(prompt: &str) -> anyhow::Result<String> {
@@ -40,20 +47,73 @@ pub async fn run(
     let actor = Actor::cli();
     match command {
         UserCommand::Create { username, role } => {
+            if role != Role::Admin {
+                bail!(
+                    "the first user is an administrator; create it without --role, then invite \
+                     others with `portcullis user invite NAME --role {role}`"
+                );
+            }
+            // Refused before the prompt when users exist: nobody types a password for
+            // someone else (they get a link and choose their own).
+            if accounts::count(pool).await? > 0 {
+                bail!("{}", INVITE_INSTEAD);
+            }
             let password = read_password(&format!("Password for {username}: "))?;
             let hasher = PasswordHasher::start(1)?;
-            let user = admin::create(
+            let user = admin::create_first(
                 pool,
                 &hasher,
                 &actor,
                 &username,
                 &password,
-                role,
                 min_password_chars,
             )
             .await
-            .context("cannot create the user")?;
+            .context("cannot create the user")?
+            .ok_or_else(|| anyhow::anyhow!(INVITE_INSTEAD))?;
             writeln!(out, "created {} ({})", user.username, user.role)?;
+        }
+        UserCommand::Invite {
+            username,
+            role,
+            link,
+        } => {
+            let issued = admin::invite(pool, &actor, &username, role, link.link_lifetime)
+                .await
+                .context("cannot invite the user")?;
+            writeln!(
+                out,
+                "invited {} ({role}). Send them this link to choose their password \
+                 (it works once, until {}):",
+                issued.username,
+                display_time(issued.expires_at)
+            )?;
+            writeln!(
+                out,
+                "{}",
+                issued.url(&site_url(link.public_url.as_ref(), link.bind))
+            )?;
+        }
+        UserCommand::ResetLink { username, link } => {
+            let user = accounts::find(pool, &username).await?;
+            let issued = admin::reset_link(pool, &actor, user.id, link.link_lifetime).await?;
+            let replaced = if issued.voided > 0 {
+                " Their older link no longer works."
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "Send {} this link to choose a new password (it works once, until {}; using \
+                 it signs them out everywhere).{replaced}",
+                issued.username,
+                display_time(issued.expires_at)
+            )?;
+            writeln!(
+                out,
+                "{}",
+                issued.url(&site_url(link.public_url.as_ref(), link.bind))
+            )?;
         }
         UserCommand::SetRole { username, role } => {
             let user = accounts::find(pool, &username).await?;
@@ -62,25 +122,6 @@ pub async fn run(
                 out,
                 "{} is now {role} (effective on their next request)",
                 user.username
-            )?;
-        }
-        UserCommand::SetPassword { username } => {
-            let user = accounts::find(pool, &username).await?;
-            let password = read_password(&format!("New password for {}: ", user.username))?;
-            let hasher = PasswordHasher::start(1)?;
-            let password = accounts::check_new_password(
-                &hasher,
-                &password,
-                min_password_chars,
-                Some(&user.username),
-            )
-            .await??;
-            let hash = hasher.hash(password).await?;
-            let changed = admin::reset_password(pool, &actor, user.id, &hash).await?;
-            writeln!(
-                out,
-                "password changed for {}; {} session(s) signed out",
-                user.username, changed.sessions_revoked
             )?;
         }
         UserCommand::Disable { username } => {
@@ -120,6 +161,8 @@ pub async fn run(
             for user in all {
                 let status = if user.disabled_at.is_some() {
                     "disabled"
+                } else if user.invited {
+                    "invited"
                 } else {
                     "enabled"
                 };

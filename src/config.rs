@@ -55,16 +55,32 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user. The password is read from stdin (prompted without echo on a terminal).
+    /// Create the first administrator, with your own password (read from stdin, prompted
+    /// without echo on a terminal). Only while there is no user: invite everyone else.
     Create {
+        username: String,
+        /// The first user is an administrator (the only role accepted).
+        #[arg(long, value_enum, default_value_t = Role::Admin)]
+        role: Role,
+    },
+    /// Create a user without a password and print their one-time link, where they choose
+    /// it themselves.
+    Invite {
         username: String,
         #[arg(long, value_enum, default_value_t = Role::Member)]
         role: Role,
+        #[command(flatten)]
+        link: LinkArgs,
+    },
+    /// Print a one-time link where the user chooses a new password (their older links stop
+    /// working; using it signs them out everywhere).
+    ResetLink {
+        username: String,
+        #[command(flatten)]
+        link: LinkArgs,
     },
     /// Change a user's role; it takes effect on the user's next request.
     SetRole { username: String, role: Role },
-    /// Set a new password (read like `create`) and sign the user out everywhere.
-    SetPassword { username: String },
     /// Disable a user: existing sessions stop working on their next request.
     Disable { username: String },
     /// Enable a disabled user.
@@ -73,6 +89,21 @@ pub enum UserCommand {
     Unlock { username: String },
     /// List users.
     List,
+}
+
+/// Where the one-time links printed by `user invite|reset-link` point, and how long they
+/// work: the same flags and environment as `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct LinkArgs {
+    /// The site's address (see `serve --public-url`); without it, the bind address.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
+    /// The address `serve` listens on (links use `localhost` for a loopback one).
+    #[arg(long, env = "PORTCULLIS_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+    /// How long the link works (e.g. 24h, 3d).
+    #[arg(long, env = "PORTCULLIS_LINK_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub link_lifetime: time::Duration,
 }
 
 /// Which PostgreSQL to use. Shared by `serve` and the other subcommands so they always
@@ -205,6 +236,9 @@ pub struct ServeArgs {
     /// whenever the site is reached by a DNS name, e.g. behind a proxy.
     #[arg(long, env = "PORTCULLIS_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<url::Url>,
+    /// How long a one-time link (an invitation, a password reset) works after it is issued.
+    #[arg(long, env = "PORTCULLIS_LINK_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub link_lifetime: time::Duration,
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (IP or CIDR;
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
@@ -255,6 +289,25 @@ fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
         .parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+/// The address links start with: `--public-url`, else the bind address, with `localhost`
+/// for a loopback or unspecified one (passkeys need the name `localhost`, and browsers
+/// cannot open 0.0.0.0).
+pub fn site_url(public_url: Option<&url::Url>, bind: std::net::SocketAddr) -> url::Url {
+    if let Some(url) = public_url {
+        return url.clone();
+    }
+    let ip = bind.ip();
+    let host = if ip.is_loopback() || ip.is_unspecified() {
+        "localhost".to_owned()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    url::Url::parse(&format!("http://{host}:{}/", bind.port()))
+        .unwrap_or_else(|_| unreachable!("an IP address and a port make a valid URL"))
 }
 
 /// Who must have two-step verification before reaching protected pages.
@@ -335,6 +388,10 @@ pub struct Settings {
     pub relying_party: RelyingParty,
     /// `--smtp-url` and `--mail-from`, checked (`crate::mail`); `None`: no e-mail at all.
     pub mail: Option<crate::mail::MailSettings>,
+    /// `--link-lifetime`: how long one-time links work.
+    pub link_lifetime: time::Duration,
+    /// Where one-time links point: `--public-url`, else the bind address ([`site_url`]).
+    pub site_url: url::Url,
 }
 
 /// The WebAuthn relying party: the id passkeys are bound to (a domain name) and the one
@@ -397,7 +454,8 @@ impl Settings {
                 "--demo is for trying Portcullis on this machine: its accounts' passwords are \
                  printed to the terminal. It refuses a --bind address other than loopback \
                  (127.0.0.1 or ::1) and --secure-cookies (a real, HTTPS deployment). Drop --demo \
-                 and create accounts with `portcullis user create`."
+                 and create the first administrator with `portcullis user create`, then invite \
+                 others with `portcullis user invite`."
             );
         }
         if args.absolute_timeout < args.idle_timeout {
@@ -446,6 +504,8 @@ impl Settings {
             public_url: args.public_url.clone(),
             relying_party,
             mail,
+            link_lifetime: args.link_lifetime,
+            site_url: site_url(args.public_url.as_ref(), args.bind),
         })
     }
 
@@ -454,16 +514,8 @@ impl Settings {
     pub fn listening_on(&mut self, address: SocketAddr) {
         if self.public_url.is_none() {
             self.relying_party = RelyingParty::local(address.port());
+            self.site_url = site_url(None, address);
         }
-    }
-
-    /// Where links in mails point: `--public-url`, else `http://localhost:PORT` (the
-    /// relying party's origin). Never the request's Host header: a forged one (an IP
-    /// address passes the Host check) would send a reset link to the forger's server.
-    pub fn link_base(&self) -> &url::Url {
-        self.public_url
-            .as_ref()
-            .unwrap_or(&self.relying_party.origin)
     }
 
     /// The defaults of `serve`, with the static files of this checkout.
@@ -515,35 +567,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rp(url: Option<&str>) -> Result<RelyingParty, String> {
-        let url = url.map(|u| url::Url::parse(u).expect("url"));
-        RelyingParty::new(url.as_ref(), "127.0.0.1:3000".parse().expect("address"))
-    }
-
-    #[test]
-    fn the_relying_party_is_the_public_url_or_localhost() {
-        let local = rp(None).expect("local");
-        assert_eq!(local.id, "localhost");
-        assert_eq!(local.origin.as_str(), "http://localhost:3000/");
-        let public = rp(Some("https://Login.Example.com")).expect("public");
-        assert_eq!(public.id, "login.example.com");
-        assert_eq!(public.origin.as_str(), "https://login.example.com/");
-        let port = rp(Some("https://login.example.com:8443/")).expect("port");
-        assert_eq!(port.origin.as_str(), "https://login.example.com:8443/");
-        assert!(rp(Some("http://localhost:8080")).is_ok());
-        assert!(rp(Some("http://app.localhost:8080")).is_ok());
-    }
-
-    #[test]
-    fn unusable_public_urls_are_refused_with_the_reason() {
-        let ip = rp(Some("https://10.1.2.3")).expect_err("an IP address");
-        assert!(ip.contains("IP"), "{ip}");
-        let v6 = rp(Some("https://[::1]:8443")).expect_err("an IP address");
-        assert!(v6.contains("IP"), "{v6}");
-        let plain = rp(Some("http://login.example.com")).expect_err("plain http");
-        assert!(plain.contains("https://"), "{plain}");
-    }
-}
+mod tests;

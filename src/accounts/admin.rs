@@ -11,13 +11,17 @@
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use super::{UserError, UserRow, revoke_sessions};
+use super::{
+    UserError, UserRow,
+    links::{self, Issued, LinkError},
+    revoke_sessions,
+};
 use crate::{
     audit::{self, Actor, AuditEvent},
     auth::{
         Role,
         password::{HashError, PasswordHasher},
-        second_factor, throttle,
+        second_factor,
     },
 };
 
@@ -109,7 +113,9 @@ fn keep_one_admin(admins: &[i64], target: &UserRow) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// Creates a user with a password chosen now.
+/// Creates a user with a password chosen now. Administrators never choose passwords for
+/// others (they [`invite`]); this serves the operator creating the first administrator
+/// with their own password ([`create_first`]), demo mode and tests.
 pub async fn create(
     pool: &PgPool,
     hasher: &PasswordHasher,
@@ -135,6 +141,80 @@ pub async fn create(
     audit::write_in(&mut *tx, &event).await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// Creates the first administrator with the password the operator typed for themselves
+/// (`portcullis user create`); `Ok(None)` once any user exists (then others are invited).
+/// Serialized with the first-run setup page: two at once create one.
+pub async fn create_first(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    actor: &Actor,
+    username: &str,
+    password: &str,
+    min_password_chars: usize,
+) -> Result<Option<UserRow>, AdminError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1)",
+        super::setup::FIRST_USER_LOCK
+    )
+    .execute(&mut *tx)
+    .await?;
+    let existing = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM users"#)
+        .fetch_one(&mut *tx)
+        .await?;
+    if existing > 0 {
+        return Ok(None);
+    }
+    let user = super::insert(
+        &mut *tx,
+        hasher,
+        username,
+        password,
+        Role::Admin,
+        min_password_chars,
+    )
+    .await?;
+    let event = actor
+        .event("user_created", &user.username)
+        .detail(json!({ "role": Role::Admin }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(Some(user))
+}
+
+/// Creates a user without a password and issues their invitation link (`accounts::links`):
+/// they choose their password themselves. Nothing else changes, so no admin-set lock.
+pub async fn invite(
+    pool: &PgPool,
+    actor: &Actor,
+    username: &str,
+    role: Role,
+    link_lifetime: time::Duration,
+) -> Result<Issued, AdminError> {
+    let mut tx = pool.begin().await?;
+    let issued = links::issue_invite(&mut tx, actor, username, role, link_lifetime).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+/// Issues a password-reset link for `target_id` (a new invitation if they never chose a
+/// password), voiding their older links. The password and sessions stay as they are until
+/// the link is used: the reset happens when its person chooses a new password.
+pub async fn reset_link(
+    pool: &PgPool,
+    actor: &Actor,
+    target_id: i64,
+    link_lifetime: time::Duration,
+) -> Result<Issued, AdminError> {
+    links::issue_reset(pool, actor, target_id, link_lifetime)
+        .await
+        .map_err(|err| match err {
+            LinkError::NotFound => AdminError::NotFound,
+            LinkError::User(err) => AdminError::User(err),
+            LinkError::Database(err) => AdminError::Database(err),
+        })
 }
 
 /// What a change did, for the page or the command line to report.
@@ -227,24 +307,6 @@ pub async fn delete(pool: &PgPool, actor: &Actor, target_id: i64) -> Result<Chan
         0,
     )
     .await
-}
-
-/// Sets a new password (already checked against the policy and hashed by the caller),
-/// signs the user out everywhere and lifts any sign-in block on the name.
-pub async fn reset_password(
-    pool: &PgPool,
-    actor: &Actor,
-    target_id: i64,
-    hash: &str,
-) -> Result<Changed, AdminError> {
-    let (mut tx, user) = begin_unlocked(pool, target_id).await?;
-    super::set_password_hash(&mut *tx, target_id, hash).await?;
-    let ended = revoke_sessions(&mut *tx, target_id, None, "password_reset").await?;
-    throttle::clear_account(&mut *tx, &super::Username::key_of(&user.username)).await?;
-    let event = actor
-        .event("password_reset", &user.username)
-        .detail(json!({ "sessions_revoked": ended }));
-    finish(tx, Some(event), user, ended).await
 }
 
 /// Removes a user's second factors (authenticator app, recovery codes, passkeys: lost

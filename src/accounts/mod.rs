@@ -6,6 +6,7 @@
 pub mod access;
 pub mod admin;
 pub mod email;
+pub mod links;
 pub mod own;
 pub mod setup;
 
@@ -88,6 +89,8 @@ pub struct UserRow {
     pub last_sign_in_at: Option<OffsetDateTime>,
     pub last_sign_in_ip: Option<String>,
     pub password_changed_at: OffsetDateTime,
+    /// Created by invitation and no password chosen yet: nobody can sign in to it.
+    pub invited: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +141,8 @@ pub(crate) async fn insert(
         VALUES ($1, $2, $3, $4)
         ON CONFLICT (username_key) DO NOTHING
         RETURNING id, username, role AS "role: Role", disabled_at, created_at,
-                  last_sign_in_at, last_sign_in_ip, password_changed_at
+                  last_sign_in_at, last_sign_in_ip, password_changed_at,
+               password_hash IS NULL AS "invited!"
         "#,
         username.display,
         username.key,
@@ -173,7 +177,8 @@ async fn lookup(
         UserRow,
         r#"
         SELECT id, username, role AS "role: Role", disabled_at, created_at,
-               last_sign_in_at, last_sign_in_ip, password_changed_at
+               last_sign_in_at, last_sign_in_ip, password_changed_at,
+               password_hash IS NULL AS "invited!"
         FROM users WHERE id = $1 OR username_key = $2
         "#,
         id,
@@ -193,6 +198,8 @@ pub struct ListedUser {
     pub created_at: OffsetDateTime,
     pub last_sign_in_at: Option<OffsetDateTime>,
     pub sessions: i64,
+    /// Invited, link not used yet (no password).
+    pub invited: bool,
 }
 
 /// One page of users whose name contains `q` (case-insensitively), by name.
@@ -223,7 +230,8 @@ pub async fn search(pool: &PgPool, q: &str, page: i64, page_size: i64) -> sqlx::
         SELECT u.id, u.username, u.role AS "role: Role", u.disabled_at, u.created_at,
                u.last_sign_in_at,
                (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.ended_at > now())
-                   AS "sessions!"
+                   AS "sessions!",
+               u.password_hash IS NULL AS "invited!"
         FROM users u
         WHERE u.username_key LIKE $1
         ORDER BY u.username_key
@@ -255,7 +263,8 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<UserRow>> {
         UserRow,
         r#"
         SELECT id, username, role AS "role: Role", disabled_at, created_at,
-               last_sign_in_at, last_sign_in_ip, password_changed_at
+               last_sign_in_at, last_sign_in_ip, password_changed_at,
+               password_hash IS NULL AS "invited!"
         FROM users ORDER BY username_key
         "#
     )

@@ -6,14 +6,14 @@
 //! without users issues a fresh one and forgets the old, so a link that reached a journal
 //! or a proxy log stops working within the hour. Only the token's SHA-256 is stored.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, PgPool};
 use subtle::ConstantTimeEq;
 
-use super::Username;
+use super::{
+    Username,
+    links::{hash_token as hash, new_token},
+};
 use crate::{
     audit::{self, AuditEvent, RequestMeta},
     auth::Role,
@@ -22,9 +22,9 @@ use crate::{
 /// How long a setup link works.
 pub const TOKEN_LIFETIME: time::Duration = time::Duration::hours(1);
 
-fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
+/// Serializes the creation of the first user (here and `admin::create_first`): two at once
+/// create one.
+pub(crate) const FIRST_USER_LOCK: i64 = 7266112354;
 
 /// Creates a setup token if the database has no user yet, replacing any older one;
 /// returns it (to print).
@@ -32,9 +32,7 @@ pub async fn issue_token(pool: &PgPool) -> sqlx::Result<Option<String>> {
     if super::count(pool).await? > 0 {
         return Ok(None);
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = new_token();
     let mut tx = pool.begin().await?;
     sqlx::query!("DELETE FROM setup_tokens")
         .execute(&mut *tx)
@@ -82,7 +80,7 @@ pub async fn create_first_admin(
     meta: RequestMeta,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    sqlx::query!("SELECT pg_advisory_xact_lock(7266112354)")
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", FIRST_USER_LOCK)
         .execute(&mut *tx)
         .await?;
     let existing = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM users"#)

@@ -121,6 +121,16 @@ impl CsrfKey {
     pub fn verify_ceremony_tag(&self, value: &str, tag: &str) -> bool {
         self.verify(b"passkey-ceremony", value.as_bytes(), tag)
     }
+
+    /// The tag of the cookie that carries a one-time password link's token
+    /// (`web::pages::password_link`).
+    pub fn link_tag(&self, value: &str) -> String {
+        self.token(b"password-link", value.as_bytes())
+    }
+
+    pub fn verify_link_tag(&self, value: &str, tag: &str) -> bool {
+        self.verify(b"password-link", value.as_bytes(), tag)
+    }
 }
 
 /// A fresh random value for the anonymous CSRF cookie.

@@ -168,8 +168,9 @@ pub async fn sign_in(
         }
         Err(_) => None,
     };
-    // Unknown users verify against a dummy hash: every attempt costs one full hash.
-    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    // Unknown users, and invited ones who have not chosen a password yet, verify against a
+    // dummy hash: every attempt costs one full hash and fails like a wrong password.
+    let stored = account.as_ref().and_then(|a| a.password_hash.clone());
     let verification = hasher.verify(password.clone(), stored).await?;
     let (account, needs_rehash) = match (account, verification) {
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
@@ -187,13 +188,11 @@ pub async fn sign_in(
         Release::SignedIn
     };
     throttle::release(pool, &settings.throttle, reservation, how).await?;
-    if needs_rehash {
+    if let (true, Some(old)) = (needs_rehash, account.password_hash.as_deref()) {
         // Rehashing is not a password change: it must not revoke any session. It replaces
         // only the hash it verified, so it cannot undo a password change made meanwhile.
         let hash = hasher.hash(password).await?;
-        let upgraded =
-            crate::accounts::upgrade_password_hash(pool, account.id, &account.password_hash, &hash)
-                .await?;
+        let upgraded = crate::accounts::upgrade_password_hash(pool, account.id, old, &hash).await?;
         if upgraded {
             tracing::info!(user = %account.username, "password hash upgraded to current parameters");
         }
@@ -531,9 +530,7 @@ pub async fn verify_current(
                     .await?;
             typed.len() <= MAX_PASSWORD_BYTES
                 && matches!(
-                    cx.hasher
-                        .verify(password::normalize(typed), Some(stored))
-                        .await?,
+                    cx.hasher.verify(password::normalize(typed), stored).await?,
                     Verification::Match { .. }
                 )
         }

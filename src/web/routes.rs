@@ -31,7 +31,7 @@ use super::{
     },
     pages::{
         access, account, admin, api, email, health, help, home, login, metrics, passkey_sign_in,
-        passkeys, reauth, reports, second_step, setup, two_factor,
+        passkeys, password_link, reauth, reports, second_step, setup, two_factor,
     },
 };
 use crate::auth::{Role, store::PgSessionStore};
@@ -232,6 +232,9 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/logout", Public, login::logout),
     route!(GET "/setup", Anonymous, setup::form),
     route!(POST "/setup", Anonymous, setup::submit),
+    // One-time links (invitation, reset): the token is checked by the page itself.
+    route!(GET "/password/new", Anonymous, password_link::form),
+    route!(POST "/password/new", Anonymous, password_link::submit),
     route!(GET "/login/second-factor", Anonymous, second_step::form),
     route!(POST "/login/second-factor", Anonymous, second_step::submit),
     route!(GET "/help/access", Public, help::access),
@@ -269,7 +272,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/role", ADMIN, admin::user::set_role),
     route!(POST "/admin/users/{id}/disable", ADMIN, admin::user::disable),
     route!(POST "/admin/users/{id}/enable", ADMIN, admin::user::enable),
-    route!(POST "/admin/users/{id}/password", ADMIN, admin::user::reset_password),
+    route!(POST "/admin/users/{id}/password-link", ADMIN, admin::user::password_link),
     route!(POST "/admin/users/{id}/delete", ADMIN, admin::user::delete),
     route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),

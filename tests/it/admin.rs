@@ -17,36 +17,28 @@ async fn with_admin() -> (TestApp, Browser) {
 }
 
 #[tokio::test]
-async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
+async fn creating_a_user_shows_their_link_and_invalid_fields_are_explained_inline() {
     let (app, admin) = with_admin().await;
     let response = app
         .post_form(
             &admin,
             "/admin/users",
-            &[
-                ("username", "  Nina "),
-                ("password", PASSWORD),
-                ("role", "editor"),
-            ],
+            &[("username", "  Nina "), ("role", "editor")],
         )
         .await;
     assert_eq!(
         response.status(),
-        StatusCode::SEE_OTHER,
+        StatusCode::OK,
         "{}",
         describe(response).await
     );
-    let target = location(&response);
+    let page = response.text().await.expect("body");
     assert!(
-        target.starts_with("/admin/users/") && target.ends_with("?done=created"),
-        "{target}"
-    );
-    let page = app.get(&admin, &target).await.text().await.expect("body");
-    assert!(
-        page.contains("User created.") && page.contains("Nina"),
+        page.contains("Invitation link for Nina") && page.contains("User Nina created (editor)"),
         "{page}"
     );
-    // Trimmed, and the new user can sign in.
+    // Trimmed, and the new user signs in once they chose their password.
+    crate::links::use_link(&app, &crate::links::link_in(&page), PASSWORD).await;
     let nina = app.client();
     app.login(&nina, "nina").await;
     assert_eq!(app.get(&nina, "/reports").await.status(), StatusCode::OK);
@@ -56,39 +48,33 @@ async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
     assert_eq!(rows[0].username.as_deref(), Some("root"));
     assert_eq!(rows[0].target.as_deref(), Some("Nina"));
 
-    // Invalid fields: one message each, the form keeps its values (not the password).
+    // Invalid fields: one message each, the form keeps its values.
     let response = app
         .post_form(
             &admin,
             "/admin/users",
-            &[
-                ("username", "bad name"),
-                ("password", "short"),
-                ("role", "root"),
-            ],
+            &[("username", "bad name"), ("role", "root")],
         )
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let page = response.text().await.expect("body");
     assert!(page.contains("no spaces"), "{page}");
-    assert!(page.contains("at least 15 characters"), "{page}");
     assert!(page.contains("Choose a role."), "{page}");
     assert!(
         page.contains(r#"value="bad name""#),
         "the username is kept: {page}"
     );
-    assert!(!page.contains("short\""), "the password is not echoed");
+    assert!(
+        !page.contains("type=\"password\""),
+        "an administrator never types a password for someone else: {page}"
+    );
 
     // Case-insensitively unique.
     let response = app
         .post_form(
             &admin,
             "/admin/users",
-            &[
-                ("username", "NINA"),
-                ("password", PASSWORD),
-                ("role", "member"),
-            ],
+            &[("username", "NINA"), ("role", "member")],
         )
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -104,11 +90,7 @@ async fn creating_a_user_works_and_invalid_fields_are_explained_inline() {
         .post_form(
             &admin,
             "/admin/users",
-            &[
-                ("username", &too_long),
-                ("password", PASSWORD),
-                ("role", "member"),
-            ],
+            &[("username", &too_long), ("role", "member")],
         )
         .await;
     assert!(response.text().await.expect("body").contains("at most 64"));
@@ -272,56 +254,37 @@ async fn disabling_asks_first_then_signs_the_user_out_everywhere() {
 }
 
 #[tokio::test]
-async fn resetting_a_password_needs_the_checkbox_and_revokes_sessions() {
+async fn a_password_link_changes_nothing_until_used_and_not_for_oneself() {
     let (app, admin) = with_admin().await;
     let user = app.user_client("rita", Role::Member).await;
-    let id = app.user_id("rita").await;
-    let path = format!("/admin/users/{id}/password");
-    let response = app
-        .post_form(&admin, &path, &[("password", "a new long password")])
-        .await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        response
-            .text()
-            .await
-            .expect("body")
-            .contains("Tick the box")
-    );
-    let response = app
-        .post_form(&admin, &path, &[("password", "short"), ("confirm", "yes")])
-        .await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let link = crate::links::reset_link(&app, &admin, "rita").await;
     assert_eq!(app.get(&user, "/account").await.status(), StatusCode::OK);
-
-    let response = app
-        .post_form(
-            &admin,
-            &path,
-            &[("password", "a new long password"), ("confirm", "yes")],
-        )
-        .await;
     assert_eq!(
-        location(&response),
-        format!("/admin/users/{id}?done=password_reset")
+        app.post_login(&app.client(), "rita", PASSWORD, "")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER,
+        "the old password works until the link is used"
     );
+    crate::links::use_link(&app, &link, "a new long password").await;
     assert_login_redirect(
         app.get(&user, "/account").await,
         "revoked",
         Some("/account"),
     )
     .await;
-    assert_eq!(
-        app.post_login(&app.client(), "rita", PASSWORD, "")
+    // An administrator changes their own password on the account page.
+    let own = app.user_id("root").await;
+    let response = app
+        .post_form(&admin, &format!("/admin/users/{own}/password-link"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(
+        response
+            .text()
             .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.post_login(&app.client(), "rita", "a new long password", "")
-            .await
-            .status(),
-        StatusCode::SEE_OTHER
+            .expect("body")
+            .contains("account page")
     );
 }
 
@@ -607,6 +570,11 @@ async fn assert_tgt_untouched(app: &TestApp) {
         app.count("SELECT count(*) FROM access_requests WHERE status = 'pending'")
             .await,
         1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM password_links").await,
+        0,
+        "no link was issued"
     );
 }
 

@@ -236,8 +236,13 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn new_passwords_follow_the_policy_with_clear_messages() {
+    use crate::links::{choose, invite, open_link};
     let app = TestApp::spawn().await;
     let admin = app.user_client("boss", Role::Admin).await;
+    // The person chooses on their invitation link's page; the rules are the account page's.
+    let link = invite(&app, &admin, "newbie", "member").await;
+    let browser = app.client();
+    let csrf = open_link(&app, &browser, &link).await;
     for (password, message) in [
         ("fourteen chars", "Use at least 15 characters"),
         ("passwordpassword", "too easy to guess"),
@@ -245,33 +250,14 @@ async fn new_passwords_follow_the_policy_with_clear_messages() {
         ("newbie-newbie-newbie", "Do not use your username"),
         (&"x".repeat(129), "at most 128"),
     ] {
-        let response = app
-            .post_form(
-                &admin,
-                "/admin/users",
-                &[
-                    ("username", "newbie"),
-                    ("password", password),
-                    ("role", "member"),
-                ],
-            )
-            .await;
+        let response = choose(&app, &browser, &csrf, password, password).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{password}");
         let page = response.text().await.expect("body");
         assert!(page.contains(message), "{password}: {page}");
     }
     // Any Unicode; length in code points after NFKC (15 of them here, 30 bytes).
-    let response = app
-        .post_form(
-            &admin,
-            "/admin/users",
-            &[
-                ("username", "newbie"),
-                ("password", "ééééé ààààà üüü"),
-                ("role", "member"),
-            ],
-        )
-        .await;
+    let chosen = "ééééé ààààà üüü";
+    let response = choose(&app, &browser, &csrf, chosen, chosen).await;
     assert_eq!(
         response.status(),
         StatusCode::SEE_OTHER,

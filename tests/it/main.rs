@@ -16,6 +16,7 @@ mod first_run;
 mod hardening;
 mod health;
 mod inputs;
+mod links;
 mod login;
 mod mail;
 mod passkeys;

@@ -269,16 +269,16 @@ async fn the_cli_manages_users_on_the_same_database_as_the_app() {
         cli(&all, stdin)
     };
 
-    let (ok, out, err) = run(
-        &["user", "create", "Dora", "--role", "editor"],
-        "a fine long password\n",
-    );
-    assert!(ok && out.contains("created Dora (editor)"), "{out}{err}");
-    let (ok, _, err) = run(&["user", "create", "dora"], "another long password\n");
+    // Nobody types a password for someone else: Dora is invited and chooses her own.
+    let (ok, _, err) = run(&["user", "create", "Dora", "--role", "editor"], "");
+    assert!(!ok && err.contains("user invite"), "{err}");
+    let (ok, out, err) = run(&["user", "invite", "Dora", "--role", "editor"], "");
+    assert!(ok && out.contains("invited Dora (editor)"), "{out}{err}");
+    let link = out.lines().last().unwrap_or_default().trim().to_owned();
+    crate::links::use_link(&app, &link, "a fine long password").await;
+    let (ok, _, err) = run(&["user", "invite", "dora"], "");
     assert!(!ok && err.contains("already exists"), "{err}");
-    let (ok, _, err) = run(&["user", "create", "eve"], "short\n");
-    assert!(!ok && err.contains("at least 15"), "{err}");
-    let (ok, _, err) = run(&["user", "create", "bad name"], "a fine long password\n");
+    let (ok, _, err) = run(&["user", "invite", "bad name"], "");
     assert!(!ok && err.contains("no spaces"), "{err}");
     let (ok, _, err) = run(&["user", "set-role", "nobody", "admin"], "");
     assert!(!ok && err.contains("no user named nobody"), "{err}");
@@ -332,8 +332,13 @@ async fn the_cli_manages_users_on_the_same_database_as_the_app() {
         .await;
     assert_eq!(app.get(&browser, "/account").await.status(), StatusCode::OK);
 
-    let (ok, out, err) = run(&["user", "set-password", "dora"], "a brand new password\n");
-    assert!(ok && out.contains("1 session(s) signed out"), "{out}{err}");
+    let (ok, out, err) = run(&["user", "reset-link", "dora"], "");
+    assert!(
+        ok && out.contains("signs them out everywhere"),
+        "{out}{err}"
+    );
+    let link = out.lines().last().unwrap_or_default().trim().to_owned();
+    crate::links::use_link(&app, &link, "a brand new password").await;
     assert_login_redirect(
         app.get(&browser, "/account").await,
         "revoked",
@@ -374,10 +379,11 @@ async fn the_cli_manages_users_on_the_same_database_as_the_app() {
         events,
         [
             "user_created",
+            "password_link_issued",
             "role_changed",
             "user_disabled",
             "user_enabled",
-            "password_reset"
+            "password_link_issued"
         ],
         "refused commands record nothing"
     );
@@ -402,8 +408,9 @@ fn help_describes_the_commands() {
     let text = String::from_utf8_lossy(&output.stdout);
     for word in [
         "create",
+        "invite",
+        "reset-link",
         "set-role",
-        "set-password",
         "disable",
         "enable",
         "list",

@@ -129,7 +129,7 @@ async fn no_number_of_failures_locks_a_name_for_good() {
     assert!(body.contains("Try again in about"), "{body}");
 }
 
-/// `portcullis user unlock NAME` and an administrator's password reset lift a block.
+/// `portcullis user unlock NAME` and a password reset (its link used) lift a block.
 #[tokio::test]
 async fn unlock_and_password_reset_lift_a_block() {
     let app = TestApp::spawn().await;
@@ -156,20 +156,8 @@ async fn unlock_and_password_reset_lift_a_block() {
             .await;
     }
     let admin = app.user_client("boss", Role::Admin).await;
-    let kim = accounts::find(&app.pool, "kim").await.expect("kim");
-    let response = app
-        .post_form(
-            &admin,
-            &format!("/admin/users/{}/password", kim.id),
-            &[("password", "a brand new passphrase"), ("confirm", "yes")],
-        )
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::SEE_OTHER,
-        "{}",
-        describe(response).await
-    );
+    let link = crate::links::reset_link(&app, &admin, "kim").await;
+    crate::links::use_link(&app, &link, "a brand new passphrase").await;
     let response = app
         .post_login(&app.client(), "kim", "a brand new passphrase", "")
         .await;

@@ -42,6 +42,7 @@ fn site(parts: &Parts) -> Arc<Site> {
             Arc::new(Site {
                 css_href: "/static/app.css".into(),
                 passkeys_js_href: "/static/passkeys.js".into(),
+                copy_js_href: "/static/copy.js".into(),
                 support: None,
                 demo: false,
                 public_url: None,

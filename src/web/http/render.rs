@@ -24,6 +24,9 @@ pub struct Site {
     /// The passkey script's URL (`static/passkeys.js`), the same way; only the pages with
     /// passkey buttons load it.
     pub passkeys_js_href: String,
+    /// The copy button's script (`static/copy.js`), the same way; only the admin's link
+    /// page loads it.
+    pub copy_js_href: String,
     /// Whom to ask about access (`--support-contact`); `None`: "your administrator".
     pub support: Option<SupportContact>,
     /// `--demo`: every page says so.
@@ -47,6 +50,7 @@ impl Site {
         Site {
             css_href: versioned("app.css"),
             passkeys_js_href: versioned("passkeys.js"),
+            copy_js_href: versioned("copy.js"),
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
             public_url: settings.public_url.clone(),
@@ -67,7 +71,8 @@ pub async fn static_cache(
     let current = request.uri().path_and_query().is_some_and(|pq| {
         pq.query().is_some()
             && (site.css_href.ends_with(pq.as_str())
-                || site.passkeys_js_href.ends_with(pq.as_str()))
+                || site.passkeys_js_href.ends_with(pq.as_str())
+                || site.copy_js_href.ends_with(pq.as_str()))
     });
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {

@@ -146,7 +146,9 @@ pub async fn set(
     else {
         return Ok(errors::not_found().await.into_response());
     };
-    let base = state.settings.link_base();
+    // `--public-url` or this server's own address: never the request's Host, which a
+    // forger could point at their own server.
+    let base = &state.settings.site_url;
     let link = verification.url(base);
     let event = |name| {
         AuditEvent::new(name, meta.clone())

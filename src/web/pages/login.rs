@@ -36,7 +36,7 @@ use crate::{
             render_status,
             request::{client_ip, request_id, user_agent},
         },
-        pages::{passkey_sign_in::PasskeyUi, second_step},
+        pages::{passkey_sign_in::PasskeyUi, password_link, second_step},
     },
 };
 
@@ -121,6 +121,33 @@ pub fn login_page(
             forget_pages: notice.map(|_| FORGET_PAGES),
             error,
             username,
+            next: next.unwrap_or_default(),
+            csrf: state.csrf.anonymous_token(&cookie),
+            passkeys: PasskeyUi::new(state),
+            passkey_error: None,
+        },
+    )
+}
+
+/// The sign-in page after a password was chosen with a one-time link. Its own notice, not a
+/// session `Notice`: no session ended here, and the JSON API never answers with it.
+fn password_set_page(state: &AppState, cookies: &Cookies, next: Option<String>) -> Response {
+    let cookie = anonymous_csrf_cookie(state, cookies);
+    render_status(
+        StatusCode::OK,
+        &LoginPage {
+            chrome: Chrome::new(&state.site, "Sign in", None),
+            notice: Some("Your password is set. Sign in with it."),
+            notice_help: Some(
+                "The link you used no longer works, and every session of your account was \
+                 signed out."
+                    .into(),
+            ),
+            notice_contact: false,
+            // Pages of the account's old sessions may be in this browser's cache.
+            forget_pages: Some(FORGET_PAGES),
+            error: None,
+            username: String::new(),
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
             passkeys: PasskeyUi::new(state),
@@ -224,8 +251,11 @@ pub async fn form(
     cookies: Cookies,
     TextQuery(query): TextQuery<LoginQuery>,
 ) -> Response {
-    let notice = query.notice.as_deref().and_then(Notice::from_key);
     let next = query.next.as_deref().and_then(safe_next);
+    if query.notice.as_deref() == Some(password_link::NOTICE) {
+        return password_set_page(&state, &cookies, next);
+    }
+    let notice = query.notice.as_deref().and_then(Notice::from_key);
     login_page(
         &state,
         &cookies,

@@ -13,6 +13,7 @@ pub mod login;
 pub mod metrics;
 pub mod passkey_sign_in;
 pub mod passkeys;
+pub mod password_link;
 pub mod reauth;
 pub mod reports;
 pub mod second_step;

@@ -5,6 +5,7 @@ pub mod audit;
 mod chart;
 pub mod confirm;
 pub mod denials;
+pub mod link;
 pub mod requests;
 pub mod throttles;
 pub mod user;

@@ -1,4 +1,4 @@
-//! One user: facts, role, status, password reset, sessions and recent history, and the
+//! One user: facts, role, status, password link, sessions and recent history, and the
 //! actions on them. Every change goes through `accounts::admin`, which holds the rules.
 
 use askama::Template;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::{
     admin_chrome,
     confirm::{Confirm, ConfirmForm, confirm_page, confirmed},
+    link::link_page,
 };
 use crate::{
     accounts::{
@@ -59,8 +60,7 @@ struct UserPage {
     second_factor: bool,
     done: Option<&'static str>,
     problem: Option<String>,
-    password_error: Option<String>,
-    min_password: usize,
+    invited: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -76,7 +76,6 @@ pub fn done_message(key: &str) -> Option<&'static str> {
         "role_changed" => "Role changed. It applies from the user's next request.",
         "disabled" => "User disabled and signed out everywhere.",
         "enabled" => "User enabled. They can sign in again.",
-        "password_reset" => "Password reset. The user was signed out everywhere.",
         "deleted" => "User deleted.",
         "sessions_revoked" => "Sessions signed out. They end on their next request.",
         "session_revoked" => "Session signed out.",
@@ -88,12 +87,11 @@ pub fn done_message(key: &str) -> Option<&'static str> {
     })
 }
 
-/// What the page shows besides the facts: a notice, a refusal, a password field error.
+/// What the page shows besides the facts: a notice or a refusal.
 #[derive(Default)]
 struct Outcome {
     done: Option<&'static str>,
     problem: Option<String>,
-    password_error: Option<String>,
 }
 
 async fn user_page(
@@ -141,8 +139,7 @@ async fn user_page(
             roles: Role::ALL,
             done: outcome.done,
             problem: outcome.problem,
-            password_error: outcome.password_error,
-            min_password: state.settings.password_min_length,
+            invited: target.invited,
         },
     ))
 }
@@ -164,8 +161,7 @@ pub async fn show(
     user_page(&state, &admin, target, StatusCode::OK, outcome).await
 }
 
-/// Shows the user's page again with a problem (409 Conflict for a refused change, 400 for
-/// a bad password).
+/// Shows the user's page again with a problem (409 Conflict for a refused change).
 async fn again(
     state: &AppState,
     admin: &SessionUser,
@@ -336,52 +332,26 @@ pub async fn enable(
     answer(&state, &admin, id, result, "enabled").await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ResetForm {
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    confirm: Option<String>,
-}
-
-pub async fn reset_password(
+/// Issues a one-time link where the user chooses a new password (an invitation link again
+/// if they never used theirs) and shows it. Nothing changes until the link is used.
+pub async fn password_link(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     FreshForm {
-        user: admin,
-        form,
-        parts,
-    }: FreshForm<ResetForm>,
+        user: admin, parts, ..
+    }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
     let on_self = "Change your own password on your account page (it asks for the current one).";
     let target = match other_user(&state, &admin, id, on_self).await? {
         Ok(target) => target,
         Err(response) => return Ok(response),
     };
-    let checked = accounts::check_new_password(
-        &state.hasher,
-        &form.password,
-        state.settings.password_min_length,
-        Some(&target.username),
-    )
-    .await?;
-    let problem = match (&checked, confirmed(&form.confirm)) {
-        (Err(p), _) => Some(p.to_string()),
-        (Ok(_), false) => {
-            Some("Tick the box to confirm that the user will be signed out everywhere.".into())
-        }
-        (Ok(_), true) => None,
-    };
-    let (Ok(password), None) = (checked, &problem) else {
-        let outcome = Outcome {
-            password_error: problem,
-            ..Outcome::default()
-        };
-        return user_page(&state, &admin, target, StatusCode::BAD_REQUEST, outcome).await;
-    };
-    let hash = state.hasher.hash(password).await?;
-    let result = admin::reset_password(&state.pool, &actor(&admin, &parts), id, &hash).await;
-    answer(&state, &admin, id, result, "password_reset").await
+    let lifetime = state.settings.link_lifetime;
+    match admin::reset_link(&state.pool, &actor(&admin, &parts), id, lifetime).await {
+        Ok(issued) => link_page(&state, &admin, &issued, target.role).await,
+        Err(AdminError::NotFound) => Ok(StatusCode::NOT_FOUND.into_response()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 pub async fn delete(

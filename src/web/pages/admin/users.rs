@@ -1,14 +1,10 @@
 //! Users: the searchable, paged list and the form that creates a user.
 
 use askama::Template;
-use axum::{
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Redirect, Response},
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 
-use super::admin_chrome;
+use super::{admin_chrome, link::link_page};
 use crate::{
     accounts::{
         self, UserError, Username,
@@ -38,18 +34,18 @@ struct UserLine {
     created: String,
     last_sign_in: String,
     sessions: i64,
+    invited: bool,
 }
 
 #[derive(Default)]
 struct CreateErrors {
     username: Option<String>,
-    password: Option<String>,
     role: Option<String>,
 }
 
 impl CreateErrors {
     fn any(&self) -> bool {
-        self.username.is_some() || self.password.is_some() || self.role.is_some()
+        self.username.is_some() || self.role.is_some()
     }
 }
 
@@ -68,7 +64,6 @@ struct UsersPage {
     errors: CreateErrors,
     roles: [Role; 3],
     done: Option<&'static str>,
-    min_password: usize,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -104,6 +99,7 @@ async fn users_page(
                 .map(display_time)
                 .unwrap_or_else(|| "never".into()),
             sessions: r.sessions,
+            invited: r.invited,
         })
         .collect();
     let (new_username, new_role, errors) = form;
@@ -122,7 +118,6 @@ async fn users_page(
             errors,
             roles: Role::ALL,
             done: query.done.as_deref().and_then(super::user::done_message),
-            min_password: state.settings.password_min_length,
         },
     ))
 }
@@ -147,11 +142,11 @@ pub struct CreateForm {
     #[serde(default)]
     username: String,
     #[serde(default)]
-    password: String,
-    #[serde(default)]
     role: String,
 }
 
+/// Creates a user without a password and shows their invitation link: they choose their
+/// password themselves (an administrator never does).
 pub async fn create(
     State(state): State<AppState>,
     FreshForm { user, form, parts }: FreshForm<CreateForm>,
@@ -164,16 +159,6 @@ pub async fn create(
     if let Err(problem) = Username::parse(&form.username) {
         errors.username = Some(problem.to_string());
     }
-    if let Err(problem) = accounts::check_new_password(
-        &state.hasher,
-        &form.password,
-        state.settings.password_min_length,
-        Some(&form.username),
-    )
-    .await?
-    {
-        errors.password = Some(problem.to_string());
-    }
     let typed: String = form
         .username
         .chars()
@@ -183,30 +168,15 @@ pub async fn create(
     let role_or_default = role.unwrap_or(Role::Member);
     if let (false, Some(role)) = (errors.any(), role) {
         let actor = Actor::new(&user.username, audit_meta(&parts));
-        match admin::create(
-            &state.pool,
-            &state.hasher,
-            &actor,
-            &form.username,
-            &form.password,
-            role,
-            state.settings.password_min_length,
-        )
-        .await
-        {
-            Ok(created) => {
-                return Ok(
-                    Redirect::to(&format!("/admin/users/{}?done=created", created.id))
-                        .into_response(),
-                );
-            }
+        let lifetime = state.settings.link_lifetime;
+        match admin::invite(&state.pool, &actor, &form.username, role, lifetime).await {
+            Ok(issued) => return link_page(&state, &user, &issued, role).await,
             Err(AdminError::User(UserError::Taken(name))) => {
                 errors.username = Some(format!(
                     "A user named {name} already exists (names ignore case)."
                 ));
             }
             Err(AdminError::User(UserError::Username(p))) => errors.username = Some(p.to_string()),
-            Err(AdminError::User(UserError::Password(p))) => errors.password = Some(p.to_string()),
             Err(err) => return Err(err.into()),
         }
     }
