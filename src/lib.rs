@@ -58,6 +58,15 @@ impl App {
             Some(mail) => Some(mail::Mailer::start(mail, audit.clone())?),
             None => None,
         };
+        let recovery = mailer.clone().map(|mailer| {
+            accounts::recovery::Recovery::new(
+                pool.clone(),
+                mailer,
+                audit.clone(),
+                settings.site_url.clone(),
+                settings.link_lifetime,
+            )
+        });
         Ok(App {
             state: AppState::new(web::Shared {
                 pool,
@@ -68,6 +77,7 @@ impl App {
                 site,
                 audit,
                 mailer,
+                recovery,
                 draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
             audit_writer,
@@ -131,6 +141,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         }
         if let Err(err) = accounts::email::sweep(&pool).await {
             tracing::warn!(error = %err, "e-mail verification sweep failed; will retry");
+        }
+        if let Err(err) = accounts::recovery::sweep(&pool).await {
+            tracing::warn!(error = %err, "password reset throttle sweep failed; will retry");
         }
         let retention = audit::Retention {
             age: settings.audit_retention,

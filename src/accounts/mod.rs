@@ -8,6 +8,7 @@ pub mod admin;
 pub mod email;
 pub mod links;
 pub mod own;
+pub mod recovery;
 pub mod setup;
 
 use sqlx::{PgExecutor, PgPool};

@@ -30,8 +30,8 @@ use super::{
         render::static_cache,
     },
     pages::{
-        access, account, admin, api, email, health, help, home, login, metrics, passkey_sign_in,
-        passkeys, password_link, reauth, reports, second_step, setup, two_factor,
+        access, account, admin, api, email, forgot, health, help, home, login, metrics,
+        passkey_sign_in, passkeys, password_link, reauth, reports, second_step, setup, two_factor,
     },
 };
 use crate::auth::{Role, store::PgSessionStore};
@@ -230,6 +230,9 @@ static ROUTES: &[RouteSpec] = &[
     route!(GET "/login/complete", Public, login::complete),
     route!(GET login::FORGET_PAGES, Anonymous, login::forget_pages),
     route!(POST "/logout", Public, login::logout),
+    // "Forgot your password?" (404 without --smtp-url).
+    route!(GET forgot::PATH, Anonymous, forgot::form),
+    route!(POST forgot::PATH, Anonymous, forgot::submit),
     route!(GET "/setup", Anonymous, setup::form),
     route!(POST "/setup", Anonymous, setup::submit),
     // One-time links (invitation, reset): the token is checked by the page itself.

@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod first_command;
 mod first_run;
+mod forgot;
 mod hardening;
 mod health;
 mod inputs;

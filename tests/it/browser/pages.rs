@@ -135,6 +135,7 @@ pub const PAGES: &[PageCase] = &[
     page("reauth-passkey", MEMBER, WithPasskey("/reauth?next=%2Faccount%2Fpasskeys"), "Confirm it’s you"),
     page("second-step-passkey", NOBODY, SecondStep("pat"), "Two-step verification"),
     page("account-email", MEMBER, Visit("/account/email"), "E-mail address"),
+    page("forgot", NOBODY, Visit("/login/forgot"), "Forgot your password?"),
     page("email-link-stale", NOBODY, Visit("/email/verify?token=no-such-token"), "This link no longer works"),
 ];
 

@@ -7,8 +7,10 @@
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
 //! - `strong`: two-step verification, re-authentication and passkeys (15–17).
+//! - `recovery`: "Forgot your password?" with mail on (18).
 
 mod administration;
+mod recovery;
 mod signing_in;
 mod strong;
 
@@ -22,6 +24,7 @@ use signing_in::{
     wrong_password_keeps_username_and_focuses_password,
 };
 
+use recovery::forgot_password_then_sign_in;
 use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
 use super::{
@@ -136,6 +139,12 @@ async fn a_passkey_is_added_used_to_sign_in_alone_and_to_confirm_its_removal() {
     passkeys(&turn, Js::On).await;
 }
 
+#[tokio::test]
+async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
+    let Some(turn) = turn().await else { return };
+    forgot_password_then_sign_in(&turn, Js::On).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -156,6 +165,7 @@ async fn every_journey_works_without_javascript() {
     two_step_verification(&turn, Js::Off).await;
     reauthenticate_mid_change(&turn, Js::Off).await;
     passkeys(&turn, Js::Off).await;
+    forgot_password_then_sign_in(&turn, Js::Off).await;
 }
 
 #[tokio::test]
