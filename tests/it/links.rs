@@ -508,3 +508,38 @@ async fn the_cli_prints_working_invitation_and_reset_links() {
         ]
     );
 }
+
+/// The link page says `Referrer-Policy: no-referrer`, so browsers send `Origin: null` with
+/// its form: accepted only when the browser also says the form is the site's own.
+#[tokio::test]
+async fn the_forms_origin_null_passes_only_from_the_same_origin() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let link = invite(&app, &admin, "olga", "member").await;
+    let browser = app.client();
+    let csrf = open_link(&app, &browser, &link).await;
+    let send = async |site: Option<&str>| {
+        let mut request = browser
+            .post(app.url("/password/new"))
+            .header(reqwest::header::ACCEPT, BROWSER_ACCEPT)
+            .header(reqwest::header::ORIGIN, "null");
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("password", NEW_PASSWORD),
+                ("confirm_password", NEW_PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("POST")
+    };
+    for site in [None, Some("cross-site"), Some("same-site")] {
+        let response = send(site).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{site:?}");
+    }
+    let response = send(Some("same-origin")).await;
+    assert_eq!(location(&response), "/login?notice=password_set");
+}

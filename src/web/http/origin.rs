@@ -19,6 +19,17 @@ pub fn is_cross_site(request: &Request) -> bool {
         return false;
     }
     let headers = request.headers();
+    // A page sent with `Referrer-Policy: no-referrer` (the one-time link page) makes the
+    // browser send `Origin: null` with its own forms (Fetch standard, "append a request
+    // `Origin` header"). `Sec-Fetch-Site`, which the browser sets and no page can, still
+    // tells its own forms from another site's; the CSRF token decides as always.
+    if headers.get(header::ORIGIN).is_some_and(|o| o == "null")
+        && headers
+            .get("sec-fetch-site")
+            .is_some_and(|s| s == "same-origin")
+    {
+        return false;
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())

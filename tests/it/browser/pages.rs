@@ -35,6 +35,9 @@ pub enum Reach {
     Setup(Option<&'static str>),
     /// Sign in with this name's password: its second step (two-step verification on).
     SecondStep(&'static str),
+    /// Open a fresh password link of this person (as `localhost`, the address links name);
+    /// with a password, send the "choose your password" form with it.
+    PasswordLink(&'static str, Option<&'static str>),
     /// Open this address as the signed-in person with a passkey registered (added for the
     /// visit and removed after it, so signing in as them stays one step).
     WithPasskey(&'static str),
@@ -137,7 +140,20 @@ pub const PAGES: &[PageCase] = &[
     page("account-email", MEMBER, Visit("/account/email"), "E-mail address"),
     page("forgot", NOBODY, Visit("/login/forgot"), "Forgot your password?"),
     page("email-link-stale", NOBODY, Visit("/email/verify?token=no-such-token"), "This link no longer works"),
+    page("admin-user-invited", ADMIN, AdminUser(INVITED), INVITED),
+    page("admin-invitation-link", ADMIN, AdminUserButton(INVITED, "New invitation link"), "Invitation link for ivy"),
+    page("admin-password-link", ADMIN, AdminUserButton("bob", "Make a password link"), "Password link for bob"),
+    page("password-new", NOBODY, PasswordLink(INVITED, None), "Choose your password"),
+    page("password-new-errors", NOBODY, PasswordLink("eddie", Some("too short")), "Choose your password"),
+    page("password-link-used", NOBODY, Visit(USED_LINK), "This link has already been used"),
+    page("password-link-unknown", NOBODY, Visit("/password/new?token=cut-short"), "This link does not work"),
+    page("login-password-set", NOBODY, Visit("/login?notice=password_set"), "Sign in"),
 ];
+
+/// Invited by an administrator, has not chosen a password yet.
+const INVITED: &str = "ivy";
+/// A link mia already used (its token, as the one-time link's address).
+const USED_LINK: &str = "/password/new?token=used-by-mia-already-0123456789abcdefghijklmn";
 
 /// The person whose sign-in form is sent with a wrong password, or without its cookie.
 const SIGNING_IN: &str = "mia";
@@ -215,6 +231,25 @@ pub async fn app() -> TestApp {
     .execute(&app.pool)
     .await
     .expect("mia's address");
+    admin::invite(
+        &app.pool,
+        &Actor::cli(),
+        INVITED,
+        Role::Member,
+        time::Duration::hours(24),
+    )
+    .await
+    .expect("invite ivy");
+    // A link that was used: stored as the links are (the SHA-256 of its token).
+    sqlx::query(
+        "INSERT INTO password_links (token_hash, user_id, purpose, issued_by, expires_at, used_at) \
+         SELECT sha256(convert_to($1, 'UTF8')), id, 'reset', 'ada', now() + interval '1 day', now() \
+         FROM users WHERE username = 'mia'",
+    )
+    .bind(USED_LINK.rsplit('=').next().unwrap_or_default())
+    .execute(&app.pool)
+    .await
+    .expect("mia's used link");
     app
 }
 
@@ -345,6 +380,28 @@ pub async fn show(
             browser.click_link(name).await;
             browser.expect_heading(name).await;
             browser.click_button(button).await;
+        }
+        PasswordLink(name, password) => {
+            let user = accounts::find(&site.app.pool, name)
+                .await
+                .expect("the person");
+            let issued = admin::reset_link(
+                &site.app.pool,
+                &Actor::cli(),
+                user.id,
+                time::Duration::hours(24),
+            )
+            .await
+            .expect("issue a link");
+            browser
+                .open(issued.url(&site.app.settings.site_url).as_str())
+                .await;
+            if let Some(password) = password {
+                browser.expect_heading(case.heading).await;
+                browser.fill("#password", password).await;
+                browser.fill("#confirm_password", password).await;
+                browser.click_button("Set my password").await;
+            }
         }
         Setup(password) => {
             let token = setup::issue_token(&site.first_run.pool)

@@ -9,7 +9,8 @@ use crate::{
     support::PASSWORD,
 };
 
-/// 7. The administration pages: create a user, change a role, sign someone out
+/// 7. The administration pages: create a user (their one-time link, copied and used in
+///    their own browser to choose a password and sign in), change a role, sign someone out
 ///    everywhere (their browser notices on its next click), and the 401/403 dashboard
 ///    shows its chart with the refusal just made.
 pub(super) async fn admin_pages(turn: &Turn, js: Js) {
@@ -53,13 +54,69 @@ pub(super) async fn admin_pages(turn: &Turn, js: Js) {
         "the users table lists ada (admin) and mia (member): {lines:?}"
     );
 
-    // Create a user.
+    // Create a user: no password typed for them; the next page shows their one-time link,
+    // once, as a read-only field (and with JavaScript, a copy button).
     admin.fill("#new-username", "newbie").await;
-    admin.fill("#new-password", PASSWORD).await;
     admin.choose("#new-role", "editor").await;
     admin.click_button("Create user").await;
+    admin.expect_heading("Invitation link for newbie").await;
+    let link = admin.value("#link").await;
+    assert!(link.contains("/password/new?token="), "{link}");
+    assert_eq!(
+        admin.attr("#link", "readonly").await.as_deref(),
+        Some("true")
+    );
+    let copy = "button[data-copy]";
+    if js == Js::On {
+        copy_the_link(&admin, &link).await;
+    } else {
+        assert_eq!(
+            admin.attr(copy, "hidden").await.as_deref(),
+            Some("true"),
+            "no copy button that cannot work"
+        );
+    }
+
+    // The newcomer opens it in their own browser, chooses a password (the policy applies),
+    // and signs in with it.
+    let newbie = turn.browser(&app, js).await;
+    newbie.open(&link).await;
+    newbie.expect_location("/password/new").await;
+    newbie.expect_heading("Choose your password").await;
+    newbie
+        .expect_text("Welcome! Your account newbie is ready")
+        .await;
+    newbie.fill("#password", "too short").await;
+    newbie.fill("#confirm_password", "too short").await;
+    newbie.click_button("Set my password").await;
+    newbie.expect_heading("Choose your password").await;
+    newbie
+        .expect_text("Your password was not set. Check the fields marked below.")
+        .await;
+    assert_eq!(
+        newbie.focused_id().await,
+        "password",
+        "focus on the field to fix"
+    );
+    newbie.fill("#password", PASSWORD).await;
+    newbie.fill("#confirm_password", PASSWORD).await;
+    newbie.click_button("Set my password").await;
+    newbie.expect_location("/login?notice=password_set").await;
+    newbie
+        .expect_text("Your password is set. Sign in with it.")
+        .await;
+    newbie.sign_in("newbie", PASSWORD).await;
+    newbie.expect_location("/account").await;
+    newbie.expect_text("newbie").await;
+    // The link is spent.
+    newbie.open(&link).await;
+    newbie
+        .expect_heading("This link has already been used")
+        .await;
+    newbie.close().await;
+
+    admin.click_link("Back to newbie").await;
     admin.expect_heading("newbie").await;
-    admin.expect_text("User created.").await;
     assert_eq!(
         admin
             .find("dl.facts .badge")
@@ -361,4 +418,39 @@ pub(super) async fn request_access_declined(turn: &Turn, js: Js) {
     member.expect_text(reason).await;
     admin.close().await;
     member.close().await;
+}
+
+/// Presses "Copy link" and checks the clipboard holds the link (the page may read the
+/// clipboard once the test grants it).
+async fn copy_the_link(admin: &Browser, link: &str) {
+    let origin = admin.url("");
+    let origin = origin.trim_end_matches('/');
+    admin
+        .cdp(
+            "Browser.grantPermissions",
+            serde_json::json!({
+                "origin": origin,
+                "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+            }),
+        )
+        .await;
+    // A button that stays on the page: a plain click.
+    let button = admin.find("button[data-copy]").await;
+    assert!(
+        button.is_displayed().await.unwrap_or(false),
+        "the copy button shows"
+    );
+    button.click().await.expect("click Copy link");
+    admin
+        .expect_text("Copied. Paste it into a message to the person.")
+        .await;
+    let copied = admin
+        .client
+        .execute_async(
+            "navigator.clipboard.readText().then(arguments[0], () => arguments[0](''))",
+            vec![],
+        )
+        .await
+        .expect("read the clipboard");
+    assert_eq!(copied.as_str(), Some(link), "the clipboard holds the link");
 }

@@ -1,8 +1,8 @@
 //! The journeys people take, asserted on what they see: page text, the address bar and
 //! keyboard focus. Each journey is its own test with JavaScript on, and all of them run
-//! again with JavaScript off (`every_journey_works_without_javascript`): the app's one
-//! script (`static/passkeys.js`) only adds passkey buttons, so nothing else may depend on
-//! it.
+//! again with JavaScript off (`every_journey_works_without_javascript`): the app's scripts
+//! (`static/passkeys.js`, `static/copy.js`) only add passkey buttons and a copy button, so
+//! nothing else may depend on them.
 //!
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
