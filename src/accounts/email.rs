@@ -65,6 +65,49 @@ pub async fn of_user(pool: &PgPool, user_id: i64) -> sqlx::Result<AddressState> 
     }))
 }
 
+/// Where a one-time password link for `user_id` may be mailed: the account's verified
+/// address, or for an invitation whatever address it has (an administrator typed it when
+/// inviting; the invitation link itself is what proves the mailbox). `None`: nowhere.
+pub async fn link_address(
+    pool: &PgPool,
+    user_id: i64,
+    purpose: crate::accounts::links::Purpose,
+) -> sqlx::Result<Option<String>> {
+    let state = of_user(pool, user_id).await?;
+    let usable = state.verified_at.is_some() || purpose == crate::accounts::links::Purpose::Invite;
+    Ok(state.address.filter(|_| usable))
+}
+
+/// Stores an address an administrator typed when inviting someone, unverified (recorded as
+/// `email_added`, by the administrator).
+pub async fn set_unverified(
+    pool: &PgPool,
+    actor: &Actor,
+    user_id: i64,
+    address: &lettre::Address,
+) -> sqlx::Result<()> {
+    let text: &str = address.as_ref();
+    let mut tx = pool.begin().await?;
+    let username = sqlx::query_scalar!(
+        r#"
+        UPDATE users SET email = $2, email_verified_at = NULL, updated_at = now()
+        WHERE id = $1 RETURNING username
+        "#,
+        user_id,
+        text
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(username) = username else {
+        return Ok(());
+    };
+    let event = actor
+        .event("email_added", &username)
+        .detail(json!({ "address": text, "verified": false }));
+    audit::write_in(&mut *tx, &event).await?;
+    tx.commit().await
+}
+
 /// A verification link just issued. The token exists only here: it goes into one mail.
 pub struct Verification {
     pub username: String,

@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
-use super::Username;
+use super::{Username, links::Purpose};
 use crate::{
     audit::{Actor, AuditEvent, AuditLog, RequestMeta},
     mail::{Mail, Mailer},
@@ -198,27 +198,70 @@ impl Recovery {
         let issued =
             super::links::issue_reset(&self.pool, &actor, to.user_id, self.link_lifetime).await?;
         let link = issued.url(&self.link_base);
-        let expires = crate::display::display_time(issued.expires_at);
+        let (subject, text) = link_mail(&LinkMail {
+            username: &issued.username,
+            purpose: issued.purpose,
+            link: &link,
+            expires_at: issued.expires_at,
+            site: &self.link_base,
+            asked: true,
+        });
         let detail = json!({ "address": to.email });
         self.mailer
             .send(Mail {
                 to: mailbox,
-                subject: "Choose a new password".into(),
-                text: format!(
-                    "Hello {name},\n\n\
-                     someone (we hope you) asked for a link to choose a new password for \
-                     your account at {site}. Open it to choose one:\n\n{link}\n\n\
-                     The link works once, until {expires}. Choosing a password signs you out \
-                     everywhere else.\n\n\
-                     If you did not ask for this, ignore this mail: your password stays as \
-                     it is.\n",
-                    name = to.username,
-                    site = self.link_base,
-                ),
+                subject,
+                text,
                 on_sent: Some(event("password_reset_mail_sent").detail(detail.clone())),
                 on_failed: Some(event("password_reset_mail_failed").detail(detail)),
             })
             .await;
         Ok(())
     }
+}
+
+/// What a mail carrying a one-time password link says.
+pub struct LinkMail<'a> {
+    pub username: &'a str,
+    pub purpose: Purpose,
+    pub link: &'a url::Url,
+    pub expires_at: time::OffsetDateTime,
+    pub site: &'a url::Url,
+    /// The person asked for it ("Forgot your password?"); else an administrator sent it.
+    pub asked: bool,
+}
+
+/// The subject and text of a mail carrying a one-time password link: an invitation or a
+/// reset.
+pub fn link_mail(mail: &LinkMail<'_>) -> (String, String) {
+    let LinkMail {
+        username: name,
+        link,
+        site,
+        ..
+    } = mail;
+    let expires = crate::display::display_time(mail.expires_at);
+    if mail.purpose == Purpose::Invite {
+        let text = format!(
+            "Hello {name},\n\n\
+             an account named {name} was made for you at {site}. Open this link to choose \
+             your password:\n\n{link}\n\n\
+             The link works once, until {expires}. Then sign in with your name and the \
+             password you chose.\n"
+        );
+        return ("Your new account: choose your password".into(), text);
+    }
+    let why = if mail.asked {
+        "someone (we hope you) asked for a link to choose a new password for your account"
+    } else {
+        "an administrator sent you a link to choose a new password for your account"
+    };
+    let text = format!(
+        "Hello {name},\n\n\
+         {why} at {site}. Open it to choose one:\n\n{link}\n\n\
+         The link works once, until {expires}. Choosing a password signs you out everywhere \
+         else.\n\n\
+         If you did not expect this, ignore this mail: your password stays as it is.\n"
+    );
+    ("Choose a new password".into(), text)
 }

@@ -276,6 +276,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/disable", ADMIN, admin::user::disable),
     route!(POST "/admin/users/{id}/enable", ADMIN, admin::user::enable),
     route!(POST "/admin/users/{id}/password-link", ADMIN, admin::user::password_link),
+    route!(POST "/admin/users/{id}/link/mail", ADMIN, admin::mail_link::send),
     route!(POST "/admin/users/{id}/delete", ADMIN, admin::user::delete),
     route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),

@@ -97,6 +97,18 @@ async fn without_smtp_nothing_mentions_email() {
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(address_of(&app, "ada").await, (None, false));
+    let admin = app.user_client("root", Role::Admin).await;
+    let (_, users) = page(&app, &admin, "/admin").await;
+    assert!(!users.contains(r#"name="email""#), "{users}");
+    let ada_id = app.user_id("ada").await;
+    let link = app
+        .post_form(&admin, &format!("/admin/users/{ada_id}/password-link"), &[])
+        .await;
+    let link = link.text().await.expect("body");
+    assert!(
+        link.contains("One-time link") && !link.contains("e-mail"),
+        "{link}"
+    );
 }
 
 #[tokio::test]
@@ -316,4 +328,163 @@ async fn config_check_masks_the_smtp_password_and_warns_about_plain_smtp() {
             "{extra:?}: {text}"
         );
     }
+}
+
+/// The value of the input `id` on a page.
+fn input_value(page: &str, id: &str) -> Option<String> {
+    let start = page.find(&format!("id=\"{id}\""))?;
+    let rest = &page[start..];
+    let value = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[value..].find('"')? + value;
+    Some(rest[value..end].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn an_invitation_can_be_mailed_to_the_address_typed_when_inviting() {
+    let smtp = SmtpServer::start();
+    let app = app_with_mail(&smtp).await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let (_, users) = page(&app, &admin, "/admin").await;
+    assert!(users.contains(r#"name="email""#), "{users}");
+
+    let created = app
+        .post_form(
+            &admin,
+            "/admin/users",
+            &[
+                ("username", "ivy"),
+                ("role", "member"),
+                ("email", "ivy@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page_text = created.text().await.expect("body");
+    assert!(
+        page_text.contains("Send the link by e-mail to ivy@example.com"),
+        "{page_text}"
+    );
+    assert_eq!(
+        address_of(&app, "ivy").await,
+        (Some("ivy@example.com".into()), false)
+    );
+    let shown = input_value(&page_text, "link").expect("the link is shown");
+    let token = hidden_field(&page_text, "token").expect("the mail form's token");
+    let ivy = app.user_id("ivy").await;
+    let sent = app
+        .post_form(
+            &admin,
+            &format!("/admin/users/{ivy}/link/mail"),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(
+        location(&sent),
+        format!("/admin/users/{ivy}?done=link_mailed")
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.to, ["ivy@example.com"]);
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Your new account: choose your password")
+    );
+    assert_eq!(mailed_link(&app, &mail, "/password/new"), shown);
+    app.audit(
+        "event = 'password_link_mail_sent' AND username = 'root' AND target = 'ivy' \
+         AND reason = 'invite'",
+        1,
+    )
+    .await;
+    app.audit(
+        "event = 'email_added' AND username = 'root' AND target = 'ivy'",
+        1,
+    )
+    .await;
+
+    // A token that is not a live link of this user is not mailed.
+    let refused = app
+        .post_form(
+            &admin,
+            &format!("/admin/users/{ivy}/link/mail"),
+            &[("token", "not-a-token")],
+        )
+        .await;
+    assert_eq!(
+        location(&refused),
+        format!("/admin/users/{ivy}?done=link_not_mailed")
+    );
+}
+
+#[tokio::test]
+async fn a_reset_link_is_offered_by_mail_only_to_a_verified_address() {
+    let smtp = SmtpServer::start();
+    let app = app_with_mail(&smtp).await;
+    let admin = app.user_client("root", Role::Admin).await;
+    app.create_user("mia", Role::Member).await;
+    app.create_user("eve", Role::Member).await;
+    let [mia, eve] = [app.user_id("mia").await, app.user_id("eve").await];
+    sqlx::query("UPDATE users SET email = 'mia@example.com' WHERE id = $1")
+        .bind(mia)
+        .execute(&app.pool)
+        .await
+        .expect("mia's unverified address");
+    let link_page = async |id: i64| {
+        let response = app
+            .post_form(&admin, &format!("/admin/users/{id}/password-link"), &[])
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("body")
+    };
+    let unverified = link_page(mia).await;
+    assert!(
+        !unverified.contains("Send the link by e-mail"),
+        "{unverified}"
+    );
+
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE id = $1")
+        .bind(mia)
+        .execute(&app.pool)
+        .await
+        .expect("verified");
+    let verified = link_page(mia).await;
+    assert!(
+        verified.contains("Send the link by e-mail to mia@example.com"),
+        "{verified}"
+    );
+    let token = hidden_field(&verified, "token").expect("token");
+    // Not to another user's address: the token must be a live link of the user in the path.
+    let wrong = app
+        .post_form(
+            &admin,
+            &format!("/admin/users/{eve}/link/mail"),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(
+        location(&wrong),
+        format!("/admin/users/{eve}?done=link_not_mailed")
+    );
+    let sent = app
+        .post_form(
+            &admin,
+            &format!("/admin/users/{mia}/link/mail"),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(
+        location(&sent),
+        format!("/admin/users/{mia}?done=link_mailed")
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.to, ["mia@example.com"]);
+    assert!(
+        mail.text().contains("an administrator sent you a link"),
+        "{}",
+        mail.text()
+    );
+    assert_eq!(
+        mailed_link(&app, &mail, "/password/new"),
+        input_value(&verified, "link").expect("shown link")
+    );
+    assert_eq!(smtp.received().len(), 1, "nothing went to eve");
 }

@@ -6,6 +6,7 @@ mod chart;
 pub mod confirm;
 pub mod denials;
 pub mod link;
+pub mod mail_link;
 pub mod requests;
 pub mod throttles;
 pub mod user;
