@@ -84,12 +84,13 @@ pub async fn submit(
     parts: Parts,
     input: Result<TextForm<ForgotForm>, FormRejection>,
 ) -> Result<Response, AppError> {
-    let Some(recovery) = recovery(&state) else {
-        return Ok(errors::not_found().await.into_response());
-    };
+    // Bad input is refused as on every form (400 naming the field), mail on or off.
     let form = match input {
         Ok(TextForm(form)) => form,
         Err(rejection) => return Ok(rejection.into_response()),
+    };
+    let Some(recovery) = recovery(&state) else {
+        return Ok(errors::not_found().await.into_response());
     };
     let cookie = cookies
         .get(state.settings.csrf_cookie_name())
