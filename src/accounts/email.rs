@@ -129,15 +129,26 @@ fn hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// What asking for an address did.
+pub enum AddressChange {
+    /// Stored unverified; its link is to be mailed.
+    Pending(Verification),
+    /// It is the account's address already, verified: nothing changed (typing it again
+    /// must not undo the verification).
+    AlreadyVerified,
+    /// No such user (deleted meanwhile).
+    NoUser,
+}
+
 /// Sets the user's address (unverified) and issues its verification link, forgetting the
 /// user's older links (a link for a replaced address must not verify anything). Recorded
-/// as `email_added` or `email_changed`. `None` if the user is gone.
+/// as `email_added` or `email_changed`.
 pub async fn set_address(
     pool: &PgPool,
     actor: &Actor,
     user_id: i64,
     address: &lettre::Address,
-) -> sqlx::Result<Option<Verification>> {
+) -> sqlx::Result<AddressChange> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
@@ -145,14 +156,21 @@ pub async fn set_address(
     let text: &str = address.as_ref();
     let mut tx = pool.begin().await?;
     let Some(user) = sqlx::query!(
-        "SELECT username, email FROM users WHERE id = $1 FOR UPDATE",
+        "SELECT username, email, email_verified_at FROM users WHERE id = $1 FOR UPDATE",
         user_id
     )
     .fetch_optional(&mut *tx)
     .await?
     else {
-        return Ok(None);
+        return Ok(AddressChange::NoUser);
     };
+    let same = user
+        .email
+        .as_deref()
+        .is_some_and(|current| current.eq_ignore_ascii_case(text));
+    if same && user.email_verified_at.is_some() {
+        return Ok(AddressChange::AlreadyVerified);
+    }
     sqlx::query!(
         "UPDATE users SET email = $2, email_verified_at = NULL, updated_at = now() WHERE id = $1",
         user_id,
@@ -188,7 +206,7 @@ pub async fn set_address(
         .detail(json!({ "address": text, "previous": previous }));
     audit::write_in(&mut *tx, &event).await?;
     tx.commit().await?;
-    Ok(Some(Verification {
+    Ok(AddressChange::Pending(Verification {
         username: user.username,
         address: address.clone(),
         expires_at,

@@ -153,6 +153,15 @@ async fn an_address_is_verified_by_its_mailed_link_once() {
     );
     let (_, account) = page(&app, &ada, "/account").await;
     assert!(account.contains("(verified)"), "{account}");
+    // Typing the verified address again changes nothing (and sends nothing).
+    let again = app
+        .post_form(&ada, "/account/email", &[("email", "ada@example.COM")])
+        .await;
+    assert_eq!(location(&again), "/account/email?done=unchanged");
+    assert_eq!(
+        address_of(&app, "ada").await,
+        (Some("Ada@Example.com".into()), true)
+    );
 
     // Once only.
     let again = elsewhere.get(&link).send().await.expect("GET link");

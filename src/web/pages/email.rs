@@ -11,7 +11,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::{
-    accounts::email::{self, AddressState, Verified},
+    accounts::email::{self, AddressChange, AddressState, Verified},
     audit::{Actor, AuditEvent},
     display::display_time,
     error::AppError,
@@ -66,6 +66,7 @@ fn done_message(key: &str) -> Option<&'static str> {
              the address is unverified.",
         ),
         "removed" => Some("Your e-mail address was removed."),
+        "unchanged" => Some("That address is already your verified address: nothing changed."),
         _ => None,
     }
 }
@@ -141,10 +142,13 @@ pub async fn set(
     };
     let meta = audit_meta(&parts);
     let actor = Actor::new(&user.username, meta.clone());
-    let Some(verification) =
-        email::set_address(&state.pool, &actor, user.user_id, &address).await?
-    else {
-        return Ok(errors::not_found().await.into_response());
+    let verification = match email::set_address(&state.pool, &actor, user.user_id, &address).await?
+    {
+        AddressChange::Pending(verification) => verification,
+        AddressChange::AlreadyVerified => {
+            return Ok(Redirect::to("/account/email?done=unchanged").into_response());
+        }
+        AddressChange::NoUser => return Ok(errors::not_found().await.into_response()),
     };
     // `--public-url` or this server's own address: never the request's Host, which a
     // forger could point at their own server.
