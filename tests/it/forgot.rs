@@ -26,12 +26,18 @@ async fn verified(app: &TestApp, name: &str, address: &str) {
 /// Sends the form as a browser does (its page first, for the CSRF cookie and token);
 /// returns status, headers that matter and body.
 async fn ask(app: &TestApp, client: &Browser, typed: &str) -> (StatusCode, String) {
+    ask_from(app, client, typed, "127.0.0.1").await
+}
+
+/// As [`ask`], from the client address `ip` (through a trusted proxy on loopback).
+async fn ask_from(app: &TestApp, client: &Browser, typed: &str, ip: &str) -> (StatusCode, String) {
     let form = app.get(client, "/login/forgot").await;
     assert_eq!(form.status(), StatusCode::OK);
     let csrf = hidden_field(&form.text().await.expect("body"), "csrf").expect("csrf field");
     let response = client
         .post(app.url("/login/forgot"))
         .header(ACCEPT, BROWSER_ACCEPT)
+        .header("x-forwarded-for", ip)
         .form(&[("account", typed), ("csrf", &csrf)])
         .send()
         .await
@@ -225,4 +231,34 @@ async fn simultaneous_requests_get_exactly_the_budget_and_the_same_page() {
     .await;
     let mails = smtp.wait_for(6).await;
     assert_eq!(to(&mails, "carl@example.com"), 3, "{mails:#?}");
+}
+
+#[tokio::test]
+async fn one_client_address_gets_its_budget_across_names() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let app = TestApp::spawn_with(|settings| {
+        settings.mail =
+            portcullis::mail::MailSettings::from_flags(Some(&url), Some(crate::mail::FROM))
+                .expect("mail settings");
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")];
+    })
+    .await;
+    app.create_user("ada", Role::Member).await;
+    app.create_user("carl", Role::Member).await;
+    verified(&app, "ada", "ada@example.com").await;
+    verified(&app, "carl", "carl@example.com").await;
+    let client = app.client();
+    let (_, expected) = ask_from(&app, &client, "nobody-0", "203.0.113.7").await;
+    for n in 1..portcullis::accounts::recovery::IP_BUDGET {
+        ask_from(&app, &client, &format!("nobody-{n}"), "203.0.113.7").await;
+    }
+    // Over the address's budget: the same page, and no mail for a real account.
+    let (status, page) = ask_from(&app, &client, "ada", "203.0.113.7").await;
+    assert_eq!((status, page), (StatusCode::OK, expected));
+    // Another address is not held back: carl's mail arrives, and it is the only one.
+    ask_from(&app, &client, "carl", "198.51.100.2").await;
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].to, ["carl@example.com"]);
 }
