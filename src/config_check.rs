@@ -194,6 +194,17 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
         ),
     );
     line(
+        "one-time links",
+        format!(
+            "{}, work for {}",
+            settings
+                .site_url
+                .join("/password/new")
+                .map_or_else(|_| settings.site_url.to_string(), |url| url.to_string()),
+            settings.link_lifetime
+        ),
+    );
+    line(
         "mail",
         settings.mail.as_ref().map_or_else(
             || "off (no --smtp-url: no e-mail features)".into(),

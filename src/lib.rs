@@ -145,6 +145,9 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         if let Err(err) = accounts::recovery::sweep(&pool).await {
             tracing::warn!(error = %err, "password reset throttle sweep failed; will retry");
         }
+        if let Err(err) = accounts::links::sweep(&pool).await {
+            tracing::warn!(error = %err, "password link sweep failed; will retry");
+        }
         let retention = audit::Retention {
             age: settings.audit_retention,
             max_events: settings.audit_max_events,

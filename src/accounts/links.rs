@@ -12,7 +12,8 @@
 //! - is audited: issued (by whom), voided, used.
 //!
 //! Its rows stay after use, so a used, replaced or expired link gets a page that says which
-//! (rather than a bare "not found"); they are deleted with the user.
+//! (rather than a bare "not found"); they are deleted with the user, or a month after the
+//! link stopped working ([`sweep`]).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
@@ -352,6 +353,25 @@ pub async fn consume(
         purpose: Purpose::parse(&spent.purpose),
         sessions_revoked: ended,
     }))
+}
+
+/// How long a link's row is kept after it stopped working (used, replaced or expired), so
+/// that opening it says which; after that it is swept and counts as unknown.
+pub const KEEP_AFTER_END: time::Duration = time::Duration::days(30);
+
+/// Deletes the rows of links that stopped working more than [`KEEP_AFTER_END`] ago (the
+/// periodic sweeper): the table stays as small as the links of the last month.
+pub async fn sweep(pool: &PgPool) -> sqlx::Result<u64> {
+    let result = sqlx::query!(
+        r#"
+        DELETE FROM password_links
+        WHERE least(used_at, voided_at, expires_at) < now() - make_interval(secs => $1)
+        "#,
+        KEEP_AFTER_END.as_seconds_f64()
+    )
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 #[cfg(test)]

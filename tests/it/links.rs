@@ -436,7 +436,10 @@ async fn an_invited_user_has_no_password_anywhere() {
         .post_form(&admin, &format!("/admin/users/{id}/password-link"), &[])
         .await;
     let page = response.text().await.expect("body");
-    assert!(page.contains("Invitation link for quiet"), "{page}");
+    assert!(
+        page.contains("Invitation link for quiet") && page.contains("A new invitation for quiet"),
+        "{page}"
+    );
     use_link(&app, &link_in(&page), NEW_PASSWORD).await;
 }
 
@@ -542,4 +545,27 @@ async fn the_forms_origin_null_passes_only_from_the_same_origin() {
     }
     let response = send(Some("same-origin")).await;
     assert_eq!(location(&response), "/login?notice=password_set");
+}
+
+#[tokio::test]
+async fn links_are_swept_a_month_after_they_stopped_working() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_client("root", Role::Admin).await;
+    let old = invite(&app, &admin, "old", "member").await;
+    invite(&app, &admin, "recent", "member").await;
+    sqlx::query(
+        "UPDATE password_links SET expires_at = now() - interval '31 days' \
+         WHERE user_id = (SELECT id FROM users WHERE username = 'old')",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age a link");
+    let swept = portcullis::accounts::links::sweep(&app.pool)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1);
+    assert_eq!(app.count("SELECT count(*) FROM password_links").await, 1);
+    // A link swept is one the site no longer knows.
+    let (status, _) = refused(&app, &old).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

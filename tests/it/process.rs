@@ -420,7 +420,7 @@ fn help_describes_the_commands() {
 }
 
 /// The real binary at its most verbose log level, text and JSON: passwords, session
-/// cookies and CSRF tokens never appear; JSON lines carry the request id.
+/// cookies, CSRF tokens and one-time link tokens never appear; JSON lines carry the request id.
 #[tokio::test]
 async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
     let app = TestApp::spawn().await;
@@ -519,6 +519,34 @@ async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
             .await
             .expect("GET");
         assert_eq!(me.status(), StatusCode::OK, "{}", describe(me).await);
+        // A one-time password link, opened: its token is never logged (nor the cookie that
+        // carries it on).
+        let user = portcullis::accounts::find(&app.pool, &username)
+            .await
+            .expect("user");
+        let issued = admin::reset_link(&app.pool, &Actor::cli(), user.id, time::Duration::hours(1))
+            .await
+            .expect("a link");
+        let link = issued.url(&url::Url::parse(&site).expect("site"));
+        let token = link
+            .query_pairs()
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.into_owned())
+            .expect("token");
+        let visitor = app.client();
+        let opened = visitor.get(link.as_str()).send().await.expect("GET");
+        assert_eq!(
+            opened.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            describe(opened).await
+        );
+        let form = visitor
+            .get(format!("{}/password/new", server.base))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(form.status(), StatusCode::OK);
         server.stop();
         let text = log.lock().expect("lock").join("\n");
         assert!(text.contains("signed in"), "{format}: the capture works");
@@ -528,6 +556,7 @@ async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
             ("new password", new),
             ("login CSRF token", login_csrf.as_str()),
             ("session CSRF token", session_csrf.as_str()),
+            ("one-time link's token", token.as_str()),
         ] {
             assert!(!text.contains(needle), "{format} logs contain the {what}");
         }

@@ -48,6 +48,7 @@ pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 pub const REFUSED_INPUT: &str = "That form held something no username or password contains \
      (a control character, or far too many characters). Type them again.";
 
+mod password_set;
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -121,33 +122,6 @@ pub fn login_page(
             forget_pages: notice.map(|_| FORGET_PAGES),
             error,
             username,
-            next: next.unwrap_or_default(),
-            csrf: state.csrf.anonymous_token(&cookie),
-            passkeys: PasskeyUi::new(state),
-            passkey_error: None,
-        },
-    )
-}
-
-/// The sign-in page after a password was chosen with a one-time link. Its own notice, not a
-/// session `Notice`: no session ended here, and the JSON API never answers with it.
-fn password_set_page(state: &AppState, cookies: &Cookies, next: Option<String>) -> Response {
-    let cookie = anonymous_csrf_cookie(state, cookies);
-    render_status(
-        StatusCode::OK,
-        &LoginPage {
-            chrome: Chrome::new(&state.site, "Sign in", None),
-            notice: Some("Your password is set. Sign in with it."),
-            notice_help: Some(
-                "The link you used no longer works, and every session of your account was \
-                 signed out."
-                    .into(),
-            ),
-            notice_contact: false,
-            // Pages of the account's old sessions may be in this browser's cache.
-            forget_pages: Some(FORGET_PAGES),
-            error: None,
-            username: String::new(),
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
             passkeys: PasskeyUi::new(state),
@@ -253,7 +227,7 @@ pub async fn form(
 ) -> Response {
     let next = query.next.as_deref().and_then(safe_next);
     if query.notice.as_deref() == Some(password_link::NOTICE) {
-        return password_set_page(&state, &cookies, next);
+        return password_set::page(&state, &cookies, next);
     }
     let notice = query.notice.as_deref().and_then(Notice::from_key);
     login_page(

@@ -25,6 +25,8 @@ struct LinkPage {
     username: String,
     role: Role,
     invited: bool,
+    /// The account was created just now (not a new link for an existing one).
+    created: bool,
     voided: u64,
     link: String,
     expires: String,
@@ -34,12 +36,14 @@ struct LinkPage {
 }
 
 /// The link page for `issued` (answered directly to the POST: the link must not travel in
-/// a redirect's URL, and is not kept anywhere to show again).
+/// a redirect's URL, and is not kept anywhere to show again); `created`: the account was
+/// created with it.
 pub async fn link_page(
     state: &AppState,
     admin: &SessionUser,
     issued: &Issued,
     role: Role,
+    created: bool,
 ) -> Result<Response, AppError> {
     let invited = issued.purpose == Purpose::Invite;
     let title = if invited {
@@ -56,6 +60,7 @@ pub async fn link_page(
             username: issued.username.clone(),
             role,
             invited,
+            created,
             voided: issued.voided,
             link: issued.url(&state.settings.site_url).to_string(),
             expires: display_time(issued.expires_at),

@@ -353,7 +353,7 @@ pub async fn password_link(
     };
     let lifetime = state.settings.link_lifetime;
     match admin::reset_link(&state.pool, &actor(&admin, &parts), id, lifetime).await {
-        Ok(issued) => link_page(&state, &admin, &issued, target.role).await,
+        Ok(issued) => link_page(&state, &admin, &issued, target.role, false).await,
         Err(AdminError::NotFound) => Ok(StatusCode::NOT_FOUND.into_response()),
         Err(err) => Err(err.into()),
     }

@@ -198,7 +198,7 @@ pub async fn create(
                 if let Some(address) = &address {
                     email::set_unverified(&state.pool, &actor, issued.user_id, address).await?;
                 }
-                return link_page(&state, &user, &issued, role).await;
+                return link_page(&state, &user, &issued, role, true).await;
             }
             Err(AdminError::User(UserError::Taken(name))) => {
                 errors.username = Some(format!(
