@@ -497,3 +497,32 @@ async fn a_reset_link_is_offered_by_mail_only_to_a_verified_address() {
     );
     assert_eq!(smtp.received().len(), 1, "nothing went to eve");
 }
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_fails_the_mail_in_the_audit_trail_not_the_page() {
+    // A port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(|settings| {
+        settings.mail = MailSettings::from_flags(Some(&url), Some(FROM)).expect("mail settings");
+    })
+    .await;
+    let ada = app.user_client("ada", Role::Member).await;
+    let response = app
+        .post_form(&ada, "/account/email", &[("email", "ada@example.com")])
+        .await;
+    assert_eq!(location(&response), "/account/email?done=sent");
+    let failed = app
+        .audit("event = 'email_failed' AND target = 'ada'", 1)
+        .await;
+    assert_eq!(failed[0].reason.as_deref(), Some("smtp_unavailable"));
+    let (status, text) = page(&app, &ada, "/account/email").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("not verified yet") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+}
