@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Role;
 
+mod relying_party;
+pub use relying_party::RelyingParty;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
@@ -143,6 +146,11 @@ pub struct ServeArgs {
     /// re-authentication at most this long ago (e.g. 10m).
     #[arg(long, env = "PORTCULLIS_REAUTH_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub reauth_window: time::Duration,
+    /// "Keep me signed in" on the sign-in form: a session that survives closing the browser,
+    /// with no idle limit, for this many days (0, the default, hides the box). An
+    /// administrator's session still ends at --absolute-timeout.
+    #[arg(long, env = "PORTCULLIS_REMEMBER_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=400))]
+    pub remember_days: u16,
     /// Who must turn on two-step verification before reaching protected pages (admins:
     /// administrators are sent to enrolment before any admin page).
     #[arg(long, env = "PORTCULLIS_REQUIRE_MFA", value_enum, default_value_t = RequireMfa::Admins)]
@@ -161,6 +169,11 @@ pub struct ServeArgs {
     /// the password is the only factor; lower values (down to 8) log a warning at start.
     #[arg(long, env = "PORTCULLIS_PASSWORD_MIN_LENGTH", default_value_t = 15, value_parser = clap::value_parser!(u16).range(8..=64))]
     pub password_min_length: u16,
+    /// Password hashing threads (argon2id, about 20 ms and 19 MiB each). Default: half the
+    /// cores (at least one), so a sign-in flood always leaves the other half to pages and
+    /// the database; 0 means one per core.
+    #[arg(long, env = "PORTCULLIS_HASH_WORKERS", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub hash_workers: Option<u16>,
     /// Failed sign-ins per account name within the throttle window before each further
     /// attempt must wait (1 minute, doubling up to the window).
     #[arg(long, env = "PORTCULLIS_THROTTLE_ACCOUNT_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -191,6 +204,11 @@ pub struct ServeArgs {
     /// Database connections in this instance's pool.
     #[arg(long, env = "PORTCULLIS_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+    /// Of `--db-pool-size`, connections kept for sign-ins, sign-outs and session writes,
+    /// so a sign-in flood never takes the connections pages read with (and page load never
+    /// starves sign-ins). Default: a fifth of the pool, 1 to 4; 0: they share one pool.
+    #[arg(long, env = "PORTCULLIS_DB_SIGN_IN_CONNECTIONS", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub db_sign_in_connections: Option<u32>,
     /// How long a request waits for a database connection before it gets a 503.
     #[arg(long, env = "PORTCULLIS_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     pub db_acquire_timeout: time::Duration,
@@ -344,6 +362,33 @@ fn parse_duration(value: &str) -> Result<time::Duration, String> {
     Ok(duration)
 }
 
+/// `--hash-workers`: unset, half the cores (at least one); 0, one per core.
+///
+/// Hashing is the one thing a sign-in flood makes the server do at will. Measured on two
+/// cores under 32 concurrent sign-ins beside the page load (benches/ANALYSIS.md): with a
+/// worker per core, even at lowered priority, the page p99 spiked to tens of times its
+/// level alone in some rounds; with one, a core is always free of hashing for page serving
+/// and PostgreSQL, and the p99 stayed within 1.0-1.4x. The price: a single instance signs
+/// in at most about half as many people per second as its cores could hash.
+pub fn hash_workers(flag: Option<u16>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match flag {
+        None => (cores / 2).max(1),
+        Some(0) => cores,
+        Some(n) => usize::from(n),
+    }
+}
+
+/// `--db-sign-in-connections`: how many of `--db-pool-size` connections sign-ins get;
+/// 0 when they share the page pool (also when the pool has a single connection).
+pub fn sign_in_connections(pool_size: u32, flag: Option<u32>) -> u32 {
+    let wanted = flag.unwrap_or((pool_size / 5).clamp(1, 4));
+    if pool_size < 2 {
+        return 0;
+    }
+    wanted.min(pool_size - 1)
+}
+
 /// How failed sign-ins are throttled (see `auth::throttle`).
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleSettings {
@@ -363,10 +408,14 @@ pub struct Settings {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
     pub reauth_window: time::Duration,
+    /// `--remember-days` as a duration; `None` when off.
+    pub remember: Option<time::Duration>,
     pub require_mfa: RequireMfa,
     pub secure_cookies: bool,
     pub static_dir: PathBuf,
     pub password_min_length: usize,
+    /// Password hashing threads (`--hash-workers`, resolved: at least 1).
+    pub hash_workers: usize,
     pub throttle: ThrottleSettings,
     pub max_connections: usize,
     pub header_timeout: std::time::Duration,
@@ -392,59 +441,6 @@ pub struct Settings {
     pub link_lifetime: time::Duration,
     /// Where one-time links point: `--public-url`, else the bind address ([`site_url`]).
     pub site_url: url::Url,
-}
-
-/// The WebAuthn relying party: the id passkeys are bound to (a domain name) and the one
-/// origin whose pages may use them. Both come from the address people open, so they match
-/// what the browser sees: `--public-url`, or without it `http://localhost:PORT` of the bind
-/// address (browsers treat `localhost` as a secure context; an IP address can never be a
-/// relying party id, so `http://127.0.0.1:PORT` cannot use passkeys at all).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelyingParty {
-    pub id: String,
-    pub origin: url::Url,
-}
-
-impl RelyingParty {
-    /// From `--public-url`, or `http://localhost:PORT` of the bind address without it. An
-    /// unusable public URL is an error saying why (start-up fails, rather than every
-    /// passkey ceremony in the browser).
-    pub fn new(public_url: Option<&url::Url>, bind: SocketAddr) -> Result<RelyingParty, String> {
-        let Some(url) = public_url else {
-            return Ok(RelyingParty::local(bind.port()));
-        };
-        let Some(id) = url.domain() else {
-            return Err(format!(
-                "--public-url {url}: passkeys (WebAuthn) need a domain name, and {} is an IP \
-                 address, which browsers never accept as a relying party id. Use the DNS name \
-                 people open, or leave --public-url unset on a machine of your own (passkeys \
-                 then work at http://localhost:PORT)",
-                url.host_str().unwrap_or_default()
-            ));
-        };
-        let id = id.trim_end_matches('.').to_ascii_lowercase();
-        let local = id == "localhost" || id.ends_with(".localhost");
-        if url.scheme() != "https" && !local {
-            return Err(format!(
-                "--public-url {url}: passkeys (WebAuthn) work only on https:// sites (or \
-                 http://localhost, which browsers treat as secure). Give the https:// address \
-                 people open (TLS may end at a proxy in front)"
-            ));
-        }
-        let origin = url::Url::parse(&url.origin().ascii_serialization())
-            .map_err(|e| format!("--public-url {url}: {e}"))?;
-        Ok(RelyingParty { id, origin })
-    }
-
-    /// `http://localhost:PORT`, relying party id `localhost`.
-    pub fn local(port: u16) -> RelyingParty {
-        let origin = url::Url::parse(&format!("http://localhost:{port}"))
-            .unwrap_or_else(|_| unreachable!("a valid URL"));
-        RelyingParty {
-            id: "localhost".to_owned(),
-            origin,
-        }
-    }
 }
 
 impl Settings {
@@ -477,10 +473,13 @@ impl Settings {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
             reauth_window: args.reauth_window,
+            remember: (args.remember_days > 0)
+                .then(|| time::Duration::days(i64::from(args.remember_days))),
             require_mfa: args.require_mfa,
             secure_cookies: args.secure_cookies,
             static_dir: args.static_dir.clone(),
             password_min_length: usize::from(args.password_min_length),
+            hash_workers: hash_workers(args.hash_workers),
             throttle: ThrottleSettings {
                 account_failures: i32::try_from(args.throttle_account_failures).unwrap_or(5),
                 ip_failures: i32::try_from(args.throttle_ip_failures).unwrap_or(50),

@@ -243,11 +243,28 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
                 .join(", ")
         },
     );
+    let sign_in =
+        crate::config::sign_in_connections(args.db_pool_size, args.db_sign_in_connections);
     line(
         "db pool",
         format!(
-            "{} connections, acquire timeout {}, statement timeout {}",
-            args.db_pool_size, args.db_acquire_timeout, args.db_statement_timeout
+            "{} connections ({}), acquire timeout {}, statement timeout {}",
+            args.db_pool_size,
+            if sign_in == 0 {
+                "sign-ins share them".to_owned()
+            } else {
+                format!("{sign_in} of them for sign-ins")
+            },
+            args.db_acquire_timeout,
+            args.db_statement_timeout
+        ),
+    );
+    line(
+        "hashing",
+        format!(
+            "{} argon2id worker(s), {} sign-ins in progress at a time",
+            settings.hash_workers,
+            settings.hash_workers * crate::auth::password::ADMITTED_PER_WORKER
         ),
     );
     line(

@@ -36,18 +36,50 @@ pub struct App {
     audit_writer: audit::AuditWriter,
 }
 
+/// The app's database connections: pages read through one pool; sign-ins, sign-outs and
+/// session writes go through another, so that neither can take the other's connections
+/// (`--db-sign-in-connections`). They may be the same pool.
+#[derive(Clone)]
+pub struct Pools {
+    pub pages: PgPool,
+    pub sign_in: PgPool,
+}
+
+impl Pools {
+    /// One pool for everything.
+    pub fn shared(pool: PgPool) -> Pools {
+        Pools {
+            sign_in: pool.clone(),
+            pages: pool,
+        }
+    }
+}
+
 impl App {
     /// Builds the application on a migrated database.
-    pub async fn build(pool: PgPool, settings: Settings) -> anyhow::Result<App> {
-        let hasher = PasswordHasher::start(0)?;
-        Self::build_with_hasher(pool, settings, hasher).await
+    pub async fn build(pools: Pools, settings: Settings) -> anyhow::Result<App> {
+        let hasher = PasswordHasher::start(settings.hash_workers)?;
+        Self::build_with_pools(pools, settings, hasher).await
     }
 
+    /// As [`App::build`], on one pool, with a hasher of the caller's (tests share one).
     pub async fn build_with_hasher(
         pool: PgPool,
         settings: Settings,
         hasher: PasswordHasher,
     ) -> anyhow::Result<App> {
+        Self::build_with_pools(Pools::shared(pool), settings, hasher).await
+    }
+
+    pub async fn build_with_pools(
+        pools: Pools,
+        settings: Settings,
+        hasher: PasswordHasher,
+    ) -> anyhow::Result<App> {
+        let Pools {
+            pages: pool,
+            sign_in: sign_in_pool,
+        } = pools;
         telemetry::handle();
         let csrf = CsrfKey::load_or_create(&pool).await?;
         let passkeys = auth::passkey::Passkeys::new(&settings.relying_party)
@@ -70,6 +102,7 @@ impl App {
         Ok(App {
             state: AppState::new(web::Shared {
                 pool,
+                sign_in_pool,
                 settings: Arc::new(settings),
                 hasher,
                 csrf,

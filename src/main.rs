@@ -125,22 +125,36 @@ async fn run_server(
     database: &Database,
 ) -> anyhow::Result<()> {
     database.ensure_created().await?;
+    // `--db-pool-size` is the instance's whole connection budget: the sign-in pool's
+    // connections come out of it.
+    let sign_in =
+        portcullis::config::sign_in_connections(args.db_pool_size, args.db_sign_in_connections);
+    let pool_settings = |size| db::PoolSettings {
+        size,
+        acquire_timeout: std_duration(args.db_acquire_timeout),
+        statement_timeout: Some(std_duration(args.db_statement_timeout)),
+        pgbouncer: args.db.db_pgbouncer,
+    };
     let pool = database
-        .pool(db::PoolSettings {
-            size: args.db_pool_size,
-            acquire_timeout: std_duration(args.db_acquire_timeout),
-            statement_timeout: Some(std_duration(args.db_statement_timeout)),
-            pgbouncer: args.db.db_pgbouncer,
-        })
+        .pool(pool_settings(args.db_pool_size - sign_in))
         .await?;
     migrate_or_check(&pool, args.no_migrate || args.db.db_pgbouncer).await?;
+    let pools = if sign_in == 0 {
+        portcullis::Pools::shared(pool.clone())
+    } else {
+        portcullis::Pools {
+            pages: pool.clone(),
+            sign_in: database.pool(pool_settings(sign_in)).await?,
+        }
+    };
+    let sign_in_pool = pools.sign_in.clone();
     let demo = settings.demo;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr()?;
     settings.listening_on(address);
-    let app = App::build(pool.clone(), settings).await?;
+    let app = App::build(pools, settings).await?;
     // What a person on this machine types into the browser.
     let site = if address.ip().is_unspecified() {
         format!("http://127.0.0.1:{}", address.port())
@@ -169,6 +183,7 @@ async fn run_server(
     app.serve(listener, shutdown).await?;
     tracing::info!("all requests finished; closing the database pool");
     pool.close().await;
+    sign_in_pool.close().await;
     Ok(())
 }
 

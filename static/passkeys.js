@@ -110,6 +110,11 @@
       ? registration(await navigator.credentials.create({ publicKey: creationOptions(json) }))
       : assertion(await navigator.credentials.get({ publicKey: requestOptions(json) }));
     form.elements.credential.value = JSON.stringify(credential);
+    // "Keep me signed in" is a box of the password form; the passkey form sends its state.
+    for (const copy of form.querySelectorAll('[data-remember-from]')) {
+      const box = document.getElementById(copy.dataset.rememberFrom);
+      copy.value = box && box.checked ? 'on' : '';
+    }
     form.submit();
   };
 

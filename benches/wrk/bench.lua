@@ -5,7 +5,8 @@
 --                  be empty). Requests are pre-built in init() and rotated, so every virtual
 --                  client cycles through the session cookies without per-request Lua work.
 --   EXPECT         the status that counts as a success: "200", "403", or a class like "3xx".
--- Prints one line "BENCH_JSON {...}" with counts and latency percentiles (microseconds).
+-- Prints one line "BENCH_JSON {...}" with counts, latency percentiles and the latency
+-- distribution (microseconds).
 
 local threads = {}
 
@@ -67,12 +68,19 @@ function done(summary, latency, requests)
     if u ~= "" then table.insert(statuses, u) end
   end
   local e = summary.errors
+  -- The whole latency distribution (value in µs, count), so runs can be pooled.
+  local dist = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    dist[#dist + 1] = string.format("%d,%d", value, count)
+  end
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"ok":%d,"unexpected":%d,' ..
     '"unexpected_statuses":"%s","connect_errors":%d,"read_errors":%d,"write_errors":%d,' ..
-    '"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    '"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f,' ..
+    '"dist":[%s]}\n',
     summary.requests, summary.duration, summary.bytes, total_ok, total_bad,
     table.concat(statuses, ";"), e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean))
+    latency:percentile(99.9), latency.max, latency.mean, table.concat(dist, ",")))
 end

@@ -121,3 +121,33 @@ pub async fn turn_off_second_factor(
     tx.commit().await?;
     Ok(removed)
 }
+
+/// A second factor was turned on, replaced or removed, or new recovery codes made: the
+/// owner's other remembered sessions ("keep me signed in") end, so a device kept signed in
+/// does not outlive a change to how the account is protected. Returns how many ended.
+pub async fn end_remembered_elsewhere(
+    pool: &PgPool,
+    user_id: i64,
+    current_session: i64,
+) -> sqlx::Result<u64> {
+    let ended = sqlx::query!(
+        r#"
+        UPDATE sessions SET revoked_at = now(), revoked_reason = 'second_factor_changed'
+        WHERE user_id = $1 AND id <> $2 AND remembered
+          AND revoked_at IS NULL AND ended_at > now()
+        "#,
+        user_id,
+        current_session
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if ended > 0 {
+        tracing::info!(
+            user_id,
+            ended,
+            "second factor changed: remembered sessions ended"
+        );
+    }
+    Ok(ended)
+}

@@ -3,13 +3,19 @@
 //! Why not `spawn_blocking` per hash: a login flood would then run as many 19 MiB hashes at
 //! once as the blocking pool has threads (512), starving page serving of CPU and leaving
 //! each thread's allocator arena holding its 19 MiB (measured: RSS 25 MB -> 2 GB, see
-//! LESSONS.md). Here a fixed number of workers (one per core) each own one reusable block
-//! buffer, and a bounded queue in front of them turns overload into a quick "busy" answer.
+//! LESSONS.md). Here a fixed number of workers each own one reusable block buffer, and a
+//! bounded queue in front of them turns overload into a quick "busy" answer.
+//!
+//! Sign-ins are admitted before any of their work starts ([`PasswordHasher::admit`]): a
+//! fair (first come, first served) queue with a few sign-ins in progress per worker, so a
+//! flood of sign-ins waits in line instead of holding database connections and
+//! reservations while it waits for a worker, and a full line is answered "busy" before
+//! the database is touched.
 
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     thread,
@@ -22,7 +28,7 @@ use argon2::{
 };
 use rand::RngCore;
 use subtle::ConstantTimeEq;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use unicode_normalization::UnicodeNormalization;
 
 /// OWASP's first argon2id recommendation: m=19 MiB, t=2, p=1.
@@ -68,8 +74,19 @@ pub struct PasswordHasher {
     inner: Arc<Inner>,
 }
 
+/// Sign-ins in progress per hashing worker: one hashing while the next does its database
+/// steps (throttle, lookup, session), so the workers never wait for the database.
+pub const ADMITTED_PER_WORKER: usize = 2;
+/// Sign-ins waiting for admission per worker before more are refused as busy: at ~45
+/// hashes per second per worker, a full line is about a second and a half of work.
+const WAITING_PER_WORKER: usize = 64;
+
 struct Inner {
     queue: mpsc::SyncSender<Job>,
+    workers: usize,
+    admission: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
     params: Params,
     /// Verified against when the user is unknown or disabled, so every sign-in attempt
     /// costs one full hash and timing reveals nothing about which usernames exist.
@@ -133,6 +150,10 @@ impl PasswordHasher {
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
+                workers,
+                admission: Arc::new(Semaphore::new(workers * ADMITTED_PER_WORKER)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: workers * WAITING_PER_WORKER,
                 params,
                 dummy_hash,
                 hashes: AtomicU64::new(0),
@@ -141,13 +162,36 @@ impl PasswordHasher {
         })
     }
 
+    /// The number of hashing threads.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+
+    /// Waits for a sign-in's turn (first come, first served); `Busy` at once, before any
+    /// other work, when the line is full. Hold the [`Admission`] until the sign-in is done.
+    pub async fn admit(&self) -> Result<Admission, HashError> {
+        if let Ok(permit) = Arc::clone(&self.inner.admission).try_acquire_owned() {
+            return Ok(Admission { _permit: permit });
+        }
+        let waiting = Waiting::join(&self.inner).ok_or(HashError::Busy)?;
+        let permit = Arc::clone(&self.inner.admission)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Stopped)?;
+        drop(waiting);
+        Ok(Admission { _permit: permit })
+    }
+
     /// Runs a hash on a worker and counts it in the hash statistics.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let inner = Arc::clone(&self.inner);
+        let queued = Instant::now();
         self.submit(move |memory| {
+            metrics::histogram!(crate::telemetry::metric::PASSWORD_HASH_WAIT)
+                .record(queued.elapsed().as_secs_f64());
             let started = Instant::now();
             let result = work(memory);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -217,6 +261,30 @@ impl PasswordHasher {
         let nanos = self.inner.hash_nanos.load(Ordering::Relaxed);
         let mean = nanos.checked_div(count).unwrap_or(0);
         (count, Duration::from_nanos(mean))
+    }
+}
+
+/// A sign-in's place in the pipeline (see [`PasswordHasher::admit`]); released on drop.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// One sign-in waiting for admission; leaves the count when dropped (admitted, or the
+/// request went away).
+struct Waiting<'a>(&'a Inner);
+
+impl<'a> Waiting<'a> {
+    fn join(inner: &'a Inner) -> Option<Waiting<'a>> {
+        let before = inner.waiting.fetch_add(1, Ordering::AcqRel);
+        let waiting = Waiting(inner);
+        (before < inner.max_waiting).then_some(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -375,6 +443,40 @@ mod tests {
         let hasher = PasswordHasher::start_with(small(), 1).expect("start");
         let result = hasher.verify("x".into(), Some("not a hash".into())).await;
         assert!(matches!(result, Err(HashError::BadStoredHash(_))));
+    }
+
+    #[tokio::test]
+    async fn admission_is_first_come_first_served_and_a_full_line_is_busy() {
+        let hasher = PasswordHasher::start_with(small(), 1).expect("start");
+        let in_progress: Vec<Admission> = vec![
+            hasher.admit().await.expect("first"),
+            hasher.admit().await.expect("second"),
+        ];
+        let (admitted, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for n in 0..WAITING_PER_WORKER {
+            let (waiter, admitted) = (hasher.clone(), admitted.clone());
+            waiters.push(tokio::spawn(async move {
+                let admission = waiter.admit().await.expect("admitted in turn");
+                let _ = admitted.send(n);
+                drop(admission);
+            }));
+            // Each joins the line before the next is spawned, so the line's order is known.
+            while hasher.inner.waiting.load(Ordering::Acquire) < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(matches!(hasher.admit().await, Err(HashError::Busy)));
+        drop(in_progress);
+        for waiter in waiters {
+            waiter.await.expect("waiter");
+        }
+        let mut seen = Vec::new();
+        while let Ok(n) = order.try_recv() {
+            seen.push(n);
+        }
+        assert_eq!(seen, (0..WAITING_PER_WORKER).collect::<Vec<_>>());
+        assert_eq!(hasher.inner.waiting.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //! therefore take effect on the very next request, on every instance, with no cache to go
 //! stale. The web guard (`web::http::guard`) calls it only when a cookie carries an id.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
 use super::{Role, csrf::CsrfKey, store::token_hash};
-use crate::config::Settings;
+use crate::{config::Settings, telemetry};
 
 #[derive(Debug, Clone)]
 pub struct SessionUser {
@@ -26,6 +26,8 @@ pub struct SessionUser {
     pub last_seen_at: OffsetDateTime,
     pub idle_expires_at: OffsetDateTime,
     pub absolute_expires_at: OffsetDateTime,
+    /// This session's address and browser, and the user's sign-in before it: loaded only
+    /// for the account page (`Lookup::AccountPage`), like `sessions` below; `None` elsewhere.
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub prev_sign_in_at: Option<OffsetDateTime>,
@@ -39,14 +41,21 @@ pub struct SessionUser {
     /// (`--require-mfa` asks for one).
     pub has_second_factor: bool,
     /// How this session signed in ("password", "password+totp", "password+recovery",
-    /// "password+passkey", "passkey").
+    /// "password+passkey", "passkey"); account page only.
     pub auth_method: Option<String>,
+    /// "Keep me signed in" was ticked (`--remember-days`): a persistent cookie, and for
+    /// anyone but an administrator no idle limit.
+    pub remembered: bool,
+    /// A remembered session whose token is over a day old: this request re-issues it
+    /// (see [`reissue`]).
+    pub reissue_due: bool,
     /// Recovery codes left and the last use of one (account page only, like `sessions`).
     pub recovery: Option<RecoveryStatus>,
-    /// This session's CSRF token for the forms on the page.
+    /// This session's CSRF token for the forms on the page (empty behind the API's gate,
+    /// `Lookup::Api`: JSON has no forms).
     pub csrf_token: String,
     /// The user's live sessions (this one included), newest activity first; loaded only
-    /// where a page lists them (`authenticate_with_sessions`).
+    /// where a page lists them (`Lookup::AccountPage`).
     pub sessions: Vec<SessionSummary>,
     /// The user's recent access requests (same condition as `sessions`).
     pub access_requests: Vec<AccessRequestSummary>,
@@ -229,67 +238,194 @@ pub struct NewlyExpired {
     pub username: String,
 }
 
-/// Who holds the session `token`; with `with_sessions`, the same query also loads the
-/// user's live sessions and recent access requests (the account page lists them).
-pub async fn resolve(
-    pool: &PgPool,
-    csrf: &CsrfKey,
-    settings: &Settings,
-    token: Id,
-    with_sessions: bool,
-) -> sqlx::Result<(Authentication, Option<NewlyExpired>)> {
-    use Authentication::NotSignedIn as Not;
+/// The columns every signed-in request needs (both queries below select them).
+struct Core {
+    id: i64,
+    user_id: i64,
+    created_at: OffsetDateTime,
+    last_seen_at: OffsetDateTime,
+    idle_expires_at: OffsetDateTime,
+    absolute_expires_at: OffsetDateTime,
+    revoked_at: Option<OffsetDateTime>,
+    expiry_noticed_at: Option<OffsetDateTime>,
+    authenticated_at: OffsetDateTime,
+    remembered: bool,
+    token_issued_at: OffsetDateTime,
+    has_second_factor: bool,
+    username: String,
+    role: Role,
+    disabled_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+}
+
+/// What only the account page shows.
+#[derive(Default)]
+struct AccountFacts {
+    ip: Option<String>,
+    user_agent: Option<String>,
+    prev_sign_in_at: Option<OffsetDateTime>,
+    prev_sign_in_ip: Option<String>,
+    auth_method: Option<String>,
+    recovery: Option<RecoveryStatus>,
+    sessions: Vec<SessionSummary>,
+    access_requests: Vec<AccessRequestSummary>,
+}
+
+macro_rules! core_of {
+    ($row:ident) => {
+        Core {
+            id: $row.id,
+            user_id: $row.user_id,
+            created_at: $row.created_at,
+            last_seen_at: $row.last_seen_at,
+            idle_expires_at: $row.idle_expires_at,
+            absolute_expires_at: $row.absolute_expires_at,
+            revoked_at: $row.revoked_at,
+            expiry_noticed_at: $row.expiry_noticed_at,
+            authenticated_at: $row.authenticated_at,
+            remembered: $row.remembered,
+            token_issued_at: $row.token_issued_at,
+            has_second_factor: $row.has_second_factor,
+            username: $row.username,
+            role: $row.role,
+            disabled_at: $row.disabled_at,
+            now: $row.now,
+        }
+    };
+}
+
+/// The session behind `token_hash`, as every page but the account page needs it.
+///
+/// Two fixed statements rather than one with a "load the lists too?" parameter: with that
+/// parameter PostgreSQL planned the statement afresh on every request (its generic plan,
+/// costed with the account page's subqueries, never beat a custom one), which was most of
+/// the database's CPU per request (benches/ANALYSIS.md). Each of these is planned once per
+/// connection and then reuses its plan.
+async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
+    let row = sqlx::query!(
+        r#"
+        SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
+               s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
+               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
+               s.remembered, s.token_issued_at,
+               (EXISTS (SELECT 1 FROM totp_credentials t
+                        WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+                OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
+                   AS "has_second_factor!",
+               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+        FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = $1
+        "#,
+        token_hash,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| core_of!(row)))
+}
+
+/// The session behind `token_hash` with everything the account page lists: the user's
+/// live sessions, recent access requests and recovery codes, in the same round trip.
+async fn fetch_with_account(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<(Core, AccountFacts)>> {
     let row = sqlx::query!(
         r#"
         SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
                s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent,
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.auth_method,
+               s.auth_method, s.remembered, s.token_issued_at,
                (EXISTS (SELECT 1 FROM totp_credentials t
                         WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
                    AS "has_second_factor!",
-               CASE WHEN $2 THEN (
-                   SELECT json_build_object(
-                              'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
-                              'last_used_at', max(c.used_at),
-                              'totp', EXISTS (SELECT 1 FROM totp_credentials t
-                                              WHERE t.user_id = s.user_id
-                                                AND t.enabled_at IS NOT NULL),
-                              'passkeys', (SELECT count(*) FROM passkeys p
-                                           WHERE p.user_id = s.user_id))
-                   FROM recovery_codes c WHERE c.user_id = s.user_id)
-               END AS "recovery: sqlx::types::Json<RecoveryStatus>",
+               (SELECT json_build_object(
+                           'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
+                           'last_used_at', max(c.used_at),
+                           'totp', EXISTS (SELECT 1 FROM totp_credentials t
+                                           WHERE t.user_id = s.user_id
+                                             AND t.enabled_at IS NOT NULL),
+                           'passkeys', (SELECT count(*) FROM passkeys p
+                                        WHERE p.user_id = s.user_id))
+                FROM recovery_codes c WHERE c.user_id = s.user_id)
+                   AS "recovery: sqlx::types::Json<RecoveryStatus>",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
-               CASE WHEN $2 THEN (
-                   SELECT coalesce(json_agg(json_build_object(
-                              'id', o.id, 'created_at', o.created_at,
-                              'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
-                              'ip', o.ip, 'user_agent', o.user_agent)
-                          ORDER BY o.last_seen_at DESC), '[]'::json)
-                   FROM (SELECT * FROM sessions
-                         WHERE user_id = s.user_id AND ended_at > now()
-                         ORDER BY last_seen_at DESC LIMIT 50) o)
-               END AS "sessions: sqlx::types::Json<Vec<SessionSummary>>",
-               CASE WHEN $2 THEN (
-                   SELECT coalesce(json_agg(json_build_object(
-                              'role', r.role, 'path', r.path, 'status', r.status,
-                              'created_at', r.created_at, 'decided_at', r.decided_at,
-                              'decided_by', r.decided_by, 'decision_note', r.decision_note)
-                          ORDER BY r.created_at DESC), '[]'::json)
-                   FROM (SELECT * FROM access_requests WHERE user_id = s.user_id
-                         ORDER BY created_at DESC LIMIT 10) r)
-               END AS "access_requests: sqlx::types::Json<Vec<AccessRequestSummary>>"
+               (SELECT coalesce(json_agg(json_build_object(
+                           'id', o.id, 'created_at', o.created_at,
+                           'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
+                           'ip', o.ip, 'user_agent', o.user_agent)
+                       ORDER BY o.last_seen_at DESC), '[]'::json)
+                FROM (SELECT id, created_at, last_seen_at, ended_at, ip, user_agent
+                      FROM sessions
+                      WHERE user_id = s.user_id AND ended_at > now()
+                      ORDER BY last_seen_at DESC LIMIT 50) o)
+                   AS "sessions!: sqlx::types::Json<Vec<SessionSummary>>",
+               (SELECT coalesce(json_agg(json_build_object(
+                           'role', r.role, 'path', r.path, 'status', r.status,
+                           'created_at', r.created_at, 'decided_at', r.decided_at,
+                           'decided_by', r.decided_by, 'decision_note', r.decision_note)
+                       ORDER BY r.created_at DESC), '[]'::json)
+                FROM (SELECT role, path, status, created_at, decided_at, decided_by,
+                             decision_note
+                      FROM access_requests WHERE user_id = s.user_id
+                      ORDER BY created_at DESC LIMIT 10) r)
+                   AS "access_requests!: sqlx::types::Json<Vec<AccessRequestSummary>>"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
-        token_hash(token),
-        with_sessions,
+        token_hash,
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
-    let Some(row) = row else {
+    Ok(row.map(|row| {
+        let facts = AccountFacts {
+            ip: row.ip,
+            user_agent: row.user_agent,
+            prev_sign_in_at: row.prev_sign_in_at,
+            prev_sign_in_ip: row.prev_sign_in_ip,
+            auth_method: row.auth_method,
+            recovery: row.recovery.map(|json| json.0),
+            sessions: row.sessions.0,
+            access_requests: row.access_requests.0,
+        };
+        (core_of!(row), facts)
+    }))
+}
+
+/// What a group of routes needs to know about the session's holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A page: who, and the CSRF token its forms (at least the sign-out button) carry.
+    Page,
+    /// The account page: also the lists it shows (see [`SessionUser`]; those fields are
+    /// empty otherwise).
+    AccountPage,
+    /// The JSON API: who, nothing for forms (`csrf_token` is empty).
+    Api,
+}
+
+/// Who holds the session `token`, with what `lookup` asks for, in one query.
+pub async fn resolve(
+    pool: &PgPool,
+    csrf: &CsrfKey,
+    settings: &Settings,
+    token: Id,
+    lookup: Lookup,
+) -> sqlx::Result<(Authentication, Option<NewlyExpired>)> {
+    use Authentication::NotSignedIn as Not;
+    let waited = Instant::now();
+    let mut conn = pool.acquire().await?;
+    telemetry::page_db_acquired(waited.elapsed());
+    let hash = token_hash(token);
+    let found = if lookup == Lookup::AccountPage {
+        fetch_with_account(&mut conn, &hash).await?
+    } else {
+        fetch_core(&mut conn, &hash)
+            .await?
+            .map(|core| (core, AccountFacts::default()))
+    };
+    let Some((row, facts)) = found else {
         return Ok((Not(NotSignedIn::UnknownSession), None));
     };
     // The database's clock decides, so instances with skewed clocks agree.
@@ -300,15 +436,28 @@ pub async fn resolve(
     if row.revoked_at.is_some() {
         return Ok((Not(NotSignedIn::Revoked), None));
     }
-    let expired = if now >= row.absolute_expires_at {
+    // "Keep me signed in" never keeps an administrator past the usual limits, even one
+    // promoted after signing in: their deadlines are the ordinary ones, counted here.
+    let (absolute_expires_at, idle_expires_at) = if row.remembered && row.role == Role::Admin {
+        (
+            row.absolute_expires_at
+                .min(row.created_at + settings.absolute_timeout),
+            row.idle_expires_at
+                .min(row.last_seen_at + settings.idle_timeout),
+        )
+    } else {
+        (row.absolute_expires_at, row.idle_expires_at)
+    };
+    let expired = if now >= absolute_expires_at {
         Some(NotSignedIn::ExpiredAbsolute)
-    } else if now >= row.idle_expires_at {
+    } else if now >= idle_expires_at {
         Some(NotSignedIn::ExpiredIdle)
     } else {
         None
     };
     if let Some(reason) = expired {
-        let first_time = row.expiry_noticed_at.is_none() && notice_expiry(pool, row.id).await?;
+        let first_time =
+            row.expiry_noticed_at.is_none() && notice_expiry(&mut conn, row.id).await?;
         let newly = first_time.then(|| NewlyExpired {
             reason,
             username: row.username.clone(),
@@ -323,29 +472,37 @@ pub async fn resolve(
         role: row.role,
         created_at: row.created_at,
         last_seen_at: row.last_seen_at,
-        idle_expires_at: row.idle_expires_at,
-        absolute_expires_at: row.absolute_expires_at,
-        ip: row.ip,
-        user_agent: row.user_agent,
-        prev_sign_in_at: row.prev_sign_in_at,
-        prev_sign_in_ip: row.prev_sign_in_ip,
+        idle_expires_at,
+        absolute_expires_at,
+        ip: facts.ip,
+        user_agent: facts.user_agent,
+        prev_sign_in_at: facts.prev_sign_in_at,
+        prev_sign_in_ip: facts.prev_sign_in_ip,
         authenticated_at: row.authenticated_at,
         recently_authenticated: now - row.authenticated_at < settings.reauth_window,
         has_second_factor: row.has_second_factor,
-        auth_method: row.auth_method,
-        recovery: row.recovery.map(|json| json.0),
-        csrf_token: csrf.session_token(token),
-        sessions: row.sessions.map(|json| json.0).unwrap_or_default(),
-        access_requests: row.access_requests.map(|json| json.0).unwrap_or_default(),
+        auth_method: facts.auth_method,
+        remembered: row.remembered,
+        reissue_due: row.remembered && now - row.token_issued_at >= REISSUE_AFTER,
+        recovery: facts.recovery,
+        // An HMAC per request: only where pages render forms.
+        csrf_token: if lookup == Lookup::Api {
+            String::new()
+        } else {
+            csrf.session_token(token)
+        },
+        sessions: facts.sessions,
+        access_requests: facts.access_requests,
     };
     if now - user.last_seen_at >= settings.refresh_after() {
-        refresh(pool, settings.idle_timeout, &mut user).await?;
+        let no_idle_limit = user.remembered && user.role != Role::Admin;
+        refresh(&mut conn, settings.idle_timeout, no_idle_limit, &mut user).await?;
     }
     Ok((Authentication::SignedIn(Arc::new(user)), None))
 }
 
 /// Marks an expired session as noticed; true if this request was the first to see it.
-async fn notice_expiry(pool: &PgPool, session_id: i64) -> sqlx::Result<bool> {
+async fn notice_expiry(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<bool> {
     let marked = sqlx::query_scalar!(
         r#"
         UPDATE sessions SET expiry_noticed_at = now()
@@ -354,16 +511,18 @@ async fn notice_expiry(pool: &PgPool, session_id: i64) -> sqlx::Result<bool> {
         "#,
         session_id
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(marked.is_some())
 }
 
 /// Slides the idle deadline. Written only when a tenth of the idle window (at most a
-/// minute) has passed since the last write, so reads stay reads.
+/// minute) has passed since the last write, so reads stay reads. A remembered session
+/// (not an administrator's) has no idle limit: its idle deadline is its absolute one.
 async fn refresh(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     idle_timeout: time::Duration,
+    no_idle_limit: bool,
     user: &mut SessionUser,
 ) -> sqlx::Result<()> {
     let idle = idle_timeout.whole_microseconds() as f64 / 1e6;
@@ -371,18 +530,48 @@ async fn refresh(
         r#"
         UPDATE sessions
         SET last_seen_at = now(),
-            idle_expires_at = least(now() + make_interval(secs => $2), absolute_expires_at)
+            idle_expires_at = CASE WHEN $3 THEN absolute_expires_at
+                                   ELSE least(now() + make_interval(secs => $2),
+                                              absolute_expires_at) END
         WHERE id = $1 AND revoked_at IS NULL
         RETURNING last_seen_at, idle_expires_at
         "#,
         user.session_id,
         idle,
+        no_idle_limit,
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     if let Some(row) = refreshed {
         user.last_seen_at = row.last_seen_at;
         user.idle_expires_at = row.idle_expires_at;
     }
     Ok(())
+}
+
+/// How old a remembered session's token may get before a page view re-issues it.
+pub const REISSUE_AFTER: time::Duration = time::Duration::days(1);
+
+/// Re-issues a remembered session's token: the row keeps everything but its token, so a
+/// cookie copied a month ago stops working while the browser that holds the session stays
+/// signed in. Returns the new token, or `None` if another request re-issued it first (or
+/// the session ended meanwhile): that request's cookie wins.
+///
+/// Only page views (`GET`) re-issue: no `GET` handler changes the session's data, so
+/// tower-sessions never writes the old id back over the new cookie.
+pub async fn reissue(pool: &PgPool, user: &SessionUser) -> sqlx::Result<Option<Id>> {
+    let token = Id::default();
+    let updated = sqlx::query_scalar!(
+        r#"
+        UPDATE sessions SET token_hash = $3, token_issued_at = now()
+        WHERE id = $1 AND token_hash = $2 AND revoked_at IS NULL
+        RETURNING id
+        "#,
+        user.session_id,
+        token_hash(user.token),
+        token_hash(token),
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(updated.map(|_| token))
 }

@@ -7,7 +7,7 @@
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tower_sessions::Session;
+use tower_sessions::{Expiry, Session};
 
 use super::{
     csrf::CsrfKey,
@@ -23,7 +23,11 @@ use super::{
     store::{BINDING_KEY, SessionBinding},
     throttle::{self, Blocked, Keys, Release},
 };
-use crate::{accounts::Username, config::Settings};
+use crate::{
+    accounts::Username,
+    config::Settings,
+    telemetry::{self, SignInStage},
+};
 
 /// One sign-in attempt, as typed.
 pub struct Attempt<'a> {
@@ -34,6 +38,8 @@ pub struct Attempt<'a> {
     pub user_agent: Option<String>,
     /// The browser's device cookie, if it sent one (`auth::device`).
     pub device_cookie: Option<&'a str>,
+    /// "Keep me signed in" was ticked (honoured only with `--remember-days`).
+    pub remember: bool,
 }
 
 impl Attempt<'_> {
@@ -113,6 +119,7 @@ pub enum SignInError {
 
 /// What signing in needs from the application.
 pub struct Context<'a> {
+    /// The sign-in pool (`Pools::sign_in`).
     pub pool: &'a PgPool,
     pub hasher: &'a PasswordHasher,
     pub key: &'a CsrfKey,
@@ -135,6 +142,11 @@ pub async fn sign_in(
         settings,
         ..
     } = *cx;
+    // In line first: a flood waits here (or is refused as busy) before touching the
+    // database or the throttle.
+    let mut stage = telemetry::SignInTimer::start();
+    let _admission = hasher.admit().await?;
+    stage.done(SignInStage::Admission);
     let account_key = attempt.throttle_key();
     let keys = Keys {
         device: device::known(key, attempt.device_cookie, &account_key),
@@ -145,6 +157,7 @@ pub async fn sign_in(
         Ok(reservation) => reservation,
         Err(blocked) => return Ok(Outcome::Throttled(blocked)),
     };
+    stage.done(SignInStage::Throttle);
     // A failure keeps the reservation: it was counted when it was made.
     let failed = |failure| Ok(Outcome::Failed(failure));
     // Over-long passwords are refused before hashing; this depends on the input only.
@@ -155,10 +168,15 @@ pub async fn sign_in(
     }
     let account = match Username::parse(attempt.username) {
         Ok(username) => {
+            // Whether a second factor is on comes with the account: one round trip.
             sqlx::query!(
                 r#"
                 SELECT id, username, password_hash, disabled_at, last_sign_in_at,
-                       last_sign_in_ip, password_changed_at
+                       last_sign_in_ip, password_changed_at,
+                       (EXISTS (SELECT 1 FROM totp_credentials t
+                                WHERE t.user_id = users.id AND t.enabled_at IS NOT NULL)
+                        OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = users.id))
+                           AS "second_factor_on!"
                 FROM users WHERE username_key = $1
                 "#,
                 username.key
@@ -168,10 +186,12 @@ pub async fn sign_in(
         }
         Err(_) => None,
     };
+    stage.done(SignInStage::Lookup);
     // Unknown users, and invited ones who have not chosen a password yet, verify against a
     // dummy hash: every attempt costs one full hash and fails like a wrong password.
     let stored = account.as_ref().and_then(|a| a.password_hash.clone());
     let verification = hasher.verify(password.clone(), stored).await?;
+    stage.done(SignInStage::Verify);
     let (account, needs_rehash) = match (account, verification) {
         (Some(account), Verification::Match { needs_rehash }) if account.disabled_at.is_none() => {
             (account, needs_rehash)
@@ -181,7 +201,7 @@ pub async fn sign_in(
         (Some(_), Verification::Match { .. }) => return failed(Failure::Disabled),
     };
 
-    let second_factor_on = second_factor::enabled(pool, account.id).await?;
+    let second_factor_on = account.second_factor_on;
     let how = if second_factor_on {
         Release::StepPassed
     } else {
@@ -209,18 +229,19 @@ pub async fn sign_in(
         // session, only a signed, short-lived note of the first step (`Pending`).
         return Ok(Outcome::SecondFactorNeeded {
             username: signed_in.username.clone(),
-            pending: Pending::issue(key, &signed_in),
+            pending: Pending::issue(key, &signed_in, attempt.remember),
         });
     }
-    match start_session(
+    let started = start_session(
         cx,
         session,
         &signed_in,
         &attempt_client(&attempt),
         "password",
     )
-    .await
-    {
+    .await;
+    stage.done(SignInStage::Finish);
+    match started {
         Err(SignInError::ChangedMeanwhile) => Ok(Outcome::Failed(Failure::ChangedMeanwhile)),
         Err(err) => Err(err),
         Ok(()) => Ok(signed_in_outcome(
@@ -245,12 +266,15 @@ pub(in crate::auth) struct SignedInAs {
 pub(in crate::auth) struct Client {
     pub ip: String,
     pub user_agent: Option<String>,
+    /// "Keep me signed in" was asked for.
+    pub remember: bool,
 }
 
 fn attempt_client(attempt: &Attempt<'_>) -> Client {
     Client {
         ip: attempt.ip.to_owned(),
         user_agent: attempt.user_agent.clone(),
+        remember: attempt.remember,
     }
 }
 
@@ -277,8 +301,23 @@ pub(in crate::auth) async fn start_session(
     method: &str,
 ) -> Result<(), SignInError> {
     let now = OffsetDateTime::now_utc();
-    session.cycle_id().await?;
+    // An id the browser brought is deleted and replaced (fixation). Without one there is
+    // nothing to replace: the record's id is new and random, and cycling would only send a
+    // DELETE for it (one statement per sign-in).
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     session.clear().await;
+    let remember_until = cx
+        .settings
+        .remember
+        .filter(|_| client.remember)
+        .map(|days| now + days);
+    if let Some(until) = remember_until {
+        // A cookie that outlives the browser. (The store keeps an administrator to the
+        // usual limits whatever the cookie says; the server decides, not the cookie.)
+        session.set_expiry(Some(Expiry::AtDateTime(until)));
+    }
     session
         .insert(
             BINDING_KEY,
@@ -293,6 +332,7 @@ pub(in crate::auth) async fn start_session(
                 password_changed_at: Some(who.password_changed_at),
                 authenticated_at: Some(now),
                 auth_method: Some(method.to_owned()),
+                remember_until,
             },
         )
         .await?;
@@ -325,21 +365,24 @@ pub struct Pending {
 pub const PENDING_LIFETIME: time::Duration = time::Duration::minutes(5);
 
 impl Pending {
-    fn issue(key: &CsrfKey, who: &SignedInAs) -> Pending {
+    fn issue(key: &CsrfKey, who: &SignedInAs, remember: bool) -> Pending {
         let expires = (OffsetDateTime::now_utc() + PENDING_LIFETIME).unix_timestamp();
         // The password's change time is part of it: a password changed meanwhile voids it.
+        // So is "keep me signed in", asked for with the password.
         let body = format!(
-            "{}.{expires}.{}",
+            "{}.{expires}.{}.{}",
             who.user_id,
-            who.password_changed_at.unix_timestamp_nanos()
+            who.password_changed_at.unix_timestamp_nanos(),
+            u8::from(remember)
         );
         Pending {
             value: format!("{body}.{}", key.pending_tag(&body)),
         }
     }
 
-    /// The user id, if `value` is a genuine, unexpired note.
-    fn open(key: &CsrfKey, value: &str) -> Option<(i64, i128)> {
+    /// The user id, password change time and "keep me signed in", if `value` is a genuine,
+    /// unexpired note.
+    fn open(key: &CsrfKey, value: &str) -> Option<(i64, i128, bool)> {
         let (body, tag) = value.rsplit_once('.')?;
         if !key.verify_pending_tag(body, tag) {
             return None;
@@ -348,7 +391,9 @@ impl Pending {
         let user_id = parts.next()?.parse().ok()?;
         let expires: i64 = parts.next()?.parse().ok()?;
         let changed: i128 = parts.next()?.parse().ok()?;
-        (OffsetDateTime::now_utc().unix_timestamp() < expires).then_some((user_id, changed))
+        let remember = parts.next()? == "1";
+        (OffsetDateTime::now_utc().unix_timestamp() < expires)
+            .then_some((user_id, changed, remember))
     }
 }
 
@@ -356,7 +401,7 @@ impl Pending {
 /// page offers depends on its factors). Whether it still matches the account is checked
 /// when the second step is sent.
 pub fn pending_user(key: &CsrfKey, value: &str) -> Option<i64> {
-    Pending::open(key, value).map(|(user_id, _)| user_id)
+    Pending::open(key, value).map(|(user_id, _, _)| user_id)
 }
 
 /// How the second step is answered.
@@ -406,7 +451,7 @@ pub async fn second_step(
     session: &Session,
     step: SecondStep<'_>,
 ) -> Result<SecondStepOutcome, SignInError> {
-    let Some((user_id, changed)) = Pending::open(cx.key, step.pending) else {
+    let Some((user_id, changed, remember)) = Pending::open(cx.key, step.pending) else {
         return Ok(SecondStepOutcome::Expired);
     };
     let account = sqlx::query!(
@@ -481,6 +526,7 @@ pub async fn second_step(
     let client = Client {
         ip: step.ip.to_owned(),
         user_agent: step.user_agent,
+        remember,
     };
     match start_session(cx, session, &who, &client, proof.method()).await {
         Err(SignInError::ChangedMeanwhile) => return Ok(SecondStepOutcome::Expired),
@@ -512,6 +558,11 @@ pub async fn verify_current(
     device_cookie: Option<&str>,
     proof: Proof<'_>,
 ) -> Result<Result<bool, Blocked>, SignInError> {
+    // A password is hashed: it waits in the hasher's line like a sign-in (a code is not).
+    let _admission = match proof {
+        Proof::Password(_) => Some(cx.hasher.admit().await?),
+        Proof::Code(_) => None,
+    };
     let account_key = Username::key_of(username);
     let keys = Keys {
         device: device::known(cx.key, device_cookie, &account_key),

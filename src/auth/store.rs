@@ -47,6 +47,10 @@ pub struct SessionBinding {
     /// "password+passkey", "passkey".
     #[serde(default)]
     pub auth_method: Option<String>,
+    /// "Keep me signed in": the session lasts until then instead (with no idle limit),
+    /// unless the account is an administrator's, whose limits stay the usual ones.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub remember_until: Option<OffsetDateTime>,
 }
 
 /// The stored form of a session id: SHA-256 of its 16 bytes. A leaked table or backup
@@ -102,10 +106,15 @@ impl SessionStore for PgSessionStore {
                 INSERT INTO sessions (token_hash, user_id, data, created_at, last_seen_at,
                                       idle_expires_at, absolute_expires_at, ip, user_agent,
                                       prev_sign_in_at, prev_sign_in_ip, authenticated_at,
-                                      auth_method)
+                                      auth_method, remembered)
                 SELECT $1, u.id, $3, $4, now(),
-                       least(now() + make_interval(secs => $5), $6), $6, $7, $8, $9, $10,
-                       coalesce($12::timestamptz, $4::timestamptz), $13
+                       CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
+                            ELSE least(now() + make_interval(secs => $5), $6) END,
+                       CASE WHEN $14::timestamptz IS NOT NULL AND u.role <> 'admin' THEN $14
+                            ELSE $6 END,
+                       $7, $8, $9, $10,
+                       coalesce($12::timestamptz, $4::timestamptz), $13,
+                       $14::timestamptz IS NOT NULL
                 FROM users u
                 WHERE u.id = $2 AND u.disabled_at IS NULL
                   AND ($11::timestamptz IS NULL OR u.password_changed_at = $11)
@@ -126,6 +135,7 @@ impl SessionStore for PgSessionStore {
                 binding.password_changed_at,
                 binding.authenticated_at,
                 binding.auth_method,
+                binding.remember_until,
             )
             .fetch_optional(&self.pool)
             .await
@@ -152,9 +162,14 @@ impl SessionStore for PgSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (_, data) = split(record)?;
-        // Never resurrects: a session revoked or deleted meanwhile stays gone.
+        // Never resurrects: a session revoked or deleted meanwhile stays gone. Unchanged data
+        // writes nothing: tower-sessions' layer saves again after a sign-in saved the new
+        // session itself, and a row rewritten for nothing would cost a commit and its flush.
         sqlx::query!(
-            "UPDATE sessions SET data = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+            r#"
+            UPDATE sessions SET data = $2
+            WHERE token_hash = $1 AND revoked_at IS NULL AND data IS DISTINCT FROM $2
+            "#,
             token_hash(record.id),
             data,
         )
@@ -171,7 +186,7 @@ impl SessionStore for PgSessionStore {
                    s.ended_at AS "ended_at!", s.ip, s.user_agent, s.prev_sign_in_at,
                    s.prev_sign_in_ip, u.password_changed_at,
                    coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-                   s.auth_method
+                   s.auth_method, s.remembered
             FROM sessions s JOIN users u ON u.id = s.user_id
             WHERE s.token_hash = $1 AND s.ended_at > now()
             "#,
@@ -197,6 +212,8 @@ impl SessionStore for PgSessionStore {
             password_changed_at: Some(row.password_changed_at),
             authenticated_at: Some(row.authenticated_at),
             auth_method: row.auth_method,
+            // Carried over when the id is cycled (re-authentication, password change).
+            remember_until: row.remembered.then_some(row.absolute_expires_at),
         };
         data.insert(
             BINDING_KEY.to_owned(),

@@ -220,54 +220,51 @@ pub enum Release {
     StepPassed,
 }
 
-/// Gives back a reservation whose attempt was right.
+/// Gives back a reservation whose attempt was right, in one statement (one round trip,
+/// one commit: it runs on every successful sign-in).
 pub async fn release(
     pool: &PgPool,
     settings: &ThrottleSettings,
     reservation: Reservation,
     how: Release,
 ) -> sqlx::Result<()> {
-    let mut tx = pool.begin().await?;
+    // Per counter: `reset` rows go (a complete sign-in starts the account's or device's
+    // count over); the others give back this attempt, and a row left without a failure
+    // goes. The DELETE and the UPDATE touch different rows (`failures <= 1` or reset,
+    // against `failures > 1` and not reset), so they do not meet in one statement. A
+    // concurrent attempt on the same counter can make this give back nothing: the attempt
+    // then stays counted, which errs on the side of throttling.
+    let (mut scopes, mut keys, mut resets) = (Vec::new(), Vec::new(), Vec::new());
     for (scope, key) in &reservation.counters {
-        if how == Release::SignedIn && *scope != Scope::Ip {
-            sqlx::query!(
-                "DELETE FROM login_throttles WHERE scope = $1 AND key = $2",
-                scope.as_str(),
-                key
-            )
-            .execute(&mut *tx)
-            .await?;
-            continue;
-        }
-        // This attempt is given back; a row left with no failure goes.
-        sqlx::query!(
-            "DELETE FROM login_throttles WHERE scope = $1 AND key = $2 AND failures <= 1",
-            scope.as_str(),
-            key
-        )
-        .execute(&mut *tx)
-        .await?;
-        let budget = if *scope == Scope::Ip {
-            settings.ip_failures
-        } else {
-            settings.account_failures
-        };
-        sqlx::query!(
-            r#"
-            UPDATE login_throttles
-            SET failures = failures - 1,
-                consecutive = greatest(consecutive - 1, 0),
-                blocked_until = CASE WHEN failures - 1 < $3 THEN NULL ELSE blocked_until END
-            WHERE scope = $1 AND key = $2
-            "#,
-            scope.as_str(),
-            key,
-            budget
-        )
-        .execute(&mut *tx)
-        .await?;
+        scopes.push(scope.as_str());
+        keys.push(key.as_str());
+        resets.push(how == Release::SignedIn && *scope != Scope::Ip);
     }
-    tx.commit().await
+    sqlx::query!(
+        r#"
+        WITH c(scope, key, reset) AS (
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[])),
+        gone AS (
+            DELETE FROM login_throttles t USING c
+            WHERE t.scope = c.scope AND t.key = c.key AND (c.reset OR t.failures <= 1))
+        UPDATE login_throttles t
+        SET failures = t.failures - 1,
+            consecutive = greatest(t.consecutive - 1, 0),
+            blocked_until = CASE
+                WHEN t.failures - 1 < (CASE t.scope WHEN 'ip' THEN $4::int ELSE $5::int END)
+                THEN NULL ELSE t.blocked_until END
+        FROM c
+        WHERE t.scope = c.scope AND t.key = c.key AND NOT c.reset AND t.failures > 1
+        "#,
+        &scopes as &[&str],
+        &keys as &[&str],
+        &resets as &[bool],
+        settings.ip_failures,
+        settings.account_failures,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// A throttle as the admin page lists it.

@@ -24,6 +24,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub pool: PgPool,
+    /// Sign-ins, sign-outs and session writes (see `Pools`): may be `pool` itself.
+    pub sign_in_pool: PgPool,
     pub settings: Arc<Settings>,
     pub hasher: PasswordHasher,
     pub csrf: CsrfKey,

@@ -34,7 +34,7 @@ use super::{
         passkey_sign_in, passkeys, password_link, reauth, reports, second_step, setup, two_factor,
     },
 };
-use crate::auth::{Role, store::PgSessionStore};
+use crate::auth::{Role, session::Lookup, store::PgSessionStore};
 
 /// Who may use a route, and what is looked up before its handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub enum Access {
     /// Signed in with at least this role (the guard answers 401 or 403 otherwise) and,
     /// where `--require-mfa` covers the role, with a second factor set up.
     Role(Role),
+    /// As `Role`, for the JSON API: it renders no forms, so the guard computes no CSRF
+    /// token for it.
+    Api(Role),
     /// Signed in (any role), on the person's own account: sessions, password, second
     /// factor, access requests, re-authentication. `--require-mfa` does not apply: this is
     /// where a second factor is set up.
@@ -62,7 +65,7 @@ impl Access {
     /// The role the route needs, if any.
     pub fn role(self) -> Option<Role> {
         match self {
-            Access::Role(role) => Some(role),
+            Access::Role(role) | Access::Api(role) => Some(role),
             Access::Own | Access::OwnWithSessions => Some(Role::Member),
             Access::Stateless | Access::Anonymous | Access::Public => None,
         }
@@ -86,6 +89,12 @@ pub struct Inputs {
     pub form: Option<Vec<Field>>,
     /// The form is a `SignedForm`: it also carries the session's CSRF token as `csrf`.
     pub signed: bool,
+    /// It takes the session or the cookie jar (`Session`, `Cookies`, `FreshForm`), so the
+    /// route runs inside tower-sessions' layer. Routes that only read who is asking go
+    /// without it: the guard reads the session cookie itself, and the layer's cookie jar
+    /// and `Session` per request were a measurable share of a page's cost
+    /// (benches/ANALYSIS.md).
+    pub session: bool,
 }
 
 /// One route: method, path template, access, and its handler.
@@ -152,6 +161,8 @@ impl<T: DeserializeOwned> Reads for FreshForm<T> {
     fn declare(inputs: &mut Inputs) {
         inputs.form = Some(fields::<T>());
         inputs.signed = true;
+        // It reads the session to cycle its id after a re-authentication.
+        inputs.session = true;
     }
 }
 
@@ -166,8 +177,16 @@ impl<T> Reads for Path<T> {}
 impl Reads for State<AppState> {}
 impl Reads for CurrentUser {}
 impl Reads for MaybeUser {}
-impl Reads for Cookies {}
-impl Reads for Session {}
+impl Reads for Cookies {
+    fn declare(inputs: &mut Inputs) {
+        inputs.session = true;
+    }
+}
+impl Reads for Session {
+    fn declare(inputs: &mut Inputs) {
+        inputs.session = true;
+    }
+}
 impl Reads for Parts {}
 impl Reads for HeaderMap {}
 impl Reads for Request {}
@@ -218,9 +237,9 @@ macro_rules! route {
     };
 }
 
-const MEMBER: Access = Access::Role(Role::Member);
 const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
+const API_MEMBER: Access = Access::Api(Role::Member);
 use Access::{Anonymous, Own, OwnWithSessions, Public, Stateless};
 
 static ROUTES: &[RouteSpec] = &[
@@ -268,7 +287,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/account/passkeys/options", Own, passkeys::options),
     route!(POST "/account/passkeys/{id}/remove", Own, passkeys::remove),
     route!(GET "/reports", EDITOR, reports::show),
-    route!(GET "/api/me", MEMBER, api::me),
+    route!(GET "/api/me", API_MEMBER, api::me),
     route!(GET "/admin", ADMIN, admin::users::list),
     route!(POST "/admin/users", ADMIN, admin::users::create),
     route!(GET "/admin/users/{id}", ADMIN, admin::user::show),
@@ -301,11 +320,12 @@ pub fn routes() -> &'static [RouteSpec] {
 }
 
 /// The application: the routes of [`routes`], each behind its guard, the session layer
-/// around all but the stateless ones, static files, and `frame` around everything.
+/// around those whose handlers take the session or cookies ([`Inputs::session`]), static
+/// files, and `frame` around everything.
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
     let sessions = SessionManagerLayer::new(PgSessionStore::new(
-        state.pool.clone(),
+        state.sign_in_pool.clone(),
         settings.idle_timeout,
     ))
     .with_name(settings.session_cookie_name())
@@ -318,35 +338,34 @@ pub fn router(state: AppState) -> Router {
     .with_expiry(Expiry::OnSessionEnd);
 
     let mut with_sessions = Router::new();
-    let mut stateless = Router::new();
+    let mut without_sessions = Router::new();
     for spec in routes() {
         let handler = (spec.handler)();
         // Each route gets its gate: who is asking (one query when there is a session
-        // cookie) and, for protected routes, the role it needs. (with_sessions, enforce_mfa)
+        // cookie) and, for protected routes, the role it needs. (lookup, enforce_mfa)
         let gate = match spec.access {
             Access::Stateless | Access::Anonymous => None,
-            Access::Public | Access::Own => Some((false, false)),
-            Access::OwnWithSessions => Some((true, false)),
-            Access::Role(_) => Some((false, true)),
+            Access::Public | Access::Own => Some((Lookup::Page, false)),
+            Access::OwnWithSessions => Some((Lookup::AccountPage, false)),
+            Access::Role(_) => Some((Lookup::Page, true)),
+            Access::Api(_) => Some((Lookup::Api, true)),
         };
         let route = match gate {
             None => handler,
-            Some((with_sessions, enforce_mfa)) => {
-                handler.route_layer(middleware::from_fn_with_state(
-                    Gate {
-                        state: state.clone(),
-                        required: spec.access.role(),
-                        with_sessions,
-                        enforce_mfa,
-                    },
-                    guard::gate,
-                ))
-            }
+            Some((lookup, enforce_mfa)) => handler.route_layer(middleware::from_fn_with_state(
+                Gate {
+                    state: state.clone(),
+                    required: spec.access.role(),
+                    lookup,
+                    enforce_mfa,
+                },
+                guard::gate,
+            )),
         };
-        if spec.access == Access::Stateless {
-            stateless = stateless.route(spec.path, route);
-        } else {
+        if spec.access != Access::Stateless && spec.inputs().session {
             with_sessions = with_sessions.route(spec.path, route);
+        } else {
+            without_sessions = without_sessions.route(spec.path, route);
         }
     }
 
@@ -359,7 +378,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(with_sessions.layer(sessions))
-        .merge(stateless)
+        .merge(without_sessions)
         .nest("/static", static_files)
         .fallback(errors::not_found)
         // One layer around every route: see `frame` (it also applies the body limit, the
@@ -367,6 +386,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::new(frame::Frame {
                 site: Arc::clone(&state.site),
+                metrics: frame::RequestMetrics::default(),
                 audit: state.audit.clone(),
                 trusted_proxies: state.settings.trusted_proxies.clone(),
                 secure: state.settings.secure_cookies,
@@ -446,6 +466,19 @@ mod tests {
             Some(vec![]),
             "a form of nothing but its token"
         );
+        // The hot read-only pages go without tower-sessions' layer; what changes the
+        // session or sets a cookie keeps it.
+        for (method, path, session) in [
+            (Method::GET, "/account", false),
+            (Method::GET, "/api/me", false),
+            (Method::GET, "/reports", false),
+            (Method::POST, "/logout", true),
+            (Method::POST, "/login", true),
+            (Method::POST, "/reauth", true),
+            (Method::POST, "/account/password", true),
+        ] {
+            assert_eq!(spec(method, path).inputs().session, session, "{path}");
+        }
         let grant = spec(Method::POST, "/admin/requests/{id}/grant");
         assert_eq!(grant.path_params(), ["id"]);
         assert_eq!(

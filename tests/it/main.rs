@@ -23,6 +23,7 @@ mod mail;
 mod passkeys;
 mod process;
 mod reauth;
+mod remember;
 mod routes;
 mod sessions;
 mod support;

@@ -11,8 +11,9 @@ use crate::support::*;
 
 /// 300 wrong guesses for one name sent at the same moment, each from its own address
 /// (through a trusted proxy): exactly the budget is checked, every other one is refused
-/// before any hash, and afterwards the owner still signs in from the browser that signed
-/// in before. A browser that never did waits like the attacker.
+/// before any hash (429, or 503 where the hasher's line overflowed), and afterwards the
+/// owner still signs in from the browser that signed in before. A browser that never did
+/// waits like the attacker.
 #[tokio::test]
 async fn a_burst_of_simultaneous_guesses_gets_exactly_the_budget_and_the_owner_still_signs_in() {
     let app = TestApp::spawn_with(|s| {
@@ -59,10 +60,12 @@ async fn a_burst_of_simultaneous_guesses_gets_exactly_the_budget_and_the_owner_s
         5,
         "exactly the budget is checked: {statuses:?}"
     );
+    // Sign-ins wait in the hasher's line before the throttle sees them, and a full line is
+    // answered 503 at once: a burst this size can overflow it. Either way no hash is spent.
     assert_eq!(
-        count(StatusCode::TOO_MANY_REQUESTS),
+        count(StatusCode::TOO_MANY_REQUESTS) + count(StatusCode::SERVICE_UNAVAILABLE),
         burst - 5,
-        "all the others are refused before hashing: {statuses:?}"
+        "all the others are refused before hashing (blocked, or busy): {statuses:?}"
     );
     let checked = app.audit("event = 'sign_in_failed'", 5).await;
     assert_eq!(checked.len(), 5, "{checked:?}");

@@ -8,7 +8,7 @@ use totp_rs::{Builder, Secret};
 use crate::support::*;
 
 /// The code an authenticator app would show `offset` steps from now.
-fn code(key: &str, offset: i64) -> String {
+pub(crate) fn code(key: &str, offset: i64) -> String {
     let secret = Secret::try_from_base32(key).expect("base32 key");
     let totp = Builder::new().with_secret(secret).build().expect("totp");
     let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
@@ -28,7 +28,7 @@ fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 /// Enrols `client` (signed in as `name`); returns the key and the recovery codes.
-async fn enrol(app: &TestApp, client: &Browser) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, client: &Browser) -> (String, Vec<String>) {
     let page = app
         .get(client, "/account/two-factor")
         .await

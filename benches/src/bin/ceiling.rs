@@ -1,21 +1,24 @@
 //! The ceiling: what a database-backed authenticated page costs at minimum.
 //!
-//! A bare axum app that serves Portcullis' `/account` page after exactly one PostgreSQL
-//! query keyed by a cookie value (token joined to user), with no sessions library, no
-//! hashing, no middleware. Anything Portcullis does beyond this shows up as the gap
-//! between the two.
+//! A bare axum app that serves Portcullis' `/account` page and `/api/me` answer after
+//! exactly one PostgreSQL query keyed by a cookie value (token joined to user), with no
+//! sessions library, no hashing, no middleware. Anything Portcullis does beyond this shows
+//! up as the gap between the two. It answers with the same bytes (page and JSON: same
+//! layout, same time formatting, the same static security headers), so the comparison is
+//! of the work around them.
 
 use std::net::SocketAddr;
 
 use axum::{
-    Router,
+    Json, Router,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
 };
 use clap::Parser;
-use portcullis_bench::{CEILING_COOKIE, display_time, page};
+use portcullis_bench::{CEILING_COOKIE, page};
+use serde::Serialize;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use time::OffsetDateTime;
 
@@ -34,13 +37,39 @@ struct Row {
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     now: OffsetDateTime,
-    /// The user's sessions, aggregated in the same query (as Portcullis does for /account).
-    sessions: Option<sqlx::types::Json<Vec<SessionJson>>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    #[sqlx(flatten)]
+    who: Row,
     token: String,
+    /// The user's sessions, aggregated in the same query (as Portcullis does for /account).
+    sessions: sqlx::types::Json<Vec<SessionJson>>,
+    second_factor: bool,
+    recovery: sqlx::types::Json<RecoveryJson>,
+    requests: sqlx::types::Json<Vec<RequestJson>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RecoveryJson {
+    codes_left: i64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    last_used_at: Option<OffsetDateTime>,
+}
+
+#[derive(serde::Deserialize)]
+struct RequestJson {
+    role: String,
+    path: String,
+    status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
 }
 
 #[derive(serde::Deserialize)]
 struct SessionJson {
+    id: i64,
     token: String,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -49,6 +78,46 @@ struct SessionJson {
     ip: String,
     user_agent: String,
 }
+
+/// One statement per page kind, each without parameters that change its plan, so
+/// PostgreSQL plans each once per connection (as Portcullis' session lookup does).
+const WHO: &str = "SELECT u.username, u.role, t.created_at, t.expires_at, now() AS now \
+     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1";
+const WHO_WITH_SESSIONS: &str = "SELECT u.username, u.role, t.created_at, t.expires_at, \
+     now() AS now, t.token, \
+     (SELECT coalesce(json_agg(json_build_object('id', o.id, 'token', o.token, \
+         'created_at', o.created_at, 'expires_at', o.expires_at, 'ip', o.ip, \
+         'user_agent', o.user_agent) ORDER BY o.created_at DESC), '[]'::json) \
+      FROM (SELECT * FROM tokens WHERE user_id = t.user_id AND expires_at > now() \
+            ORDER BY created_at DESC LIMIT 50) o) AS sessions, \
+     EXISTS (SELECT 1 FROM second_factors f WHERE f.user_id = t.user_id \
+             AND f.enabled_at IS NOT NULL) AS second_factor, \
+     (SELECT json_build_object('codes_left', count(*) FILTER (WHERE c.used_at IS NULL), \
+             'last_used_at', max(c.used_at)) \
+      FROM recovery_codes c WHERE c.user_id = t.user_id) AS recovery, \
+     (SELECT coalesce(json_agg(json_build_object('role', r.role, 'path', r.path, \
+             'status', r.status, 'created_at', r.created_at) ORDER BY r.created_at DESC), '[]'::json) \
+      FROM (SELECT * FROM access_requests WHERE user_id = t.user_id \
+            ORDER BY created_at DESC LIMIT 10) r) AS requests \
+     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1";
+
+/// The headers Portcullis sends with every page (static values only).
+const PAGE_HEADERS: [(&str, &str); 7] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+    ("cache-control", "no-store"),
+    ("x-robots-tag", "noindex, nofollow"),
+];
 
 fn token(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -68,92 +137,178 @@ fn to_login(uri: &Uri) -> Response {
 }
 
 /// The one query: the signed-in user behind the cookie, or the login redirect.
-async fn signed_in(pool: &PgPool, headers: &HeaderMap, uri: &Uri) -> Result<Row, Response> {
+async fn signed_in<R>(
+    pool: &PgPool,
+    headers: &HeaderMap,
+    uri: &Uri,
+    sql: &str,
+) -> Result<R, Response>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + Live,
+{
     let Some(token) = token(headers) else {
         return Err(to_login(uri));
     };
-    let row = sqlx::query_as::<_, Row>(
-        "SELECT u.username, u.role, t.created_at, t.expires_at, now() AS now, t.token, \
-                CASE WHEN $2 THEN (SELECT json_agg(json_build_object('token', o.token, \
-                    'created_at', o.created_at, 'expires_at', o.expires_at, 'ip', o.ip, \
-                    'user_agent', o.user_agent) ORDER BY o.created_at DESC) \
-                  FROM (SELECT * FROM tokens WHERE user_id = t.user_id AND expires_at > now() \
-                        ORDER BY created_at DESC LIMIT 50) o) END AS sessions \
-         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1",
-    )
-    .bind(token)
-    .bind(uri.path() == "/account")
-    .fetch_optional(pool)
-    .await
-    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
+    let row = sqlx::query_as::<_, R>(sql)
+        .bind(token)
+        .fetch_optional(pool)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
     match row {
-        Some(row) if row.now < row.expires_at => Ok(row),
+        Some(row) if row.live() => Ok(row),
         _ => Err(to_login(uri)),
     }
 }
 
-fn html(status: StatusCode, body: String) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+/// Whether the token is still valid by the database's clock.
+trait Live {
+    fn live(&self) -> bool;
 }
 
-fn account_page(row: &Row) -> String {
+impl Live for Row {
+    fn live(&self) -> bool {
+        self.now < self.expires_at
+    }
+}
+
+impl Live for AccountRow {
+    fn live(&self) -> bool {
+        self.who.live()
+    }
+}
+
+fn with_page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    with_page_headers((status, Html(body)).into_response())
+}
+
+/// A token's length of filler where Portcullis puts its CSRF token (same bytes).
+const NO_CSRF: &str = "ceiling-has-no-csrf-token-kept-for-the-size";
+
+fn account_page(row: &AccountRow) -> String {
+    let who = &row.who;
     let viewer = page::Viewer {
-        username: &row.username,
-        role: &row.role,
-        csrf: "ceiling-has-no-csrf-token-but-keeps-the-bytes",
+        username: &who.username,
+        role: &who.role,
+        csrf: NO_CSRF,
     };
+    let display = portcullis::display::display_time;
+    let sessions: Vec<page::SessionLine> = row
+        .sessions
+        .0
+        .iter()
+        .map(|s| page::SessionLine {
+            id: s.id,
+            created: display(s.created_at),
+            last_seen: display(s.created_at),
+            expires: display(s.expires_at),
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            current: s.token == row.token,
+        })
+        .collect();
+    let recently = |at: &OffsetDateTime| OffsetDateTime::now_utc() - *at < time::Duration::days(30);
+    let requests: Vec<page::RequestLine> = row
+        .requests
+        .0
+        .iter()
+        .map(|r| page::RequestLine {
+            role: r.role.clone(),
+            path: r.path.clone(),
+            status: r.status.clone(),
+            asked: display(r.created_at),
+        })
+        .collect();
     page::account(
         &viewer,
         &page::Account {
-            signed_in_at: &display_time(row.created_at),
-            idle_expires_at: &display_time(row.expires_at),
-            absolute_expires_at: &display_time(row.expires_at),
+            signed_in_at: &display(who.created_at),
+            idle_expires_at: &display(who.expires_at),
+            absolute_expires_at: &display(who.expires_at),
             previous_sign_in: None,
-            sessions: &row
-                .sessions
-                .as_ref()
-                .map(|json| {
-                    json.0
-                        .iter()
-                        .map(|s| page::SessionLine {
-                            created: display_time(s.created_at),
-                            last_seen: display_time(s.created_at),
-                            expires: display_time(s.expires_at),
-                            ip: s.ip.clone(),
-                            user_agent: s.user_agent.clone(),
-                            current: s.token == row.token,
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
+            sessions: &sessions,
+            min_password: 15,
+            second_factor: row.second_factor,
+            recovery_used: row.recovery.0.last_used_at.filter(recently).map(display),
+            recovery_left: row.recovery.0.codes_left,
+            requests: &requests,
         },
     )
 }
 
 async fn account(State(pool): State<PgPool>, headers: HeaderMap, uri: Uri) -> Response {
-    match signed_in(&pool, &headers, &uri).await {
+    match signed_in::<AccountRow>(&pool, &headers, &uri, WHO_WITH_SESSIONS).await {
         Ok(row) => html(StatusCode::OK, account_page(&row)),
         Err(response) => response,
     }
 }
 
+/// `GET /api/me`, the shape Portcullis answers.
+#[derive(Serialize)]
+struct Me<'a> {
+    username: &'a str,
+    role: &'a str,
+    session: SessionTimes,
+}
+
+#[derive(Serialize)]
+struct SessionTimes {
+    #[serde(with = "time::serde::rfc3339")]
+    signed_in_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    idle_expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    absolute_expires_at: OffsetDateTime,
+}
+
+async fn me(State(pool): State<PgPool>, headers: HeaderMap, uri: Uri) -> Response {
+    match signed_in::<Row>(&pool, &headers, &uri, WHO).await {
+        Ok(row) => with_page_headers(
+            Json(Me {
+                username: &row.username,
+                role: &row.role,
+                session: SessionTimes {
+                    signed_in_at: row.created_at,
+                    idle_expires_at: row.expires_at,
+                    absolute_expires_at: row.expires_at,
+                },
+            })
+            .into_response(),
+        ),
+        Err(_) => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
 async fn reports(State(pool): State<PgPool>, headers: HeaderMap, uri: Uri) -> Response {
-    let row = match signed_in(&pool, &headers, &uri).await {
+    let row = match signed_in::<Row>(&pool, &headers, &uri, WHO).await {
         Ok(row) => row,
         Err(response) => return response,
     };
+    let viewer = page::Viewer {
+        username: &row.username,
+        role: &row.role,
+        csrf: NO_CSRF,
+    };
     if row.role == "member" {
-        let viewer = page::Viewer {
-            username: &row.username,
-            role: &row.role,
-            csrf: "ceiling-has-no-csrf-token-but-keeps-the-bytes",
-        };
         return html(
             StatusCode::FORBIDDEN,
             page::forbidden(&viewer, "editor", uri.path()),
         );
     }
-    html(StatusCode::OK, account_page(&row))
+    html(
+        StatusCode::OK,
+        page::forbidden(&viewer, "nothing more", uri.path()),
+    )
 }
 
 #[tokio::main]
@@ -169,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/account", get(account))
         .route("/reports", get(reports))
+        .route("/api/me", get(me))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(pool);
     let listener = tokio::net::TcpListener::bind(args.bind).await?;

@@ -144,7 +144,7 @@ async fn account(auth_session: AuthSession, session: Session) -> Response {
     let viewer = page::Viewer {
         username: &user.username,
         role: &user.role,
-        csrf: "peer-has-no-csrf-token-but-keeps-the-bytes",
+        csrf: "peer-has-no-csrf-token-kept-for-the-size-xy",
     };
     html(page::account(
         &viewer,
@@ -155,8 +155,34 @@ async fn account(auth_session: AuthSession, session: Session) -> Response {
             previous_sign_in: None,
             // axum-login's session store cannot list a user's sessions (no user column).
             sessions: &[],
+            min_password: 15,
+            second_factor: false,
+            recovery_used: None,
+            recovery_left: 0,
+            requests: &[],
         },
     ))
+}
+
+/// `GET /api/me`: who is signed in, as JSON (axum-login knows the user and the session's
+/// expiry; it keeps no sign-in time).
+async fn me(auth_session: AuthSession, session: Session) -> Response {
+    let Some(user) = auth_session.user else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    #[derive(serde::Serialize)]
+    struct Me<'a> {
+        username: &'a str,
+        role: &'a str,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: time::OffsetDateTime,
+    }
+    axum::Json(Me {
+        username: &user.username,
+        role: &user.role,
+        expires_at: session.expiry_date(),
+    })
+    .into_response()
 }
 
 async fn login_form() -> Html<&'static str> {
@@ -207,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/reports", get(account))
         .route_layer(permission_required!(Backend, "reports"))
         .route("/account", get(account))
+        .route("/api/me", get(me))
         .route_layer(login_required!(Backend, login_url = "/login"))
         .route("/login", get(login_form).post(login))
         .route("/healthz", get(|| async { "ok" }))

@@ -25,6 +25,8 @@ pub struct PasskeyAttempt<'a> {
     pub ip: &'a str,
     pub user_agent: Option<String>,
     pub device_cookie: Option<&'a str>,
+    /// "Keep me signed in" was ticked on the sign-in page.
+    pub remember: bool,
 }
 
 /// What became of a passkey sign-in.
@@ -107,6 +109,7 @@ pub async fn sign_in(
     let client = Client {
         ip: attempt.ip.to_owned(),
         user_agent: attempt.user_agent,
+        remember: attempt.remember,
     };
     match start_session(cx, session, &who, &client, METHOD).await {
         // The account was disabled (or its password changed) between the check and the save.

@@ -17,8 +17,9 @@
 //! 5. headers: security policy, `no-store`, `noindex`, `X-Request-Id`; metrics.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::Instant,
 };
 
@@ -32,6 +33,7 @@ use axum::{
 use futures_util::FutureExt;
 use http_body_util::Limited;
 use ipnet::IpNet;
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use super::{
@@ -50,12 +52,78 @@ fn noindex(response: &mut Response) {
 
 pub struct Frame {
     pub site: Arc<Site>,
+    /// The request counter and duration histogram of each route, method and status.
+    pub metrics: RequestMetrics,
     pub audit: AuditLog,
     pub trusted_proxies: Vec<IpNet>,
     /// `--secure-cookies`: the site is HTTPS, so responses carry HSTS.
     pub secure: bool,
     pub request_timeout: std::time::Duration,
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The request metrics' handles, looked up once per route, method and status: building a
+/// labelled key (two owned strings) and looking it up in the registry on every request was
+/// a measurable part of the hot path (benches/ANALYSIS.md). Label values are bounded as
+/// before: route templates, eight method names, status codes.
+#[derive(Default)]
+pub struct RequestMetrics {
+    by_route: RwLock<HashMap<String, Vec<RouteMetrics>>>,
+}
+
+struct RouteMetrics {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl RequestMetrics {
+    fn record(&self, method: &'static str, route: &str, status: u16, took: f64) {
+        let find = |lines: &[RouteMetrics]| {
+            lines
+                .iter()
+                .find(|m| m.method == method && m.status == status)
+                .map(|m| (m.requests.clone(), m.duration.clone()))
+        };
+        let known = self
+            .by_route
+            .read()
+            .ok()
+            .and_then(|routes| routes.get(route).and_then(|lines| find(lines)));
+        let (requests, duration) = match known {
+            Some(handles) => handles,
+            None => self.register(method, route, status),
+        };
+        requests.increment(1);
+        duration.record(took);
+    }
+
+    #[cold]
+    fn register(&self, method: &'static str, route: &str, status: u16) -> (Counter, Histogram) {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let line = RouteMetrics {
+            method,
+            status,
+            requests: metrics::counter!(metric::HTTP_REQUESTS, &labels),
+            duration: metrics::histogram!(metric::HTTP_DURATION, &labels),
+        };
+        let handles = (line.requests.clone(), line.duration.clone());
+        if let Ok(mut routes) = self.by_route.write() {
+            let lines = routes.entry(route.to_owned()).or_default();
+            if !lines
+                .iter()
+                .any(|m| m.method == method && m.status == status)
+            {
+                lines.push(line);
+            }
+        }
+        handles
+    }
 }
 
 /// Whether the request announces a body longer than the limit.
@@ -146,13 +214,11 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
         (!own).then(|| requested.unwrap_or_default().to_owned())
     };
     // Route templates, never raw paths: unbounded label values would grow the registry.
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || "unmatched".to_owned(),
-        |matched| matched.as_str().to_owned(),
-    );
+    let route = request.extensions().get::<MatchedPath>().cloned();
     // Only the id in the span (formatting span fields costs on every request); the method
     // and path are on the lines that need them (denials, "finished processing request").
-    let span = tracing::info_span!("request", request_id = %id);
+    // A `&str` value is written as it is; `%id` went through `format!` first.
+    let span = tracing::info_span!("request", request_id = id.as_str());
     let (method_text, path_text) = if tracing::enabled!(tracing::Level::DEBUG) {
         (Some(request.method().clone()), Some(path.to_owned()))
     } else {
@@ -224,10 +290,11 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 
-    let status = status.as_u16().to_string();
-    metrics::counter!(metric::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!(metric::HTTP_DURATION, "method" => method, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
+    frame.metrics.record(
+        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }

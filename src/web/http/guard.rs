@@ -8,12 +8,16 @@ use std::sync::Arc;
 use axum::{
     Json,
     extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
-use tower_sessions::Session;
+use tower_sessions::{
+    Expiry, Session,
+    cookie::{Cookie, SameSite},
+    session::Id,
+};
 
 use super::{
     Rendered,
@@ -27,32 +31,75 @@ use crate::{
     web::AppState,
 };
 
-/// What a group of routes asks of a request: whether to load the user's session list too
-/// (the account page lists them), and which role, if any, the routes need.
+/// What a group of routes asks of a request: what to know about the session's holder
+/// (the account page lists their sessions; the API needs no CSRF token), and which role,
+/// if any, the routes need.
 #[derive(Clone)]
 pub struct Gate {
     pub state: AppState,
     pub required: Option<Role>,
-    pub with_sessions: bool,
+    pub lookup: session::Lookup,
     /// Whether `--require-mfa` applies to these routes (everything protected but the
     /// account pages, where enrolment happens).
     pub enforce_mfa: bool,
 }
 
-/// Middleware: resolves the request's [`Authentication`], stores it in the extensions,
+/// Middleware: resolves the request's [`Authentication`] (from the session cookie, see
+/// [`session_cookie`]), stores it in the extensions,
 /// and — when the routes need a role — answers the 401 or 403 itself. One layer instead of
 /// two: each axum middleware layer costs a boxed future and a service clone per request.
-pub async fn gate(
-    State(gate): State<Gate>,
-    session: Session,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let authentication = match authenticate(&gate, &session, &parts).await {
+    let authentication = match authenticate(&gate, &parts).await {
         Ok(authentication) => authentication,
         Err(err) => return err.into_response(),
     };
+    let cookie_expires = remembered_cookie_expires(&gate.state, &authentication);
+    // Present where the session layer wraps the routes (not on the read-only hot pages).
+    let session = parts.extensions.get::<Session>().cloned();
+    let (authentication, reissued) = match reissue(&gate.state, &parts, authentication).await {
+        Ok(kept) => kept,
+        Err(err) => return err.into_response(),
+    };
+    let mut response = answer(&gate, parts, body, authentication, next).await;
+    if let Some(cookie) = reissued {
+        // On every answer, a 403 included: the old token no longer works.
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    if let (Some(expires), Some(session)) = (cookie_expires, session)
+        && session.is_modified()
+    {
+        // The session layer is about to write the cookie again (a new id after
+        // re-authentication or a password change): it keeps its lifetime. Only then: setting
+        // an expiry marks the session changed, which would cost a write on every request.
+        session.set_expiry(Some(Expiry::AtDateTime(expires)));
+    }
+    response
+}
+
+/// When a remembered session's cookie should expire: past the session's end by the
+/// tombstone period, so someone returning after it ended is told "your session has
+/// expired" rather than "please sign in". `None` for other sessions (browser-session
+/// cookies).
+fn remembered_cookie_expires(
+    state: &AppState,
+    authentication: &Authentication,
+) -> Option<time::OffsetDateTime> {
+    match authentication {
+        Authentication::SignedIn(user) if user.remembered => {
+            Some(user.absolute_expires_at + state.settings.session_tombstone)
+        }
+        _ => None,
+    }
+}
+
+async fn answer(
+    gate: &Gate,
+    parts: Parts,
+    body: axum::body::Body,
+    authentication: Authentication,
+    next: Next,
+) -> Response {
     let Some(required) = gate.required else {
         let mut request = Request::from_parts(parts, body);
         request.extensions_mut().insert(authentication);
@@ -80,30 +127,61 @@ pub async fn gate(
     }
 }
 
+/// A remembered session ("keep me signed in") whose token is a day old: a page view
+/// re-issues it (`session::reissue`). Returns the user with the new token (and the CSRF
+/// token that goes with it, for the page's forms) and the `Set-Cookie` header to send.
+async fn reissue(
+    state: &AppState,
+    parts: &Parts,
+    authentication: Authentication,
+) -> Result<(Authentication, Option<HeaderValue>), AppError> {
+    let Authentication::SignedIn(user) = &authentication else {
+        return Ok((authentication, None));
+    };
+    if !user.reissue_due || parts.method != Method::GET {
+        return Ok((authentication, None));
+    }
+    let cookie_expires = user.absolute_expires_at + state.settings.session_tombstone;
+    let Some(token) = session::reissue(&state.pool, user).await? else {
+        return Ok((authentication, None));
+    };
+    let cookie = Cookie::build((state.settings.session_cookie_name(), token.to_string()))
+        .http_only(true)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        // Like the session layer's own cookies: Max-Age (and Expires for old browsers).
+        .max_age(cookie_expires - time::OffsetDateTime::now_utc())
+        .expires(cookie_expires)
+        .build();
+    let Ok(header) = HeaderValue::from_str(&cookie.to_string()) else {
+        return Ok((authentication, None));
+    };
+    tracing::info!(user = %user.username, "remembered session: token re-issued");
+    let mut renewed = SessionUser::clone(user);
+    renewed.token = token;
+    renewed.csrf_token = state.csrf.session_token(token);
+    renewed.reissue_due = false;
+    Ok((Authentication::SignedIn(Arc::new(renewed)), Some(header)))
+}
+
 /// Who holds this request's session; the first request to see a session expired records
 /// the expiry in the audit trail.
-async fn authenticate(
-    gate: &Gate,
-    session: &Session,
-    parts: &Parts,
-) -> Result<Authentication, AppError> {
+async fn authenticate(gate: &Gate, parts: &Parts) -> Result<Authentication, AppError> {
     let state = &gate.state;
-    let Some(token) = session.id() else {
-        let cookie = state.settings.session_cookie_name();
-        return Ok(Authentication::NotSignedIn(
-            if has_session_cookie(&parts.headers, cookie) {
-                NotSignedIn::TamperedCookie
-            } else {
-                NotSignedIn::NoSession
-            },
-        ));
+    let token = match session_cookie(&parts.headers, state.settings.session_cookie_name()) {
+        SessionCookie::Absent => return Ok(Authentication::NotSignedIn(NotSignedIn::NoSession)),
+        SessionCookie::Malformed => {
+            return Ok(Authentication::NotSignedIn(NotSignedIn::TamperedCookie));
+        }
+        SessionCookie::Id(token) => token,
     };
     let (authentication, newly_expired) = session::resolve(
         &state.pool,
         &state.csrf,
         &state.settings,
         token,
-        gate.with_sessions,
+        gate.lookup,
     )
     .await?;
     if let Some(expired) = newly_expired {
@@ -154,13 +232,36 @@ async fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
 /// Where `--require-mfa` sends people without a second factor.
 pub const ENROL_REQUIRED: &str = "/account/two-factor?required=1";
 
-fn has_session_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers
+/// The session cookie of a request, as the guard sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum SessionCookie {
+    Absent,
+    /// Present, but not a well-formed session id.
+    Malformed,
+    Id(Id),
+}
+
+/// Reads the session id from the `Cookie` header itself. The hot pages (the account page,
+/// reports, the API) run without tower-sessions' layer, which parses every cookie into a
+/// jar and sets up a `Session` per request that those pages never use; the guard needs one
+/// value. It reads it as tower-cookies and tower-sessions do: pairs split on `;`, name and
+/// value trimmed (quotes kept), the last of several cookies of that name winning.
+fn session_cookie(headers: &HeaderMap, name: &str) -> SessionCookie {
+    let value = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .any(|pair| pair.trim_start().split('=').next() == Some(name))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim())
+        .next_back();
+    let Some(value) = value else {
+        return SessionCookie::Absent;
+    };
+    value
+        .parse::<Id>()
+        .map_or(SessionCookie::Malformed, SessionCookie::Id)
 }
 
 /// Extractor for handlers behind a role guard: the signed-in user.
@@ -196,5 +297,54 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
                 .get::<Authentication>()
                 .and_then(|auth| auth.user().cloned()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::COOKIE, HeaderValue::from_str(value).expect("value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_session_cookie_is_read_like_tower_cookies_reads_it() {
+        let id = Id::default();
+        let name = "portcullis_session";
+        assert_eq!(session_cookie(&cookies(&[]), name), SessionCookie::Absent);
+        assert_eq!(
+            session_cookie(&cookies(&["other=1; portcullis_sessionx=2"]), name),
+            SessionCookie::Absent
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("a=1;  {name} = {id} ; b=2")]), name),
+            SessionCookie::Id(id)
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=\"{id}\"")]), name),
+            SessionCookie::Malformed
+        );
+        // Several: the last one counts (tower-cookies' jar keeps the last of a name).
+        let other = Id::default();
+        assert_eq!(
+            session_cookie(
+                &cookies(&[&format!("{name}={other}"), &format!("{name}={id}")]),
+                name
+            ),
+            SessionCookie::Id(id)
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=not-an-id")]), name),
+            SessionCookie::Malformed
+        );
+        assert_eq!(
+            session_cookie(&cookies(&[&format!("{name}=")]), name),
+            SessionCookie::Malformed
+        );
     }
 }

@@ -81,6 +81,8 @@ struct AccountPage {
     signed_in_at: String,
     idle_expires_at: String,
     absolute_expires_at: String,
+    /// "Keep me signed in" with no idle limit (not an administrator's session).
+    kept_signed_in: bool,
     previous_sign_in: Option<String>,
     previous_ip: Option<String>,
     sessions: Vec<SessionLine>,
@@ -137,6 +139,7 @@ fn account_page(
             signed_in_at: display_time(user.created_at),
             idle_expires_at: display_time(user.idle_expires_at),
             absolute_expires_at: display_time(user.absolute_expires_at),
+            kept_signed_in: user.remembered && user.idle_expires_at >= user.absolute_expires_at,
             previous_sign_in: user.prev_sign_in_at.map(display_time),
             previous_ip: user.prev_sign_in_ip.clone(),
             sessions,

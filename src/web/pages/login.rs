@@ -68,6 +68,10 @@ struct LoginPage {
     passkeys: PasskeyUi,
     /// Why a passkey sign-in failed (the password form's message is `error`).
     passkey_error: Option<&'static str>,
+    /// "Keep me signed in for N days" (`--remember-days`; hidden when off), and whether
+    /// it stays ticked when the form comes back.
+    remember_days: Option<i64>,
+    remember: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,13 +106,20 @@ pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
     value
 }
 
+/// What the person typed, shown again when the form comes back (never the password).
+#[derive(Debug, Default)]
+pub struct Typed {
+    pub username: String,
+    pub remember: bool,
+}
+
 pub fn login_page(
     state: &AppState,
     cookies: &Cookies,
     status: StatusCode,
     notice: Option<Notice>,
     error: Option<&'static str>,
-    username: String,
+    typed: Typed,
     next: Option<String>,
 ) -> Response {
     let cookie = anonymous_csrf_cookie(state, cookies);
@@ -121,11 +132,13 @@ pub fn login_page(
             notice_contact: notice == Some(Notice::Revoked),
             forget_pages: notice.map(|_| FORGET_PAGES),
             error,
-            username,
+            username: typed.username,
             next: next.unwrap_or_default(),
             csrf: state.csrf.anonymous_token(&cookie),
             passkeys: PasskeyUi::new(state),
             passkey_error: None,
+            remember_days: remember_days(state),
+            remember: typed.remember,
         },
     )
 }
@@ -152,6 +165,8 @@ pub fn passkey_refused(
             csrf: state.csrf.anonymous_token(&cookie),
             passkeys: PasskeyUi::new(state),
             passkey_error: Some(message),
+            remember_days: remember_days(state),
+            remember: false,
         },
     )
 }
@@ -236,9 +251,18 @@ pub async fn form(
         StatusCode::OK,
         notice,
         None,
-        String::new(),
+        Typed::default(),
         next,
     )
+}
+
+fn remember_days(state: &AppState) -> Option<i64> {
+    state.settings.remember.map(|days| days.whole_days())
+}
+
+/// An HTML checkbox: sent as `on` when ticked, absent otherwise.
+pub fn ticked(value: &str) -> bool {
+    value == "on"
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +275,8 @@ pub struct LoginForm {
     next: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    remember: String,
 }
 
 pub async fn submit(
@@ -271,7 +297,7 @@ pub async fn submit(
                 StatusCode::BAD_REQUEST,
                 None,
                 Some(REFUSED_INPUT),
-                String::new(),
+                Typed::default(),
                 None,
             ));
         }
@@ -305,7 +331,10 @@ pub async fn submit(
             StatusCode::BAD_REQUEST,
             None,
             Some("Enter both your username and your password."),
-            typed_username,
+            Typed {
+                username: typed_username,
+                remember: ticked(&form.remember),
+            },
             next,
         ));
     }
@@ -318,6 +347,7 @@ pub async fn submit(
         ip: &client_ip(&parts),
         user_agent: user_agent(&parts.headers),
         device_cookie: device_cookie.as_deref(),
+        remember: ticked(&form.remember),
     };
     let outcome = sign_in::sign_in(&sign_in_context(&state), &session, attempt).await?;
     match outcome {
@@ -365,7 +395,10 @@ pub async fn submit(
                 StatusCode::UNAUTHORIZED,
                 None,
                 Some(INVALID_CREDENTIALS),
-                typed_username,
+                Typed {
+                    username: typed_username,
+                    remember: ticked(&form.remember),
+                },
                 next,
             )))
         }
@@ -375,7 +408,7 @@ pub async fn submit(
 /// What signing in needs from the application state.
 pub fn sign_in_context(state: &AppState) -> sign_in::Context<'_> {
     sign_in::Context {
-        pool: &state.pool,
+        pool: &state.sign_in_pool,
         hasher: &state.hasher,
         key: &state.csrf,
         settings: &state.settings,

@@ -214,6 +214,8 @@ pub struct PasskeySignInForm {
     next: String,
     #[serde(default)]
     credential: String,
+    #[serde(default)]
+    remember: String,
 }
 
 /// `POST /login/passkey`: signs in with a passkey alone.
@@ -239,6 +241,7 @@ pub async fn sign_in(
         ip: &client_ip(&parts),
         user_agent: user_agent(&parts.headers),
         device_cookie: device_cookie.as_deref(),
+        remember: login::ticked(&form.remember),
     };
     let cx = login::sign_in_context(&state);
     match passkey_sign_in::sign_in(&cx, &session, attempt).await? {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::{
+    accounts::own,
     audit::{Actor, AuditEvent},
     auth::{
         Role, SessionUser,
@@ -157,6 +158,7 @@ pub async fn register(
     match stored {
         Ok(summary) => {
             tracing::info!(user = %user.username, passkey = summary.id, "passkey registered");
+            own::end_remembered_elsewhere(&state.pool, user.user_id, user.session_id).await?;
             Ok(Redirect::to(&format!("{PATH}?done=added")).into_response())
         }
         Err(refused) => {
@@ -204,5 +206,6 @@ pub async fn remove(
         return page(&state, &user, StatusCode::NOT_FOUND, None, Some(problem)).await;
     }
     tracing::info!(user = %user.username, passkey = id, "passkey removed");
+    own::end_remembered_elsewhere(&state.pool, user.user_id, user.session_id).await?;
     Ok(Redirect::to(&format!("{PATH}?done=removed")).into_response())
 }

@@ -126,6 +126,9 @@ pub async fn enable(
         OffsetDateTime::now_utc(),
     )
     .await?;
+    if codes.is_some() {
+        own::end_remembered_elsewhere(&state.pool, user.user_id, user.session_id).await?;
+    }
     let Some(codes) = codes else {
         let problem = "That code is not right. Enter the code the app shows now (it changes every 30 seconds).";
         return page(
@@ -175,6 +178,7 @@ pub async fn new_codes(
     }
     let actor = Actor::new(&user.username, audit_meta(&parts));
     let codes = second_factor::regenerate_codes(&state.pool, &actor, user.user_id).await?;
+    own::end_remembered_elsewhere(&state.pool, user.user_id, user.session_id).await?;
     Ok(codes_page(
         &state,
         &user,

@@ -356,6 +356,9 @@ async fn keyboard_focus_is_visible_and_the_skip_link_works() {
         assert_eq!(browser.focused_id().await, "password");
         assert_focus_ring(&browser, &format!("{scheme}, sign-in, password")).await;
         browser.press(Key::Tab).await;
+        assert_eq!(browser.focused_id().await, "remember", "keep me signed in");
+        assert_focus_ring(&browser, &format!("{scheme}, sign-in, keep me signed in")).await;
+        browser.press(Key::Tab).await;
         let button = assert_focus_ring(&browser, &format!("{scheme}, sign-in, button")).await;
         assert_eq!(button["text"], "Sign in", "{button}");
     }

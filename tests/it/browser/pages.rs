@@ -192,6 +192,8 @@ pub async fn app() -> TestApp {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
         settings.mail = MailSettings::from_flags(Some(&smtp.url()), Some(crate::mail::FROM))
             .expect("mail settings");
+        // The sign-in page with its "Keep me signed in" box.
+        settings.remember = Some(time::Duration::days(30));
     })
     .await;
     for (name, role) in PEOPLE {

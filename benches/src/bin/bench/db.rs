@@ -149,6 +149,28 @@ impl Db {
         })
     }
 
+    /// CPU time (µs) used so far by the private cluster's processes: the postmaster (with
+    /// the backends that have exited) and its live children. `None` with DATABASE_URL.
+    pub fn postgres_cpu_us(&self) -> Option<u64> {
+        let cluster = self.cluster.as_ref()?;
+        let pid_file = std::fs::read_to_string(cluster.pgdata().join("postmaster.pid")).ok()?;
+        let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+        let mut total = crate::servers::cpu_us_with_children_of(postmaster);
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if crate::servers::parent_of(pid) == Some(postmaster) {
+                total += crate::servers::cpu_us_of(pid);
+            }
+        }
+        Some(total)
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         let mut url = self.base.clone();

@@ -55,11 +55,63 @@ pub struct LoadResult {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+    /// The latency distribution: (µs, count), ascending; kept in memory only, to pool runs.
+    #[serde(skip)]
+    pub latency_us: Vec<(u64, u64)>,
 }
 
 impl LoadResult {
     pub fn errors(&self) -> u64 {
         self.unexpected + self.socket_errors
+    }
+
+    /// Several runs as one: counts added, latency percentiles of the pooled distribution.
+    pub fn pooled(runs: &[LoadResult]) -> LoadResult {
+        let mut latency: Vec<(u64, u64)> = runs.iter().flat_map(|r| r.latency_us.clone()).collect();
+        latency.sort_unstable();
+        let total: u64 = latency.iter().map(|(_, n)| n).sum();
+        let percentile = |p: f64| {
+            let wanted = (p / 100.0 * total as f64).ceil() as u64;
+            let mut seen = 0;
+            for (value, count) in &latency {
+                seen += count;
+                if seen >= wanted.max(1) {
+                    return *value as f64 / 1000.0;
+                }
+            }
+            0.0
+        };
+        let requests: u64 = runs.iter().map(|r| r.requests).sum();
+        let duration_s: f64 = runs.iter().map(|r| r.duration_s).sum();
+        let mut statuses: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.unexpected_statuses.is_empty())
+            .map(|r| r.unexpected_statuses.clone())
+            .collect();
+        statuses.dedup();
+        LoadResult {
+            connections: runs.first().map_or(0, |r| r.connections),
+            requests,
+            duration_s,
+            rps: requests as f64 / duration_s.max(1e-9),
+            ok: runs.iter().map(|r| r.ok).sum(),
+            unexpected: runs.iter().map(|r| r.unexpected).sum(),
+            unexpected_statuses: statuses.join(";"),
+            socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+            bytes: runs.iter().map(|r| r.bytes).sum(),
+            p50_ms: percentile(50.0),
+            p90_ms: percentile(90.0),
+            p99_ms: percentile(99.0),
+            p999_ms: percentile(99.9),
+            max_ms: latency.last().map_or(0.0, |(v, _)| *v as f64 / 1000.0),
+            mean_ms: latency
+                .iter()
+                .map(|(v, n)| *v as f64 * *n as f64)
+                .sum::<f64>()
+                / total.max(1) as f64
+                / 1000.0,
+            latency_us: latency,
+        }
     }
 }
 
@@ -81,6 +133,9 @@ struct WrkJson {
     p999_us: f64,
     max_us: f64,
     mean_us: f64,
+    /// value, count, value, count, ...
+    #[serde(default)]
+    dist: Vec<u64>,
 }
 
 /// A prepared load: the script and request file on disk.
@@ -101,7 +156,8 @@ impl Load {
         expect: &str,
     ) -> anyhow::Result<Load> {
         let script = work_dir.join("bench.lua");
-        if !script.exists() {
+        // Rewritten when it differs: a work directory outlives the build that filled it.
+        if std::fs::read_to_string(&script).ok().as_deref() != Some(SCRIPT) {
             std::fs::write(&script, SCRIPT).context("writing the wrk script")?;
         }
         let mut text = String::new();
@@ -180,6 +236,7 @@ impl Load {
             p999_ms: ms(raw.p999_us),
             max_ms: ms(raw.max_us),
             mean_ms: ms(raw.mean_us),
+            latency_us: raw.dist.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
         })
     }
 }

@@ -138,23 +138,41 @@ pub fn rss_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (so index 0 is field 3).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; the fields after it do not.
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .collect(),
+    )
+}
+
 /// CPU time (user + system) of process `pid` in microseconds, from `/proc/<pid>/stat`
 /// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
 pub fn cpu_us_of(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(fields) = stat_fields(pid) else {
         return 0;
     };
-    // The command name (field 2) may contain spaces; the fields after it do not.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // `rest` starts at field 3, so fields 14 and 15 are at indices 11 and 12.
+    let ticks = |i: usize| fields.get(i).copied().unwrap_or(0);
+    // Fields 14 and 15 are at indices 11 and 12.
     (ticks(11) + ticks(12)) * 10_000
+}
+
+/// As [`cpu_us_of`], plus the CPU time of its children that have exited (fields 16, 17).
+pub fn cpu_us_with_children_of(pid: u32) -> u64 {
+    let Some(fields) = stat_fields(pid) else {
+        return 0;
+    };
+    let ticks = |i: usize| fields.get(i).copied().unwrap_or(0);
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) * 10_000
+}
+
+/// The parent of process `pid` (field 4).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?
+        .get(1)
+        .and_then(|p| u32::try_from(*p).ok())
 }

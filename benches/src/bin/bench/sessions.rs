@@ -12,6 +12,11 @@ pub fn member(k: usize) -> String {
     format!("member{k}")
 }
 
+/// The users the sign-in scenarios sign in (never the page load's).
+pub fn flooder(k: usize) -> String {
+    format!("flooder{k}")
+}
+
 /// `application/x-www-form-urlencoded` for our ASCII values.
 pub fn form_encode(value: &str) -> String {
     let mut out = String::new();
@@ -185,6 +190,14 @@ pub async fn preflight(server: &Server, cookie: &str) -> anyhow::Result<PageByte
         forbidden.status()
     );
     let forbidden = forbidden.text().await?;
+    let me = get("/api/me", Some(cookie)).await?;
+    ensure!(
+        me.status() == StatusCode::OK,
+        "{}: GET /api/me with a session answered {}",
+        server.name,
+        me.status()
+    );
+    let me = me.text().await?;
     let anon = get("/account", None).await?;
     let location = anon
         .headers()
@@ -202,5 +215,21 @@ pub async fn preflight(server: &Server, cookie: &str) -> anyhow::Result<PageByte
         server: server.name.into(),
         account: account.len(),
         forbidden: forbidden.len(),
+        api_me: me.len(),
     })
+}
+
+/// Warns when the ceiling's account page is not the size of Portcullis' (the ceiling
+/// mirrors `templates/account.html` by hand: a template change must be followed there).
+pub fn compare_pages(pages: &[PageBytes]) {
+    let size = |name: &str| pages.iter().find(|p| p.server == name).map(|p| p.account);
+    if let (Some(ours), Some(ceiling)) = (size("portcullis"), size("ceiling")) {
+        let difference = ours.abs_diff(ceiling) as f64 / ours.max(1) as f64;
+        if difference > 0.02 {
+            crate::log(format!(
+                "warning: the ceiling's /account page is {ceiling} bytes, Portcullis' {ours}: \
+                 update benches/src/page.rs to match templates/account.html"
+            ));
+        }
+    }
 }

@@ -33,6 +33,8 @@ pub fn page(state: &AppState, cookies: &Cookies, next: Option<String>) -> Respon
             csrf: state.csrf.anonymous_token(&cookie),
             passkeys: PasskeyUi::new(state),
             passkey_error: None,
+            remember_days: super::remember_days(state),
+            remember: false,
         },
     )
 }

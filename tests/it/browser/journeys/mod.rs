@@ -7,10 +7,12 @@
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
 //! - `strong`: two-step verification, re-authentication and passkeys (15–17).
-//! - `recovery`: "Forgot your password?" with mail on (18).
+//! - `remembered`: "keep me signed in" across the browser closing (18).
+//! - `recovery`: "Forgot your password?" with mail on (19).
 
 mod administration;
 mod recovery;
+mod remembered;
 mod signing_in;
 mod strong;
 
@@ -25,6 +27,7 @@ use signing_in::{
 };
 
 use recovery::forgot_password_then_sign_in;
+use remembered::kept_signed_in;
 use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
 use super::{
@@ -140,6 +143,12 @@ async fn a_passkey_is_added_used_to_sign_in_alone_and_to_confirm_its_removal() {
 }
 
 #[tokio::test]
+async fn keep_me_signed_in_outlives_the_browser_closing_and_sign_out_ends_it() {
+    let Some(turn) = turn().await else { return };
+    kept_signed_in(&turn, Js::On).await;
+}
+
+#[tokio::test]
 async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
     let Some(turn) = turn().await else { return };
     forgot_password_then_sign_in(&turn, Js::On).await;
@@ -165,6 +174,7 @@ async fn every_journey_works_without_javascript() {
     two_step_verification(&turn, Js::Off).await;
     reauthenticate_mid_change(&turn, Js::Off).await;
     passkeys(&turn, Js::Off).await;
+    kept_signed_in(&turn, Js::Off).await;
     forgot_password_then_sign_in(&turn, Js::Off).await;
 }
 

@@ -11,7 +11,7 @@ use crate::{
 
 const NEW_PASSWORD: &str = "velvet harbor compass tundra 17";
 
-/// 18. "Forgot your password?" from the sign-in page to signing in with the new password.
+/// 19. "Forgot your password?" from the sign-in page to signing in with the new password.
 pub(super) async fn forgot_password_then_sign_in(turn: &Turn, js: Js) {
     let smtp = SmtpServer::start();
     let app = app_with_mail(&smtp).await;

@@ -1,0 +1,249 @@
+//! Before the measurements: the databases seeded with the same users, the servers
+//! started; and the round-trip census, which runs a second instance of each server.
+
+use std::{path::Path, time::Duration};
+
+use portcullis::{
+    accounts::admin,
+    audit::Actor,
+    auth::{Role, password::PasswordHasher},
+};
+use sqlx::PgPool;
+
+use crate::{
+    Census, Plan, REPO, Subject,
+    db::Db,
+    load::{Load, Request},
+    log, proxy,
+    servers::{Server, free_port},
+    sessions, stages,
+};
+
+/// Everyone the sign-in and page scenarios use: the page users, then the flood's.
+fn all_users(plan: &Plan) -> impl Iterator<Item = String> {
+    (0..plan.users)
+        .map(sessions::member)
+        .chain((0..plan.flood_users).map(sessions::flooder))
+}
+
+pub async fn seed_portcullis(
+    db: &Db,
+    name: &str,
+    hasher: &PasswordHasher,
+    plan: &Plan,
+) -> anyhow::Result<PgPool> {
+    let pool = db.recreate(name).await?;
+    portcullis::db::migrate(&pool).await?;
+    for name in all_users(plan) {
+        admin::create(
+            &pool,
+            hasher,
+            &Actor::cli(),
+            &name,
+            portcullis_bench::PASSWORD,
+            Role::Member,
+            15,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+    }
+    Ok(pool)
+}
+
+pub async fn seed_ceiling(db: &Db, plan: &Plan) -> anyhow::Result<PgPool> {
+    let pool = db.recreate("bench_ceiling").await?;
+    portcullis_bench::apply_schema(&pool, portcullis_bench::CEILING_SCHEMA).await?;
+    for k in 0..plan.users {
+        sqlx::query("INSERT INTO users (username, role) VALUES ($1, 'member')")
+            .bind(sessions::member(k))
+            .execute(&pool)
+            .await?;
+    }
+    for i in 0..plan.sessions {
+        let token = sessions::random_token();
+        sqlx::query(
+            "INSERT INTO tokens (token, user_id, expires_at) \
+             SELECT $1, id, now() + interval '1 day' FROM users WHERE username = $2",
+        )
+        .bind(token)
+        .bind(sessions::member(i % plan.users))
+        .execute(&pool)
+        .await?;
+    }
+    Ok(pool)
+}
+
+pub async fn seed_peer(db: &Db, plan: &Plan) -> anyhow::Result<PgPool> {
+    let pool = db.recreate("bench_peer").await?;
+    portcullis_bench::apply_schema(&pool, portcullis_bench::PEER_SCHEMA).await?;
+    for name in all_users(plan) {
+        // password_auth's defaults are argon2id m=19456 KiB, t=2, p=1: Portcullis' own.
+        let hash = tokio::task::spawn_blocking(|| {
+            password_auth::generate_hash(portcullis_bench::PASSWORD)
+        })
+        .await?;
+        sqlx::query("INSERT INTO users (username, password, role) VALUES ($1, $2, 'member')")
+            .bind(name)
+            .bind(hash)
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
+}
+
+pub async fn start_portcullis(
+    bins: &Path,
+    db: &Db,
+    db_name: &str,
+    logs: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
+    start_portcullis_at(bins, &db.url(db_name), logs, "portcullis", extra).await
+}
+
+pub async fn start_portcullis_at(
+    bins: &Path,
+    url: &str,
+    logs: &Path,
+    log_name: &str,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mut args = vec![
+        "serve".to_owned(),
+        "--bind".into(),
+        format!("127.0.0.1:{port}"),
+        "--database-url".into(),
+        url.to_owned(),
+        "--static-dir".into(),
+        format!("{REPO}/static"),
+        // The flood scenario reads Portcullis' stage timings from /metrics.
+        "--metrics-token".into(),
+        stages::METRICS_TOKEN.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Server::start(
+        "portcullis",
+        &bins.join("portcullis"),
+        &args,
+        port,
+        &logs.join(format!("{log_name}.log")),
+    )
+    .await
+}
+
+pub async fn start_app(
+    bins: &Path,
+    name: &'static str,
+    db: &Db,
+    db_name: &str,
+    logs: &Path,
+) -> anyhow::Result<Server> {
+    start_app_at(bins, name, &db.url(db_name), logs, name).await
+}
+
+pub async fn start_app_at(
+    bins: &Path,
+    name: &'static str,
+    url: &str,
+    logs: &Path,
+    log_name: &str,
+) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let args = vec![
+        "--bind".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--database-url".into(),
+        url.to_owned(),
+    ];
+    Server::start(
+        name,
+        &bins.join(name),
+        &args,
+        port,
+        &logs.join(format!("{log_name}.log")),
+    )
+    .await
+}
+
+/// Round trips per request, counted by a second instance of the server whose database
+/// connection goes through the counting proxy.
+pub async fn round_trip_census(
+    bins: &Path,
+    db: &Db,
+    work: &Path,
+    logs: &Path,
+    s: &Subject,
+    plan: &Plan,
+) -> anyhow::Result<Vec<Census>> {
+    let (port, counters, proxy_task) = proxy::start(db.upstream.clone()).await?;
+    let url = db.proxied_url(s.db_name, port)?;
+    let log_name = format!("{}-census", s.server.name);
+    let instance = match s.server.name {
+        "portcullis" => start_portcullis_at(bins, &url, logs, &log_name, &[]).await?,
+        name => start_app_at(bins, name, &url, logs, &log_name).await?,
+    };
+    let member_cookies = || s.cookies.iter().cloned();
+    let scenarios: [(&'static str, Vec<Request>, &str); 4] = [
+        ("anonymous", vec![Request::get("/account", "")], "3xx"),
+        (
+            "hot",
+            member_cookies()
+                .map(|c| Request::get("/account", c))
+                .collect(),
+            "200",
+        ),
+        (
+            "api",
+            member_cookies()
+                .map(|c| Request::get("/api/me", c))
+                .collect(),
+            "200",
+        ),
+        (
+            "forbidden",
+            member_cookies()
+                .map(|c| Request::get("/reports", c))
+                .collect(),
+            "403",
+        ),
+    ];
+    let mut out = Vec::new();
+    let seconds = Duration::from_secs(plan.census_s);
+    for (scenario, requests, expect) in scenarios {
+        let load = Load::prepare(
+            work,
+            &format!("{}-census-{scenario}", s.server.name),
+            &instance.base,
+            &requests,
+            expect,
+        )?;
+        // Warm: every pooled connection open and its statements prepared.
+        load.run(plan.census_connections, Duration::from_secs(1))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = counters.snapshot();
+        let result = load.run(plan.census_connections, seconds).await?;
+        // sqlx returns connections to the pool (and pings them) after the response.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let delta = counters.snapshot().since(&before);
+        log(format!(
+            "  {:<10} {:<9} {:.2} round trips/request ({:.2} with statements, {:.2} pings) over {} requests",
+            s.server.name,
+            scenario,
+            delta.round_trips() as f64 / result.requests.max(1) as f64,
+            delta.statement_round_trips as f64 / result.requests.max(1) as f64,
+            delta.ping_round_trips as f64 / result.requests.max(1) as f64,
+            result.requests
+        ));
+        out.push(Census {
+            server: s.server.name.into(),
+            scenario: scenario.into(),
+            requests: result.requests,
+            round_trips: delta,
+        });
+    }
+    instance.stop().await;
+    proxy_task.abort();
+    Ok(out)
+}
