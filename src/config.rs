@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Role;
 
+mod relying_party;
+pub use relying_party::RelyingParty;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
@@ -262,6 +265,15 @@ pub struct ServeArgs {
     /// repeat the flag or separate with commas). None by default.
     #[arg(long = "trusted-proxy", env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Send mail (address verification, "Forgot your password?", links) through this SMTP
+    /// server: `smtp://host:25` (plain), `smtp://host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465`. Unset: no e-mail features anywhere.
+    #[arg(long, env = "PORTCULLIS_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of those mails, e.g. `Portcullis <login@example.com>`; needed with
+    /// --smtp-url.
+    #[arg(long, env = "PORTCULLIS_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 fn parse_duration_or_zero(value: &str) -> Result<time::Duration, String> {
@@ -429,63 +441,12 @@ pub struct Settings {
     pub public_url: Option<url::Url>,
     /// Whom passkeys are made for: from `--public-url`, else `http://localhost:PORT`.
     pub relying_party: RelyingParty,
+    /// `--smtp-url` and `--mail-from`, checked (`crate::mail`); `None`: no e-mail at all.
+    pub mail: Option<crate::mail::MailSettings>,
     /// `--link-lifetime`: how long one-time links work.
     pub link_lifetime: time::Duration,
     /// Where one-time links point: `--public-url`, else the bind address ([`site_url`]).
     pub site_url: url::Url,
-}
-
-/// The WebAuthn relying party: the id passkeys are bound to (a domain name) and the one
-/// origin whose pages may use them. Both come from the address people open, so they match
-/// what the browser sees: `--public-url`, or without it `http://localhost:PORT` of the bind
-/// address (browsers treat `localhost` as a secure context; an IP address can never be a
-/// relying party id, so `http://127.0.0.1:PORT` cannot use passkeys at all).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelyingParty {
-    pub id: String,
-    pub origin: url::Url,
-}
-
-impl RelyingParty {
-    /// From `--public-url`, or `http://localhost:PORT` of the bind address without it. An
-    /// unusable public URL is an error saying why (start-up fails, rather than every
-    /// passkey ceremony in the browser).
-    pub fn new(public_url: Option<&url::Url>, bind: SocketAddr) -> Result<RelyingParty, String> {
-        let Some(url) = public_url else {
-            return Ok(RelyingParty::local(bind.port()));
-        };
-        let Some(id) = url.domain() else {
-            return Err(format!(
-                "--public-url {url}: passkeys (WebAuthn) need a domain name, and {} is an IP \
-                 address, which browsers never accept as a relying party id. Use the DNS name \
-                 people open, or leave --public-url unset on a machine of your own (passkeys \
-                 then work at http://localhost:PORT)",
-                url.host_str().unwrap_or_default()
-            ));
-        };
-        let id = id.trim_end_matches('.').to_ascii_lowercase();
-        let local = id == "localhost" || id.ends_with(".localhost");
-        if url.scheme() != "https" && !local {
-            return Err(format!(
-                "--public-url {url}: passkeys (WebAuthn) work only on https:// sites (or \
-                 http://localhost, which browsers treat as secure). Give the https:// address \
-                 people open (TLS may end at a proxy in front)"
-            ));
-        }
-        let origin = url::Url::parse(&url.origin().ascii_serialization())
-            .map_err(|e| format!("--public-url {url}: {e}"))?;
-        Ok(RelyingParty { id, origin })
-    }
-
-    /// `http://localhost:PORT`, relying party id `localhost`.
-    pub fn local(port: u16) -> RelyingParty {
-        let origin = url::Url::parse(&format!("http://localhost:{port}"))
-            .unwrap_or_else(|_| unreachable!("a valid URL"));
-        RelyingParty {
-            id: "localhost".to_owned(),
-            origin,
-        }
-    }
 }
 
 impl Settings {
@@ -509,6 +470,11 @@ impl Settings {
         }
         let relying_party = RelyingParty::new(args.public_url.as_ref(), args.bind)
             .map_err(|why| anyhow::anyhow!(why))?;
+        let mail = crate::mail::MailSettings::from_flags(
+            args.smtp_url.as_deref(),
+            args.mail_from.as_deref(),
+        )
+        .map_err(|why| anyhow::anyhow!(why))?;
         Ok(Self {
             idle_timeout: args.idle_timeout,
             absolute_timeout: args.absolute_timeout,
@@ -543,6 +509,7 @@ impl Settings {
             trusted_proxies: args.trusted_proxies.clone(),
             public_url: args.public_url.clone(),
             relying_party,
+            mail,
             link_lifetime: args.link_lifetime,
             site_url: site_url(args.public_url.as_ref(), args.bind),
         })
@@ -606,49 +573,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rp(url: Option<&str>) -> Result<RelyingParty, String> {
-        let url = url.map(|u| url::Url::parse(u).expect("url"));
-        RelyingParty::new(url.as_ref(), "127.0.0.1:3000".parse().expect("address"))
-    }
-
-    #[test]
-    fn the_relying_party_is_the_public_url_or_localhost() {
-        let local = rp(None).expect("local");
-        assert_eq!(local.id, "localhost");
-        assert_eq!(local.origin.as_str(), "http://localhost:3000/");
-        let public = rp(Some("https://Login.Example.com")).expect("public");
-        assert_eq!(public.id, "login.example.com");
-        assert_eq!(public.origin.as_str(), "https://login.example.com/");
-        let port = rp(Some("https://login.example.com:8443/")).expect("port");
-        assert_eq!(port.origin.as_str(), "https://login.example.com:8443/");
-        assert!(rp(Some("http://localhost:8080")).is_ok());
-        assert!(rp(Some("http://app.localhost:8080")).is_ok());
-    }
-
-    #[test]
-    fn the_site_url_prefers_the_public_url_then_localhost() {
-        let public = url::Url::parse("https://login.example.com").expect("url");
-        let bind = "127.0.0.1:3000".parse().expect("address");
-        assert_eq!(site_url(Some(&public), bind).as_str(), public.as_str());
-        assert_eq!(site_url(None, bind).as_str(), "http://localhost:3000/");
-        let any = "0.0.0.0:8080".parse().expect("address");
-        assert_eq!(site_url(None, any).as_str(), "http://localhost:8080/");
-        let lan = "10.1.2.3:80".parse().expect("address");
-        assert_eq!(site_url(None, lan).as_str(), "http://10.1.2.3/");
-        let v6 = "[2001:db8::1]:3000".parse().expect("address");
-        assert_eq!(site_url(None, v6).as_str(), "http://[2001:db8::1]:3000/");
-    }
-
-    #[test]
-    fn unusable_public_urls_are_refused_with_the_reason() {
-        let ip = rp(Some("https://10.1.2.3")).expect_err("an IP address");
-        assert!(ip.contains("IP"), "{ip}");
-        let v6 = rp(Some("https://[::1]:8443")).expect_err("an IP address");
-        assert!(v6.contains("IP"), "{v6}");
-        let plain = rp(Some("http://login.example.com")).expect_err("plain http");
-        assert!(plain.contains("https://"), "{plain}");
-    }
-}
+mod tests;

@@ -112,6 +112,9 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
             settings.password_min_length
         ));
     }
+    if let Some(mail) = &settings.mail {
+        warnings.extend(mail.warnings(settings.public_url.is_some()));
+    }
     if settings
         .metrics_token
         .as_deref()
@@ -199,6 +202,13 @@ pub async fn check(args: &ServeArgs) -> anyhow::Result<Report> {
                 .join("/password/new")
                 .map_or_else(|_| settings.site_url.to_string(), |url| url.to_string()),
             settings.link_lifetime
+        ),
+    );
+    line(
+        "mail",
+        settings.mail.as_ref().map_or_else(
+            || "off (no --smtp-url: no e-mail features)".into(),
+            |mail| format!("{} from {}", mail.redacted_url(), mail.from),
         ),
     );
     line("database", database);

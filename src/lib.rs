@@ -14,6 +14,7 @@ pub mod demo;
 pub mod display;
 pub mod error;
 pub mod logs;
+pub mod mail;
 pub mod server;
 pub mod telemetry;
 pub mod web;
@@ -85,6 +86,19 @@ impl App {
             .map_err(|why| anyhow::anyhow!(why))?;
         let site = Arc::new(Site::new(&settings));
         let (audit, audit_writer) = audit::AuditLog::start(pool.clone());
+        let mailer = match &settings.mail {
+            Some(mail) => Some(mail::Mailer::start(mail, audit.clone())?),
+            None => None,
+        };
+        let recovery = mailer.clone().map(|mailer| {
+            accounts::recovery::Recovery::new(
+                pool.clone(),
+                mailer,
+                audit.clone(),
+                settings.site_url.clone(),
+                settings.link_lifetime,
+            )
+        });
         Ok(App {
             state: AppState::new(web::Shared {
                 pool,
@@ -95,6 +109,8 @@ impl App {
                 passkeys,
                 site,
                 audit,
+                mailer,
+                recovery,
                 draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
             audit_writer,
@@ -155,6 +171,12 @@ async fn sweep(pool: PgPool, settings: Arc<Settings>) {
         }
         if let Err(err) = auth::passkey::ceremony::sweep(&pool).await {
             tracing::warn!(error = %err, "passkey challenge sweep failed; will retry");
+        }
+        if let Err(err) = accounts::email::sweep(&pool).await {
+            tracing::warn!(error = %err, "e-mail verification sweep failed; will retry");
+        }
+        if let Err(err) = accounts::recovery::sweep(&pool).await {
+            tracing::warn!(error = %err, "password reset throttle sweep failed; will retry");
         }
         if let Err(err) = accounts::links::sweep(&pool).await {
             tracing::warn!(error = %err, "password link sweep failed; will retry");

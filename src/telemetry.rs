@@ -91,6 +91,9 @@ pub mod metric {
     pub const AUDIT_WAITS: &str = "portcullis_audit_waits_total";
     /// Audit events the database refused or could not take after retries (each logged).
     pub const AUDIT_LOST: &str = "portcullis_audit_lost_events_total";
+    /// Mails handed to the SMTP server (`result`: `sent`, or why not: `smtp_rejected`,
+    /// `smtp_timeout`, `smtp_unavailable`, `queue_full`, `bad_message`).
+    pub const MAILS: &str = "portcullis_mails_total";
 }
 
 /// A histogram handle looked up once: `metrics::histogram!` builds and hashes its key on

@@ -5,8 +5,10 @@
 
 pub mod access;
 pub mod admin;
+pub mod email;
 pub mod links;
 pub mod own;
+pub mod recovery;
 pub mod setup;
 
 use sqlx::{PgExecutor, PgPool};

@@ -33,6 +33,10 @@ pub struct Shared {
     pub passkeys: Passkeys,
     pub site: Arc<Site>,
     pub audit: AuditLog,
+    /// Outgoing mail (`--smtp-url`); `None`: no e-mail features anywhere.
+    pub mailer: Option<crate::mail::Mailer>,
+    /// "Forgot your password?" (with the mailer only).
+    pub recovery: Option<crate::accounts::recovery::Recovery>,
     /// Set on shutdown: `/readyz` says 503 and responses close their connections.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

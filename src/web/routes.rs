@@ -30,8 +30,9 @@ use super::{
         render::static_cache,
     },
     pages::{
-        access, account, admin, api, health, help, home, login, metrics, passkey_sign_in, passkeys,
-        password_link, reauth, reports, second_step, setup, time_zone, two_factor,
+        access, account, admin, api, email, forgot, health, help, home, login, metrics,
+        passkey_sign_in, passkeys, password_link, reauth, reports, second_step, setup, time_zone,
+        two_factor,
     },
 };
 use crate::auth::{Role, session::Lookup, store::PgSessionStore};
@@ -249,6 +250,9 @@ static ROUTES: &[RouteSpec] = &[
     route!(GET "/login/complete", Public, login::complete),
     route!(GET login::FORGET_PAGES, Anonymous, login::forget_pages),
     route!(POST "/logout", Public, login::logout),
+    // "Forgot your password?" (404 without --smtp-url).
+    route!(GET forgot::PATH, Anonymous, forgot::form),
+    route!(POST forgot::PATH, Anonymous, forgot::submit),
     route!(GET "/setup", Anonymous, setup::form),
     route!(POST "/setup", Anonymous, setup::submit),
     // One-time links (invitation, reset): the token is checked by the page itself.
@@ -276,6 +280,11 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/login/passkey/options", Anonymous, passkey_sign_in::sign_in_options),
     route!(POST "/login/second-factor/passkey/options", Anonymous, passkey_sign_in::second_step_options),
     route!(POST "/reauth/passkey/options", Own, passkey_sign_in::reauth_options),
+    // The account's e-mail address and its verification link (404 without --smtp-url).
+    route!(GET "/account/email", Own, email::show),
+    route!(POST "/account/email", Own, email::set),
+    route!(POST "/account/email/remove", Own, email::remove),
+    route!(GET "/email/verify", Public, email::verify),
     route!(GET "/account/passkeys", Own, passkeys::show),
     route!(POST "/account/passkeys", Own, passkeys::register),
     route!(POST "/account/passkeys/options", Own, passkeys::options),
@@ -289,6 +298,7 @@ static ROUTES: &[RouteSpec] = &[
     route!(POST "/admin/users/{id}/disable", ADMIN, admin::user::disable),
     route!(POST "/admin/users/{id}/enable", ADMIN, admin::user::enable),
     route!(POST "/admin/users/{id}/password-link", ADMIN, admin::user::password_link),
+    route!(POST "/admin/users/{id}/link/mail", ADMIN, admin::mail_link::send),
     route!(POST "/admin/users/{id}/delete", ADMIN, admin::user::delete),
     route!(POST "/admin/users/{id}/second-factor/reset", ADMIN, admin::user::reset_second_factor),
     route!(POST "/admin/users/{id}/sessions/revoke-all", ADMIN, admin::user::revoke_all),

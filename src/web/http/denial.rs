@@ -48,6 +48,7 @@ fn site(parts: &Parts) -> Arc<Site> {
                 support: None,
                 demo: false,
                 public_url: None,
+                mail: false,
             })
         })
 }

@@ -36,6 +36,9 @@ pub struct Site {
     /// `--public-url`: the address people open the site at; requests naming another host
     /// are refused (`host.rs`).
     pub public_url: Option<url::Url>,
+    /// `--smtp-url` is set: pages offer what needs mail ("Forgot your password?", the
+    /// account's e-mail address); without it they mention e-mail nowhere.
+    pub mail: bool,
 }
 
 impl Site {
@@ -54,6 +57,7 @@ impl Site {
             support: settings.support_contact.as_deref().map(SupportContact::new),
             demo: settings.demo,
             public_url: settings.public_url.clone(),
+            mail: settings.mail.is_some(),
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct Chrome {
     /// Error pages are drawn without looking the session up (no query, so they work while
     /// the database is down): the header then offers neither "Sign in" nor "Sign out".
     pub identity_unknown: bool,
+    /// Mail is configured (`Site::mail`).
+    pub mail: bool,
 }
 
 pub struct ChromeUser {
@@ -147,6 +153,7 @@ impl Chrome {
             demo: site.demo,
             pending_requests: None,
             identity_unknown: false,
+            mail: site.mail,
         }
     }
 

@@ -27,6 +27,7 @@ use crate::{
         },
         pages::{
             access::AccessRequestView,
+            email::{self, AddressView},
             login,
             session_list::{ListOptions, SessionLine, session_lines},
         },
@@ -77,6 +78,8 @@ struct AccountPage {
     zone_name: String,
     zone_chosen: bool,
     time_zone_js: String,
+    /// The e-mail address (shown only with mail on: `chrome.mail`).
+    email: Option<AddressView>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +106,7 @@ fn account_page(
     status: StatusCode,
     done: Option<&'static str>,
     errors: PasswordErrors,
+    email: Option<AddressView>,
 ) -> Response {
     let zone = Zone::of(user.time_zone.as_deref());
     let sessions = session_lines(
@@ -151,6 +155,7 @@ fn account_page(
             zone_name: zone.name().to_owned(),
             zone_chosen: user.time_zone.is_some(),
             time_zone_js: state.site.time_zone_js_href.clone(),
+            email,
         },
     )
 }
@@ -159,15 +164,17 @@ pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     TextQuery(query): TextQuery<AccountQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let done = query.done.as_deref().and_then(done_message);
-    account_page(
+    let email = email::account_line(&state, user.user_id).await?;
+    Ok(account_page(
         &state,
         &user,
         StatusCode::OK,
         done,
         PasswordErrors::default(),
-    )
+        email,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,12 +246,14 @@ pub async fn change_password(
     let Some(new) = new.filter(|_| !errors.any()) else {
         // Reload the session list for the page (the form route does not carry it).
         let user = with_sessions(&state, &user).await?;
+        let email = email::account_line(&state, user.user_id).await?;
         return Ok(account_page(
             &state,
             &user,
             StatusCode::BAD_REQUEST,
             None,
             errors,
+            email,
         ));
     };
     let hash = state.hasher.hash(new).await?;

@@ -5,6 +5,8 @@ pub mod access;
 pub mod account;
 pub mod admin;
 pub mod api;
+pub mod email;
+pub mod forgot;
 pub mod health;
 pub mod help;
 pub mod home;

@@ -2,7 +2,7 @@
 //! no-JavaScript check and the screenshots all walk it. Adding a page is one line in
 //! [`PAGES`].
 
-use portcullis::{accounts::setup, auth::Role};
+use portcullis::{accounts::setup, auth::Role, mail::MailSettings};
 use portcullis::{
     accounts::{self, admin},
     audit::Actor,
@@ -10,7 +10,7 @@ use portcullis::{
 use reqwest::StatusCode;
 
 use super::harness::Browser;
-use crate::support::{PASSWORD, TestApp, location};
+use crate::support::{PASSWORD, SmtpServer, TestApp, location};
 
 /// What the pages show as the operator's support contact (`--support-contact`).
 pub const SUPPORT_CONTACT: &str = "it-help@example.com";
@@ -146,6 +146,9 @@ pub const PAGES: &[PageCase] = &[
     page("passkeys-listed", MEMBER, WithPasskey("/account/passkeys"), "Passkeys"),
     page("reauth-passkey", MEMBER, WithPasskey("/reauth?next=%2Faccount%2Fpasskeys"), "Confirm it’s you"),
     page("second-step-passkey", NOBODY, SecondStep("pat"), "Two-step verification"),
+    page("account-email", MEMBER, Visit("/account/email"), "E-mail address"),
+    page("forgot", NOBODY, Visit("/login/forgot"), "Forgot your password?"),
+    page("email-link-stale", NOBODY, Visit("/email/verify?token=no-such-token"), "This link no longer works"),
     page("admin-user-invited", ADMIN, AdminUser(INVITED), INVITED),
     page("admin-invitation-link", ADMIN, AdminUserButton(INVITED, "New invitation link"), "Invitation link for ivy"),
     page("admin-password-link", ADMIN, AdminUserButton("bob", "Make a password link"), "Password link for bob"),
@@ -191,8 +194,13 @@ impl Site {
 /// The app with a support contact, a few accounts, a few refusals and access requests, so
 /// pages (the denials dashboard and the requests too) look as in real use.
 pub async fn app() -> TestApp {
+    // Mail on (to a loopback SMTP server that keeps what it gets), so the pages show their
+    // e-mail parts: "Forgot your password?", the account's address.
+    let smtp = SmtpServer::start();
     let app = TestApp::spawn_with(|settings| {
         settings.support_contact = Some(SUPPORT_CONTACT.to_owned());
+        settings.mail = MailSettings::from_flags(Some(&smtp.url()), Some(crate::mail::FROM))
+            .expect("mail settings");
         // The sign-in page with its "Keep me signed in" box.
         settings.remember = Some(time::Duration::days(30));
     })
@@ -227,6 +235,13 @@ pub async fn app() -> TestApp {
     .await
     .expect("tom's second factor");
     add_passkey(&app, "pat").await;
+    sqlx::query(
+        "UPDATE users SET email = 'mia@example.com', email_verified_at = now() \
+         WHERE username = 'mia'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("mia's address");
     admin::invite(
         &app.pool,
         &Actor::cli(),

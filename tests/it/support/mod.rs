@@ -6,10 +6,12 @@
 mod authenticator;
 mod cli;
 mod database;
+mod smtp;
 
 pub use authenticator::SoftPasskey;
 pub use cli::*;
 pub use database::*;
+pub use smtp::*;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -7,7 +7,7 @@ use axum::{
     response::Response,
 };
 
-use super::admin_chrome;
+use super::{admin_chrome, mail_link::MailOffer};
 use crate::{
     accounts::links::{Issued, Purpose},
     auth::{Role, SessionUser},
@@ -30,6 +30,9 @@ struct LinkPage {
     voided: u64,
     link: String,
     expires: String,
+    /// "Send the link by e-mail" (`mail_link`), with mail on and an address to send to.
+    mail_offer: Option<MailOffer>,
+    csrf: String,
 }
 
 /// The link page for `issued` (answered directly to the POST: the link must not travel in
@@ -61,6 +64,8 @@ pub async fn link_page(
             voided: issued.voided,
             link: issued.url(&state.settings.site_url).to_string(),
             expires: display_time(issued.expires_at),
+            mail_offer: MailOffer::of(state, issued).await?,
+            csrf: admin.csrf_token.clone(),
         },
     );
     // The page holds a live credential: keep it out of caches and other sites' logs.

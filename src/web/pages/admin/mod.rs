@@ -7,6 +7,7 @@ pub mod confirm;
 pub mod denials;
 pub mod everyone;
 pub mod link;
+pub mod mail_link;
 pub mod requests;
 pub mod throttles;
 pub mod user;

@@ -77,6 +77,11 @@ pub fn done_message(key: &str) -> Option<&'static str> {
         "disabled" => "User disabled and signed out everywhere.",
         "enabled" => "User enabled. They can sign in again.",
         "deleted" => "User deleted.",
+        "link_mailed" => "The link is on its way by e-mail.",
+        "link_not_mailed" => {
+            "The link was not mailed: it was used or replaced, or the user has no address it \
+             may go to. Make a new link."
+        }
         "sessions_revoked" => "Sessions signed out. They end on their next request.",
         "session_revoked" => "Session signed out.",
         "everyone_signed_out" => {

@@ -9,6 +9,7 @@ use crate::{
     accounts::{
         self, UserError, Username,
         admin::{self, AdminError},
+        email,
     },
     audit::Actor,
     auth::{Role, SessionUser},
@@ -41,11 +42,13 @@ struct UserLine {
 struct CreateErrors {
     username: Option<String>,
     role: Option<String>,
+    /// The optional address (with mail on) the invitation can be mailed to.
+    email: Option<String>,
 }
 
 impl CreateErrors {
     fn any(&self) -> bool {
-        self.username.is_some() || self.role.is_some()
+        self.username.is_some() || self.role.is_some() || self.email.is_some()
     }
 }
 
@@ -61,6 +64,7 @@ struct UsersPage {
     users: Vec<UserLine>,
     new_username: String,
     new_role: Role,
+    new_email: String,
     errors: CreateErrors,
     roles: [Role; 3],
     done: Option<&'static str>,
@@ -80,7 +84,7 @@ async fn users_page(
     state: &AppState,
     user: &SessionUser,
     query: ListQuery,
-    form: (String, Role, CreateErrors),
+    form: (String, Role, String, CreateErrors),
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let q: String = query.q.chars().take(64).collect();
@@ -103,7 +107,7 @@ async fn users_page(
             invited: r.invited,
         })
         .collect();
-    let (new_username, new_role, errors) = form;
+    let (new_username, new_role, new_email, errors) = form;
     Ok(render_status(
         status,
         &UsersPage {
@@ -116,6 +120,7 @@ async fn users_page(
             users,
             new_username,
             new_role,
+            new_email,
             errors,
             roles: Role::ALL,
             done: query.done.as_deref().and_then(super::user::done_message),
@@ -132,7 +137,12 @@ pub async fn list(
         &state,
         &user,
         query,
-        (String::new(), Role::Member, CreateErrors::default()),
+        (
+            String::new(),
+            Role::Member,
+            String::new(),
+            CreateErrors::default(),
+        ),
         StatusCode::OK,
     )
     .await
@@ -144,6 +154,8 @@ pub struct CreateForm {
     username: String,
     #[serde(default)]
     role: String,
+    #[serde(default)]
+    email: String,
 }
 
 /// Creates a user without a password and shows their invitation link: they choose their
@@ -166,12 +178,29 @@ pub async fn create(
         .filter(|c| !c.is_control())
         .take(64)
         .collect();
+    // An address to mail the invitation to (offered on the link page), only with mail on.
+    let typed_email: String = form.email.trim().chars().take(254).collect();
+    let address = match (&state.mailer, typed_email.is_empty()) {
+        (Some(_), false) => match email::parse_address(&typed_email) {
+            Ok(address) => Some(address),
+            Err(problem) => {
+                errors.email = Some(problem.to_string());
+                None
+            }
+        },
+        _ => None,
+    };
     let role_or_default = role.unwrap_or(Role::Member);
     if let (false, Some(role)) = (errors.any(), role) {
         let actor = Actor::new(&user.username, audit_meta(&parts));
         let lifetime = state.settings.link_lifetime;
         match admin::invite(&state.pool, &actor, &form.username, role, lifetime).await {
-            Ok(issued) => return link_page(&state, &user, &issued, role, true).await,
+            Ok(issued) => {
+                if let Some(address) = &address {
+                    email::set_unverified(&state.pool, &actor, issued.user_id, address).await?;
+                }
+                return link_page(&state, &user, &issued, role, true).await;
+            }
             Err(AdminError::User(UserError::Taken(name))) => {
                 errors.username = Some(format!(
                     "A user named {name} already exists (names ignore case)."
@@ -185,7 +214,7 @@ pub async fn create(
         &state,
         &user,
         ListQuery::default(),
-        (typed, role_or_default, errors),
+        (typed, role_or_default, typed_email, errors),
         StatusCode::BAD_REQUEST,
     )
     .await

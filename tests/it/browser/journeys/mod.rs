@@ -8,11 +8,13 @@
 //! - `signing_in`: one person signing in, out, expiring and being refused (1–6, 11–13).
 //! - `administration`: the administration, the first run and access requests (7–10).
 //! - `strong`: two-step verification, re-authentication and passkeys (15–17).
-//! - `remembered`: "keep me signed in" across the browser closing (20).
 //! - `devices`: sessions as cards on a phone, the time zone from the browser (18–19).
+//! - `recovery`: "Forgot your password?" with mail on (21).
+//! - `remembered`: "keep me signed in" across the browser closing (20).
 
 mod administration;
 mod devices;
+mod recovery;
 mod remembered;
 mod signing_in;
 mod strong;
@@ -28,6 +30,7 @@ use signing_in::{
 };
 
 use devices::{sessions_as_cards_on_a_phone, time_zone_from_the_browser, time_zone_from_the_list};
+use recovery::forgot_password_then_sign_in;
 use remembered::kept_signed_in;
 use strong::{passkeys, reauthenticate_mid_change, two_step_verification};
 
@@ -161,6 +164,12 @@ async fn the_account_page_offers_the_browsers_time_zone_and_saves_it() {
     time_zone_from_the_browser(&turn).await;
 }
 
+#[tokio::test]
+async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
+    let Some(turn) = turn().await else { return };
+    forgot_password_then_sign_in(&turn, Js::On).await;
+}
+
 /// 14. Every journey, and every page, with JavaScript off.
 #[tokio::test]
 async fn every_journey_works_without_javascript() {
@@ -184,6 +193,7 @@ async fn every_journey_works_without_javascript() {
     kept_signed_in(&turn, Js::Off).await;
     sessions_as_cards_on_a_phone(&turn, Js::Off).await;
     time_zone_from_the_list(&turn, Js::Off).await;
+    forgot_password_then_sign_in(&turn, Js::Off).await;
 }
 
 #[tokio::test]
