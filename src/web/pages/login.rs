@@ -7,7 +7,6 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
-use time::OffsetDateTime;
 use tower_cookies::{Cookie, Cookies, cookie::SameSite};
 use tower_sessions::Session;
 
@@ -19,10 +18,9 @@ use crate::{
         device,
         next::{DEFAULT_NEXT, safe_next},
         sign_in::{self, Attempt, Outcome},
-        throttle,
     },
     config::Settings,
-    display::{display_time, plain_duration},
+    display::plain_duration,
     error::AppError,
     telemetry::metric,
     web::{
@@ -49,6 +47,8 @@ pub const REFUSED_INPUT: &str = "That form held something no username or passwor
      (a control character, or far too many characters). Type them again.";
 
 mod password_set;
+mod throttled;
+pub use throttled::throttled;
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -531,65 +531,6 @@ fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) ->
             request_id: request_id(&parts.headers).to_owned(),
         },
     )
-}
-
-#[derive(Template)]
-#[template(path = "throttled.html")]
-struct ThrottledPage {
-    chrome: Chrome,
-    minutes: i64,
-    until: String,
-}
-
-/// 429: too many failed attempts for this name or from this address. Says when to try
-/// again; says nothing about whether the account exists.
-pub async fn throttled(
-    state: &AppState,
-    parts: &Parts,
-    typed_username: &str,
-    blocked: throttle::Blocked,
-) -> Response {
-    let now = OffsetDateTime::now_utc();
-    let retry_after = blocked.retry_after(now);
-    metrics::counter!(metric::THROTTLED, "scope" => blocked.scope.as_str()).increment(1);
-    let signed_in = matches!(
-        parts.extensions.get::<Authentication>(),
-        Some(Authentication::SignedIn(_))
-    );
-    if signed_in {
-        // A signed-in person's current-password or code checks: an event about them.
-        tracing::warn!(status = 429, reason = blocked.reason(), username = %typed_username, "sign-in throttled");
-        denial::record(parts, |meta| {
-            AuditEvent::new("throttled", meta)
-                .status(429)
-                .reason(blocked.reason())
-                .username(typed_username)
-        })
-        .await;
-    } else {
-        // Refused before any password check, for whoever asks: counted like every other
-        // anonymous refusal, so a bot hammering a blocked name costs no row per attempt.
-        denial::deny(
-            parts,
-            Denial::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                blocked.reason(),
-                "sign-in throttled",
-            ),
-        );
-    }
-    let mut response = render_status(
-        StatusCode::TOO_MANY_REQUESTS,
-        &ThrottledPage {
-            chrome: Chrome::new(&state.site, "Too many attempts", None),
-            minutes: (retry_after + 59) / 60,
-            until: display_time(blocked.until),
-        },
-    );
-    if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
 }
 
 pub fn with_challenge(mut response: Response) -> Response {
