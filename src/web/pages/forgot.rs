@@ -92,11 +92,7 @@ pub async fn submit(
     let Some(recovery) = recovery(&state) else {
         return Ok(errors::not_found().await.into_response());
     };
-    let cookie = cookies
-        .get(state.settings.csrf_cookie_name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
+    if !super::login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(denial::csrf_failed(&parts, None, PATH).await);
     }
     let typed = form.account.trim();

@@ -106,6 +106,16 @@ pub fn anonymous_csrf_cookie(state: &AppState, cookies: &Cookies) -> String {
     value
 }
 
+/// Whether a form of a page for people not signed in carries the token that goes with
+/// this browser's anonymous CSRF cookie (double submit, signed).
+pub fn anonymous_csrf_ok(state: &AppState, cookies: &Cookies, token: &str) -> bool {
+    let cookie = cookies
+        .get(state.settings.csrf_cookie_name())
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    state.csrf.verify_anonymous_token(&cookie, token)
+}
+
 /// What the person typed, shown again when the form comes back (never the password).
 #[derive(Debug, Default)]
 pub struct Typed {

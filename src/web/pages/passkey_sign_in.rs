@@ -109,14 +109,6 @@ fn no_passkey() -> Response {
     )
 }
 
-fn anonymous_csrf_ok(state: &AppState, cookies: &Cookies, token: &str) -> bool {
-    let cookie = cookies
-        .get(state.settings.csrf_cookie_name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    state.csrf.verify_anonymous_token(&cookie, token)
-}
-
 fn stale_page() -> Response {
     json_error(
         StatusCode::FORBIDDEN,
@@ -138,7 +130,7 @@ pub async fn sign_in_options(
     cookies: Cookies,
     TextForm(form): TextForm<OptionsForm>,
 ) -> Result<Response, AppError> {
-    if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
+    if !login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(stale_page());
     }
     let challenge = state
@@ -155,7 +147,7 @@ pub async fn second_step_options(
     cookies: Cookies,
     TextForm(form): TextForm<OptionsForm>,
 ) -> Result<Response, AppError> {
-    if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
+    if !login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(stale_page());
     }
     let user = cookies
@@ -227,7 +219,7 @@ pub async fn sign_in(
     TextForm(form): TextForm<PasskeySignInForm>,
 ) -> Result<Response, AppError> {
     let next = safe_next(&form.next);
-    if !anonymous_csrf_ok(&state, &cookies, &form.csrf) {
+    if !login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         let retry = login_url(None, next.as_deref());
         return Ok(denial::csrf_failed(&parts, None, &retry).await);
     }

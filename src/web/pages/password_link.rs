@@ -260,11 +260,7 @@ pub async fn submit(
     parts: Parts,
     TextForm(form): TextForm<ChooseForm>,
 ) -> Result<Response, AppError> {
-    let csrf_cookie = cookies
-        .get(state.settings.csrf_cookie_name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if !state.csrf.verify_anonymous_token(&csrf_cookie, &form.csrf) {
+    if !super::login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(denial::csrf_failed(&parts, None, PATH).await);
     }
     let Some(token) = token_from_cookie(&state, &cookies) else {

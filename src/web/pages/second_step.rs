@@ -172,11 +172,7 @@ pub async fn submit(
     TextForm(form): TextForm<StepForm>,
 ) -> Result<Response, AppError> {
     let next = safe_next(&form.next);
-    let csrf_cookie = cookies
-        .get(state.settings.csrf_cookie_name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if !state.csrf.verify_anonymous_token(&csrf_cookie, &form.csrf) {
+    if !super::login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(denial::csrf_failed(&parts, None, PATH).await);
     }
     let Some(pending) = cookies

@@ -117,11 +117,7 @@ pub async fn submit(
     parts: Parts,
     TextForm(form): TextForm<SetupForm>,
 ) -> Result<Response, AppError> {
-    let cookie = cookies
-        .get(state.settings.csrf_cookie_name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if !state.csrf.verify_anonymous_token(&cookie, &form.csrf) {
+    if !super::login::anonymous_csrf_ok(&state, &cookies, &form.csrf) {
         return Ok(denial::csrf_failed(&parts, None, "/").await);
     }
     if accounts::count(&state.pool).await? > 0 || !token_is_valid(&state.pool, &form.token).await? {
