@@ -11,26 +11,58 @@ use std::{fmt, io::IsTerminal};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::{
-    EnvFilter,
+    EnvFilter, Layer, Registry,
     field::RecordFields,
+    filter::Targets,
     fmt::{FormatFields, format::Writer},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
 };
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: `RUST_LOG` if set, else `default`.
+///
+/// Plain `target=level` directives (the defaults, and nearly every `RUST_LOG`) become a
+/// [`Targets`] filter, decided once per call site. `EnvFilter`, which also understands span
+/// and field directives (`[request{request_id=…}]=debug`), is used only for those: it takes
+/// a lock on every span enter and exit, and the request span is entered on each poll of a
+/// request (benches/ANALYSIS.md).
 pub fn init(format: LogFormat, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let directives = directives.as_deref().unwrap_or(default);
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    match directives.parse::<Targets>() {
+        Ok(targets) => install(targets, format, ansi),
+        Err(_) => install(EnvFilter::new(directives), format, ansi),
+    }
+}
+
+fn install<F>(filter: F, format: LogFormat, ansi: bool)
+where
+    F: Layer<Registry> + Send + Sync + 'static,
+{
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.fmt_fields(TextFields).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(TextFields)
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
             .init(),
     }
 }
@@ -155,6 +187,22 @@ mod tests {
         tracing::subscriber::with_default(subscriber, event);
         let bytes = captured.0.lock().expect("log").clone();
         String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn plain_directives_take_the_static_filter_and_span_directives_env_filter() {
+        // The server's default and typical RUST_LOG values: the cheap `Targets` filter.
+        for plain in [
+            "info,sqlx=warn,tower_sessions=error,tower_sessions_core=error",
+            "debug",
+            "portcullis=trace,warn",
+        ] {
+            assert!(plain.parse::<Targets>().is_ok(), "{plain}");
+        }
+        // Span and field directives only EnvFilter understands: it is used for them.
+        let spans = "warn,[request{request_id=0123456789abcdef}]=debug";
+        assert!(spans.parse::<Targets>().is_err());
+        assert!(spans.parse::<EnvFilter>().is_ok());
     }
 
     #[test]

@@ -100,14 +100,11 @@ pub struct SessionSummary {
 
 /// The user's recovery codes, as the account page reports them, with which second factors
 /// they have (an authenticator app, how many passkeys): loaded by the same single query.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct RecoveryStatus {
     pub codes_left: i64,
-    #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
-    #[serde(default)]
     pub totp: bool,
-    #[serde(default)]
     pub passkeys: i64,
 }
 
@@ -225,6 +222,10 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
 
 /// The session behind `token_hash` with everything the account page lists: the user's
 /// live sessions, recent access requests and recovery codes, in the same round trip.
+///
+/// The recovery codes and second factors are one lateral row of plain columns: each factor
+/// table is probed once (the page and `has_second_factor` share the probes), and nothing
+/// is encoded as JSON only to be decoded again.
 async fn fetch_with_account(
     conn: &mut PgConnection,
     token_hash: &[u8],
@@ -236,20 +237,9 @@ async fn fetch_with_account(
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method, s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
-               (EXISTS (SELECT 1 FROM totp_credentials t
-                        WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
-                OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
-                   AS "has_second_factor!",
-               (SELECT json_build_object(
-                           'codes_left', count(*) FILTER (WHERE c.used_at IS NULL),
-                           'last_used_at', max(c.used_at),
-                           'totp', EXISTS (SELECT 1 FROM totp_credentials t
-                                           WHERE t.user_id = s.user_id
-                                             AND t.enabled_at IS NOT NULL),
-                           'passkeys', (SELECT count(*) FROM passkeys p
-                                        WHERE p.user_id = s.user_id))
-                FROM recovery_codes c WHERE c.user_id = s.user_id)
-                   AS "recovery: sqlx::types::Json<RecoveryStatus>",
+               (f.totp OR f.passkeys > 0) AS "has_second_factor!",
+               f.codes_left AS "codes_left!", f.codes_last_used_at, f.totp AS "totp!",
+               f.passkeys AS "passkeys!",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
                (SELECT coalesce(json_agg(json_build_object(
                            'id', o.id, 'created_at', o.created_at,
@@ -273,7 +263,16 @@ async fn fetch_with_account(
                       FROM access_requests WHERE user_id = s.user_id
                       ORDER BY created_at DESC LIMIT 10) r)
                    AS "access_requests!: sqlx::types::Json<Vec<AccessRequestSummary>>"
-        FROM sessions s JOIN users u ON u.id = s.user_id
+        FROM sessions s
+        JOIN users u ON u.id = s.user_id
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE c.used_at IS NULL) AS codes_left,
+                   max(c.used_at) AS codes_last_used_at,
+                   EXISTS (SELECT 1 FROM totp_credentials t
+                           WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL) AS totp,
+                   (SELECT count(*) FROM passkeys p WHERE p.user_id = s.user_id) AS passkeys
+            FROM recovery_codes c WHERE c.user_id = s.user_id
+        ) f
         WHERE s.token_hash = $1
         "#,
         token_hash,
@@ -287,7 +286,12 @@ async fn fetch_with_account(
             prev_sign_in_at: row.prev_sign_in_at,
             prev_sign_in_ip: row.prev_sign_in_ip,
             auth_method: row.auth_method,
-            recovery: row.recovery.map(|json| json.0),
+            recovery: Some(RecoveryStatus {
+                codes_left: row.codes_left,
+                last_used_at: row.codes_last_used_at,
+                totp: row.totp,
+                passkeys: row.passkeys,
+            }),
             sessions: row.sessions.0,
             access_requests: row.access_requests.0,
         };

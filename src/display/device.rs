@@ -2,11 +2,38 @@
 //! recognise it, worked out when a page is drawn (the raw string stays in the database and
 //! in the page's tooltip). The rules are woothee's; the names are ours.
 
-use std::sync::OnceLock;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+};
 
 /// The browser and system a user agent names, in words; the agent's own product name when
 /// woothee knows neither (`reqwest`, `python-requests`); "Unknown browser" when empty.
 pub fn device_name(user_agent: &str) -> String {
+    // woothee tries its rules one `contains` at a time: parsing the four user agents of an
+    // account page was a tenth of that page's instructions (benches/ANALYSIS.md), for the
+    // same few strings on every view. Names are kept per user agent, a bounded number of
+    // them (sessions' user agents are clipped when stored); a full cache starts over.
+    const CACHED: usize = 1024;
+    static NAMES: OnceLock<Mutex<HashMap<Box<str>, Arc<str>>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Mutex::default);
+    if let Some(name) = names
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(user_agent)
+    {
+        return name.to_string();
+    }
+    let name = parse_device_name(user_agent);
+    let mut names = names.lock().unwrap_or_else(PoisonError::into_inner);
+    if names.len() >= CACHED {
+        names.clear();
+    }
+    names.insert(user_agent.into(), Arc::from(name.as_str()));
+    name
+}
+
+fn parse_device_name(user_agent: &str) -> String {
     static PARSER: OnceLock<woothee::parser::Parser> = OnceLock::new();
     let parsed = PARSER
         .get_or_init(woothee::parser::Parser::new)

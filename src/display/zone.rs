@@ -4,7 +4,10 @@
 
 use std::sync::OnceLock;
 
-use jiff::{Timestamp, tz::TimeZone};
+use jiff::{
+    Timestamp,
+    tz::{Offset, TimeZone},
+};
 use time::OffsetDateTime;
 
 /// The zone a page's times are shown in.
@@ -31,7 +34,15 @@ impl Zone {
     /// `2026-12-05 09:42:10 CET`: to the second, with the zone's abbreviation (or offset).
     /// In UTC this is exactly `display::display_time`.
     pub fn time(&self, at: OffsetDateTime) -> String {
-        let zoned = timestamp(at).to_zoned_datetime(self.tz.clone());
+        let stamp = timestamp(at);
+        let info = self.tz.to_offset_info(stamp);
+        let mut text = String::with_capacity(32);
+        if write_civil(&mut text, info.offset(), stamp, ' ') {
+            text.push(' ');
+            text.push_str(info.abbreviation());
+            return text;
+        }
+        let zoned = stamp.to_zoned_datetime(self.tz.clone());
         zoned.strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
     }
 
@@ -43,9 +54,19 @@ impl Zone {
 
     /// `at` for a `<time>` element: machine-readable, exact and relative to `now`.
     pub fn moment(&self, at: OffsetDateTime, now: OffsetDateTime) -> Moment {
-        let zoned = timestamp(at).to_zoned_datetime(self.tz.clone());
+        let stamp = timestamp(at);
+        let info = self.tz.to_offset_info(stamp);
+        let mut datetime = String::with_capacity(25);
+        let datetime = if write_civil(&mut datetime, info.offset(), stamp, 'T')
+            && write_offset(&mut datetime, info.offset())
+        {
+            datetime
+        } else {
+            let zoned = stamp.to_zoned_datetime(self.tz.clone());
+            zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        };
         Moment {
-            datetime: zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            datetime,
             exact: self.time(at),
             relative: self.relative(at, now),
         }
@@ -113,6 +134,69 @@ pub struct Moment {
     pub relative: String,
 }
 
+/// Writes `stamp` at `offset` as `YYYY-MM-DD{separator}HH:MM:SS`, as strftime's
+/// `%Y-%m-%d %H:%M:%S` does, digit by digit into a buffer: the account page shows a dozen
+/// times, and jiff's format-string interpreter was a sixth of that page's instructions
+/// (benches/ANALYSIS.md). False, with nothing written, for a year outside 0000–9999 (the
+/// caller then asks strftime).
+fn write_civil(text: &mut String, offset: Offset, stamp: Timestamp, separator: char) -> bool {
+    let civil = offset.to_datetime(stamp);
+    let Ok(year) = u16::try_from(civil.year()) else {
+        return false;
+    };
+    if year > 9999 || !separator.is_ascii() {
+        return false;
+    }
+    let mut buffer = *b"0000-00-00 00:00:00";
+    put_digits(&mut buffer[0..4], year);
+    put_digits(&mut buffer[5..7], civil.month().unsigned_abs().into());
+    put_digits(&mut buffer[8..10], civil.day().unsigned_abs().into());
+    buffer[10] = separator as u8;
+    put_digits(&mut buffer[11..13], civil.hour().unsigned_abs().into());
+    put_digits(&mut buffer[14..16], civil.minute().unsigned_abs().into());
+    put_digits(&mut buffer[17..19], civil.second().unsigned_abs().into());
+    match std::str::from_utf8(&buffer) {
+        Ok(written) => {
+            text.push_str(written);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Writes `offset` as strftime's `%:z` does (`+01:00`). False, with nothing written, for an
+/// offset with seconds (local mean time before 1900) or of a day or more: strftime then
+/// decides.
+fn write_offset(text: &mut String, offset: Offset) -> bool {
+    let seconds = offset.seconds();
+    let minutes = seconds.unsigned_abs() / 60;
+    if seconds % 60 != 0 || minutes >= 24 * 60 {
+        return false;
+    }
+    let mut buffer = *b"+00:00";
+    if seconds < 0 {
+        buffer[0] = b'-';
+    }
+    // Both below 100: the casts are exact.
+    put_digits(&mut buffer[1..3], (minutes / 60) as u16);
+    put_digits(&mut buffer[4..6], (minutes % 60) as u16);
+    match std::str::from_utf8(&buffer) {
+        Ok(written) => {
+            text.push_str(written);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Fills `slot` with the last `slot.len()` decimal digits of `value`, zero-padded.
+fn put_digits(slot: &mut [u8], mut value: u16) {
+    for digit in slot.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 fn timestamp(at: OffsetDateTime) -> Timestamp {
     Timestamp::new(at.unix_timestamp(), at.nanosecond() as i32).unwrap_or(Timestamp::UNIX_EPOCH)
 }
@@ -160,6 +244,72 @@ pub fn is_choosable(name: &str) -> bool {
 mod tests {
     use super::{Zone, is_choosable, zone_names};
     use time::macros::datetime;
+
+    #[test]
+    fn the_digit_by_digit_times_read_exactly_as_strftime_writes_them() {
+        use super::timestamp;
+        // Whole-hour, half-hour, 45-minute, negative and DST-switching zones, at instants
+        // around their transitions and across centuries.
+        let zones = [
+            "UTC",
+            "Europe/Berlin",
+            "America/St_Johns",
+            "Asia/Kathmandu",
+            "Australia/Lord_Howe",
+            "Pacific/Chatham",
+            "America/Los_Angeles",
+            "Pacific/Kiritimati",
+        ];
+        let mut instants = vec![
+            datetime!(1970-01-01 00:00:00 UTC),
+            datetime!(1999-12-31 23:59:59 UTC),
+            datetime!(2026-03-29 00:59:59 UTC),
+            datetime!(2026-03-29 01:00:00 UTC),
+            datetime!(2026-10-25 00:59:59.999 UTC),
+            datetime!(2026-10-25 01:00:00 UTC),
+            datetime!(2026-11-01 09:00:00 UTC),
+            datetime!(9999-12-30 12:00:00 UTC),
+        ];
+        // A stride through a few years, every 7 hours 13 minutes and 17 seconds.
+        let mut at = datetime!(2024-01-01 00:00:00 UTC);
+        while at < datetime!(2027-01-01 00:00:00 UTC) {
+            instants.push(at);
+            at += time::Duration::seconds(7 * 3600 + 13 * 60 + 17);
+        }
+        let now = datetime!(2026-06-01 12:00:00 UTC);
+        for name in zones {
+            let zone = Zone::of(Some(name));
+            assert_eq!(zone.name(), name);
+            for &at in &instants {
+                let zoned = timestamp(at).to_zoned_datetime(zone.tz.clone());
+                assert_eq!(
+                    zone.time(at),
+                    zoned.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+                    "{name} {at}"
+                );
+                assert_eq!(
+                    zone.moment(at, now).datetime,
+                    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    "{name} {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digits_are_zero_padded() {
+        for (value, width, expected) in [
+            (0, 2, "00"),
+            (7, 2, "07"),
+            (42, 2, "42"),
+            (5, 4, "0005"),
+            (2026, 4, "2026"),
+        ] {
+            let mut slot = vec![b'x'; width];
+            super::put_digits(&mut slot, value);
+            assert_eq!(slot, expected.as_bytes());
+        }
+    }
 
     #[test]
     fn utc_reads_exactly_as_before() {

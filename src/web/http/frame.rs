@@ -45,9 +45,7 @@ const ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 
 /// Marks a response as not for search engines.
 fn noindex(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(ROBOTS_TAG, HeaderValue::from_static("noindex, nofollow"));
+    response.headers_mut().insert(ROBOTS_TAG, NOINDEX);
 }
 
 pub struct Frame {
@@ -80,21 +78,19 @@ struct RouteMetrics {
 
 impl RequestMetrics {
     fn record(&self, method: &'static str, route: &str, status: u16, took: f64) {
-        let find = |lines: &[RouteMetrics]| {
-            lines
-                .iter()
-                .find(|m| m.method == method && m.status == status)
-                .map(|m| (m.requests.clone(), m.duration.clone()))
-        };
-        let known = self
-            .by_route
-            .read()
-            .ok()
-            .and_then(|routes| routes.get(route).and_then(|lines| find(lines)));
-        let (requests, duration) = match known {
-            Some(handles) => handles,
-            None => self.register(method, route, status),
-        };
+        // The common case under the read lock, without cloning the handles.
+        if let Ok(routes) = self.by_route.read()
+            && let Some(line) = routes.get(route).and_then(|lines| {
+                lines
+                    .iter()
+                    .find(|m| m.method == method && m.status == status)
+            })
+        {
+            line.requests.increment(1);
+            line.duration.record(took);
+            return;
+        }
+        let (requests, duration) = self.register(method, route, status);
         requests.increment(1);
         duration.record(took);
     }
@@ -162,21 +158,34 @@ async fn run(request: Request, next: Next, timeout: std::time::Duration) -> Resp
 }
 
 /// Headers on every response: no sniffing, no framing, no referrer leaks, no inline
-/// script or style (the pages need none), a minimal permissions policy.
-const SECURITY_HEADERS: [(&str, &str); 5] = [
+/// script or style (the pages need none), a minimal permissions policy. Names and values
+/// are constants, built at compile time (`from_static` at run time parses each name on
+/// every request).
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
     (
-        "content-security-policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
     ),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "same-origin"),
     (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
     ),
 ];
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const NOINDEX: HeaderValue = HeaderValue::from_static("noindex, nofollow");
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -191,10 +200,22 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// A random request id: 16 lowercase hex digits, formatted on the stack.
+fn request_id() -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u64>();
+    let mut text = [0u8; 16];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    text
+}
+
 pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = format!("{:016x}", rand::random::<u64>());
-    let id_header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+    let id_text = request_id();
+    let id = std::str::from_utf8(&id_text).unwrap_or("-");
+    let id_header = HeaderValue::from_bytes(&id_text).unwrap_or(HeaderValue::from_static("-"));
     request.headers_mut().insert(REQUEST_ID, id_header.clone());
     let peer = request
         .extensions()
@@ -218,7 +239,7 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
     // Only the id in the span (formatting span fields costs on every request); the method
     // and path are on the lines that need them (denials, "finished processing request").
     // A `&str` value is written as it is; `%id` went through `format!` first.
-    let span = tracing::info_span!("request", request_id = id.as_str());
+    let span = tracing::info_span!("request", request_id = id);
     let (method_text, path_text) = if tracing::enabled!(tracing::Level::DEBUG) {
         (Some(request.method().clone()), Some(path.to_owned()))
     } else {
@@ -255,28 +276,21 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
     }
     .instrument(span)
     .await;
-    let mut response = errors::finish(response, kind, &frame.site, &id);
+    let mut response = errors::finish(response, kind, &frame.site, id);
 
     let status = response.status();
     let headers = response.headers_mut();
     headers.reserve(SECURITY_HEADERS.len() + 4);
     for (name, value) in SECURITY_HEADERS {
-        headers
-            .entry(HeaderName::from_static(name))
-            .or_insert(HeaderValue::from_static(value));
+        headers.entry(name).or_insert(value);
     }
     if frame.secure {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
     if !is_static {
         // Every dynamic answer can depend on who asks: never cache it (the back button
         // after signing out must show nothing private).
-        headers
-            .entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
+        headers.entry(header::CACHE_CONTROL).or_insert(NO_STORE);
     }
     if !indexable {
         noindex(&mut response);
@@ -297,4 +311,41 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sixteen_lowercase_hex_digits_and_differ() {
+        let ids: Vec<[u8; 16]> = (0..64).map(|_| request_id()).collect();
+        for id in &ids {
+            assert!(
+                id.iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
+                "{}",
+                String::from_utf8_lossy(id)
+            );
+            assert!(HeaderValue::from_bytes(id).is_ok());
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn the_security_headers_are_valid_constants() {
+        let headers = SECURITY_HEADERS;
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-security-policy",
+                "x-content-type-options",
+                "x-frame-options",
+                "referrer-policy",
+                "permissions-policy"
+            ]
+        );
+    }
 }

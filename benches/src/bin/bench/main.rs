@@ -8,6 +8,7 @@
 
 mod db;
 mod flood;
+mod instructions;
 mod load;
 mod proxy;
 mod report;
@@ -361,6 +362,16 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         census.extend(round_trip_census(&bins, db, &work, &logs, s, &plan).await?);
     }
 
+    let mut instructions = Vec::new();
+    if instructions::available() {
+        log("instructions per request (a callgrind instance of each server)");
+        for s in subjects {
+            instructions.extend(instructions::count(&bins, db, &work, &logs, s, &plan).await?);
+        }
+    } else {
+        log("valgrind is not installed: no instruction counts (benches/run installs it as root)");
+    }
+
     // The soak runs alone on the machine.
     let rss_final: Vec<(&'static str, u64)> = subjects
         .iter()
@@ -404,6 +415,7 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         sign_in,
         isolation,
         census,
+        instructions,
         soak,
         wall_s: started.elapsed().as_secs_f64(),
         load_average: vec![load_at_start, load_average()],

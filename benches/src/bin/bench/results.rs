@@ -40,6 +40,11 @@ pub struct Plan {
     /// database connections, as a credential-stuffing run would send.
     pub flood_connections: u32,
     pub census_connections: u32,
+    /// Seconds and connections of each scenario counted under callgrind.
+    #[serde(default)]
+    pub callgrind_s: u64,
+    #[serde(default)]
+    pub callgrind_connections: u32,
     pub sessions: usize,
     /// Users whose sessions the page loads replay.
     pub users: usize,
@@ -76,6 +81,8 @@ impl Plan {
             login_connections: 8,
             flood_connections: 32,
             census_connections: 4,
+            callgrind_s: 10,
+            callgrind_connections: 4,
             sessions: 64,
             users: 16,
             flood_users: 16,
@@ -96,6 +103,7 @@ impl Plan {
             isolation_rounds: 1,
             neighbour_rounds: 0,
             census_s: 1,
+            callgrind_s: 3,
             soak_requests: 50_000,
             soak_max_s: 30,
             // Long enough that the sessions signed in before the soak starts (64, one at a
@@ -225,6 +233,9 @@ pub struct Results {
     pub sign_in: SignIn,
     pub isolation: Vec<Isolation>,
     pub census: Vec<Census>,
+    /// User-space instructions per request under callgrind (empty without valgrind).
+    #[serde(default)]
+    pub instructions: Vec<crate::instructions::InstructionCount>,
     pub soak: Soak,
     pub wall_s: f64,
     /// /proc/loadavg at the start and the end: how busy the shared machine was.

@@ -243,6 +243,8 @@ pub fn all(out: &mut String, results: &Results) {
         }
     }
 
+    crate::instructions::section(out, results);
+
     let _ = writeln!(out, "\n## How things are counted\n");
     let _ = writeln!(
         out,

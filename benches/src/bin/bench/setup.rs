@@ -109,6 +109,18 @@ pub async fn start_portcullis_at(
     extra: &[&str],
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
+    Server::start(
+        "portcullis",
+        &bins.join("portcullis"),
+        &portcullis_args(port, url, extra),
+        port,
+        &logs.join(format!("{log_name}.log")),
+    )
+    .await
+}
+
+/// Portcullis' command line in the benchmark: its defaults, on loopback `port`.
+pub fn portcullis_args(port: u16, url: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "serve".to_owned(),
         "--bind".into(),
@@ -122,14 +134,7 @@ pub async fn start_portcullis_at(
         stages::METRICS_TOKEN.into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    Server::start(
-        "portcullis",
-        &bins.join("portcullis"),
-        &args,
-        port,
-        &logs.join(format!("{log_name}.log")),
-    )
-    .await
+    args
 }
 
 pub async fn start_app(
@@ -150,20 +155,24 @@ pub async fn start_app_at(
     log_name: &str,
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let args = vec![
-        "--bind".to_owned(),
-        format!("127.0.0.1:{port}"),
-        "--database-url".into(),
-        url.to_owned(),
-    ];
     Server::start(
         name,
         &bins.join(name),
-        &args,
+        &app_args(port, url),
         port,
         &logs.join(format!("{log_name}.log")),
     )
     .await
+}
+
+/// The ceiling's and the peer's command line, on loopback `port`.
+pub fn app_args(port: u16, url: &str) -> Vec<String> {
+    vec![
+        "--bind".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--database-url".into(),
+        url.to_owned(),
+    ]
 }
 
 /// Round trips per request, counted by a second instance of the server whose database
