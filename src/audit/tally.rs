@@ -15,10 +15,14 @@
 //! the first seen in any hour, so they keep their own rows.
 
 use std::{
-    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
 };
+
+// foldhash instead of std's SipHash: these maps are touched on every anonymous refusal,
+// and SipHash was a tenth of that request's instructions (benches/ANALYSIS.md). Its seeds
+// are random per process; the maps are bounded (`PATHS_PER_MINUTE`, networks per hour).
+use foldhash::{HashMap, HashSet};
 
 use ipnet::IpNet;
 use sqlx::PgPool;
@@ -245,7 +249,7 @@ async fn upsert(pool: &PgPool, counts: &Counts) -> sqlx::Result<()> {
             .iter()
             .map(|(k, n)| (k.minute, k.status, k.reason, Arc::clone(&k.path), *n)),
     );
-    let mut by_hour: HashMap<(i64, i16, &'static str, Arc<str>), i64> = HashMap::new();
+    let mut by_hour: HashMap<(i64, i16, &'static str, Arc<str>), i64> = HashMap::default();
     for (key, n) in &counts.by_minute {
         let hour = key.minute.div_euclid(3600) * 3600;
         *by_hour

@@ -17,7 +17,6 @@
 //! 5. headers: security policy, `no-store`, `noindex`, `X-Request-Id`; metrics.
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, RwLock},
     time::Instant,
@@ -66,7 +65,8 @@ pub struct Frame {
 /// before: route templates, eight method names, status codes.
 #[derive(Default)]
 pub struct RequestMetrics {
-    by_route: RwLock<HashMap<String, Vec<RouteMetrics>>>,
+    /// foldhash: keyed by route templates only, looked up on every request.
+    by_route: RwLock<foldhash::HashMap<String, Vec<RouteMetrics>>>,
 }
 
 struct RouteMetrics {
