@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL,
     ip         text NOT NULL DEFAULT '127.0.0.1',
-    -- What Portcullis shows for the benchmark's sessions (signed in without a User-Agent).
-    user_agent text NOT NULL DEFAULT '—'
+    -- The benchmark's sessions sign in without a User-Agent (Portcullis stores none).
+    user_agent text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tokens_user_id_idx ON tokens (user_id);
 -- What else the account page shows (the benchmark's users have none of these, but the

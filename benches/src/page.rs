@@ -45,6 +45,7 @@ pub struct Viewer<'a> {
 /// Writes Portcullis' layout around what `content` writes.
 fn layout(
     title: &str,
+    head: &str,
     viewer: &Viewer<'_>,
     size: usize,
     content: impl FnOnce(&mut String),
@@ -56,9 +57,10 @@ fn layout(
          <meta name=\"color-scheme\" content=\"light dark\">\n<title>",
     );
     escape_into(&mut html, title);
+    html.push_str(" · Portcullis</title>\n<link rel=\"stylesheet\" href=\"/static/app.css?v=000000000000\">");
+    html.push_str(head);
     html.push_str(
-        " · Portcullis</title>\n<link rel=\"stylesheet\" href=\"/static/app.css?v=000000000000\">\n\
-         </head>\n<body>\n<a class=\"skip-link\" href=\"#main\">Skip to main content</a>\n\
+        "\n</head>\n<body>\n<a class=\"skip-link\" href=\"#main\">Skip to main content</a>\n\
          <header class=\"site-header\">\n  <div class=\"bar\">\n    \
          <a class=\"brand\" href=\"/\">Portcullis</a>\n    <nav aria-label=\"Main\">\n      <ul>\n        \
          <li><a href=\"/account\">Account</a></li>\n        \
@@ -116,62 +118,82 @@ pub struct RequestLine {
     pub asked: String,
 }
 
-/// One row of the sessions table.
+/// A time as Portcullis' session cards show it (`portcullis::display::Moment`).
+pub use portcullis::display::Moment;
+
+/// One session card.
 pub struct SessionLine {
     pub id: i64,
-    pub created: String,
-    pub last_seen: String,
-    pub expires: String,
-    pub ip: String,
+    /// The device in words, and the raw user agent (its tooltip).
+    pub device: String,
     pub user_agent: String,
+    pub method: &'static str,
+    pub created: Moment,
+    pub last_seen: Moment,
+    pub expires: Moment,
+    pub ip: String,
     pub current: bool,
 }
 
-fn sessions_table(html: &mut String, csrf: &str, sessions: &[SessionLine]) {
+/// The session cards (`templates/_sessions.html`) and the "sign out the others" form.
+fn session_cards(html: &mut String, csrf: &str, sessions: &[SessionLine]) {
     html.push_str(
         "\n<h2 id=\"sessions\">Your sessions</h2>\n<p>Every browser or device where you are \
-         signed in. Signing one out takes effect on its next request.</p>\n\
-         <div class=\"table-wrap\">\n<table>\n  \
-         <caption class=\"visually-hidden\">Your active sessions</caption>\n  \
-         <thead><tr><th scope=\"col\">Signed in</th><th scope=\"col\">Last active</th>\
-         <th scope=\"col\">Ends</th><th scope=\"col\">IP address</th><th scope=\"col\">Browser</th>\
-         <th scope=\"col\"><span class=\"visually-hidden\">Action</span></th></tr></thead>\n  <tbody>",
+         signed in. Signing one out takes effect on its next request.</p>\n<ul class=\"sessions\">",
     );
+    let time = |html: &mut String, label: &str, at: &Moment| {
+        html.push_str("\n      <dt>");
+        html.push_str(label);
+        html.push_str("</dt><dd><time datetime=\"");
+        escape_into(html, &at.datetime);
+        html.push_str("\" title=\"");
+        escape_into(html, &at.exact);
+        html.push_str("\">");
+        escape_into(html, &at.relative);
+        html.push_str("</time></dd>");
+    };
     for s in sessions {
         html.push_str(if s.current {
-            "\n    <tr class=\"current\">\n      <td>"
+            "\n  <li class=\"session current\">"
         } else {
-            "\n    <tr>\n      <td>"
+            "\n  <li class=\"session\">"
         });
-        escape_into(html, &s.created);
-        if s.current {
-            html.push_str(" <strong>(this session)</strong>");
-        }
-        html.push_str("</td>\n      <td>");
-        escape_into(html, &s.last_seen);
-        html.push_str("</td>\n      <td>");
-        escape_into(html, &s.expires);
-        html.push_str("</td>\n      <td>");
-        escape_into(html, &s.ip);
-        html.push_str("</td>\n      <td class=\"ua\">");
+        html.push_str("\n    <h3 class=\"device\"><span title=\"");
         escape_into(html, &s.user_agent);
+        html.push_str("\">");
+        escape_into(html, &s.device);
+        html.push_str("</span>");
+        if s.current {
+            html.push_str(" <span class=\"badge this-device\">This device</span>");
+        }
+        html.push_str("</h3>\n    <dl>");
+        time(html, "Last active", &s.last_seen);
+        time(html, "Signed in", &s.created);
+        html.push_str("\n      <dt>Signed in with</dt><dd>");
+        escape_into(html, s.method);
+        html.push_str("</dd>");
+        time(html, "Ends", &s.expires);
+        html.push_str("\n      <dt>IP address</dt><dd>");
+        escape_into(html, &s.ip);
         html.push_str(
-            "</td>\n      <td>\n        <form method=\"post\" action=\"/account/sessions/",
+            "</dd>\n    </dl>\n    <form method=\"post\" action=\"/account/sessions/",
         );
         html.push_str(&s.id.to_string());
-        html.push_str(
-            "/revoke\" class=\"inline\">\n          <input type=\"hidden\" name=\"csrf\" value=\"",
-        );
+        html.push_str("/revoke\">\n      <input type=\"hidden\" name=\"csrf\" value=\"");
         escape_into(html, csrf);
-        html.push_str("\">\n          <button type=\"submit\" class=\"secondary\">");
+        html.push_str("\">\n      <button type=\"submit\" class=\"secondary\">");
         html.push_str(if s.current {
             "Sign out"
         } else {
             "Sign out this session"
         });
-        html.push_str("</button>\n        </form>\n      </td>\n    </tr>");
+        html.push_str("<span class=\"visually-hidden\">: ");
+        escape_into(html, &s.device);
+        html.push_str(", last active ");
+        escape_into(html, &s.last_seen.relative);
+        html.push_str("</span></button>\n    </form>\n  </li>");
     }
-    html.push_str("\n  </tbody>\n</table>\n</div>");
+    html.push_str("\n</ul>");
     let others = sessions.iter().filter(|s| !s.current).count();
     if others > 0 {
         html.push_str(
@@ -183,6 +205,23 @@ fn sessions_table(html: &mut String, csrf: &str, sessions: &[SessionLine]) {
         html.push_str(&others.to_string());
         html.push_str(")</button>\n</form>");
     }
+}
+
+/// The time zone section, for a viewer who has not chosen one (times in UTC).
+fn time_zone(html: &mut String, csrf: &str) {
+    html.push_str(
+        "\n\n\n<h2 id=\"time-zone\">Time zone</h2>\n<p data-time-zone=\"UTC\" \
+         data-chosen=\"false\">Times on these pages are shown in <strong>UTC</strong>, until you \
+         choose your time zone. <a href=\"/account/time-zone\">Choose your time zone</a></p>\n\
+         <form method=\"post\" action=\"/account/time-zone\" class=\"browser-zone\" \
+         data-browser-zone hidden>\n  <input type=\"hidden\" name=\"csrf\" value=\"",
+    );
+    escape_into(html, csrf);
+    html.push_str(
+        "\">\n  <input type=\"hidden\" name=\"time_zone\" value=\"\">\n  <p>Your browser is \
+         set to <strong data-browser-zone-name></strong>.</p>\n  <button type=\"submit\" \
+         class=\"secondary\">Use my browser’s time zone</button>\n</form>",
+    );
 }
 
 fn requests_table(html: &mut String, requests: &[RequestLine]) {
@@ -235,8 +274,9 @@ fn password_form(html: &mut String, viewer: &Viewer<'_>, min_password: usize) {
 }
 
 pub fn account(viewer: &Viewer<'_>, account: &Account<'_>) -> String {
-    let size = 3072 + 640 * account.sessions.len();
-    layout("Your account", viewer, size, |html| {
+    let size = 4096 + 1024 * account.sessions.len();
+    let head = "<script src=\"/static/time-zone.js?v=000000000000\" defer></script>";
+    layout("Your account", head, viewer, size, |html| {
         html.push_str("\n<h1>Your account</h1>\n<dl class=\"facts\">\n  <dt>Username</dt><dd>");
         escape_into(html, viewer.username);
         html.push_str("</dd>\n  <dt>Role</dt><dd><span class=\"badge role-");
@@ -285,14 +325,15 @@ pub fn account(viewer: &Viewer<'_>, account: &Account<'_>) -> String {
              device’s screen lock or a security key, no password needed. \
              <a href=\"/account/passkeys\">Add a passkey</a></p>\n",
         );
-        sessions_table(html, viewer.csrf, account.sessions);
+        session_cards(html, viewer.csrf, account.sessions);
+        time_zone(html, viewer.csrf);
         requests_table(html, account.requests);
         password_form(html, viewer, account.min_password);
     })
 }
 
 pub fn forbidden(viewer: &Viewer<'_>, required: &str, path: &str) -> String {
-    layout("Access denied", viewer, 2048, |html| {
+    layout("Access denied", "", viewer, 2048, |html| {
         html.push_str(
             "<div class=\"narrow\">\n<h1>You do not have access to this page</h1>\n\
              <p class=\"lead\">You are signed in as <strong>",

@@ -203,17 +203,27 @@ fn account_page(row: &AccountRow) -> String {
         csrf: NO_CSRF,
     };
     let display = portcullis::display::display_time;
+    // The same helpers Portcullis' session cards use: times in the viewer's zone (UTC for
+    // the benchmark's users) and the device in words.
+    let zone = portcullis::display::Zone::default();
+    let now = OffsetDateTime::now_utc();
     let sessions: Vec<page::SessionLine> = row
         .sessions
         .0
         .iter()
         .map(|s| page::SessionLine {
             id: s.id,
-            created: display(s.created_at),
-            last_seen: display(s.created_at),
-            expires: display(s.expires_at),
+            device: portcullis::display::device_name(&s.user_agent),
+            user_agent: if s.user_agent.is_empty() {
+                "No user agent was sent.".into()
+            } else {
+                s.user_agent.clone()
+            },
+            method: portcullis::display::sign_in_method(Some("password")),
+            created: zone.moment(s.created_at, now),
+            last_seen: zone.moment(s.created_at, now),
+            expires: zone.moment(s.expires_at, now),
             ip: s.ip.clone(),
-            user_agent: s.user_agent.clone(),
             current: s.token == row.token,
         })
         .collect();
