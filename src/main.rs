@@ -11,12 +11,6 @@ use portcullis::{
     server::Stop,
 };
 
-/// mimalloc instead of the C library's allocator: a request allocates and frees a few
-/// dozen small blocks (headers, extensions, the session row, the page), and the system
-/// allocator was a tenth of a request's CPU in the profile (benches/ANALYSIS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SERVE_LOG: &str = "info,sqlx=warn,tower_sessions=error,tower_sessions_core=error";
 
 fn main() -> ExitCode {

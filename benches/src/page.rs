@@ -57,7 +57,9 @@ fn layout(
          <meta name=\"color-scheme\" content=\"light dark\">\n<title>",
     );
     escape_into(&mut html, title);
-    html.push_str(" · Portcullis</title>\n<link rel=\"stylesheet\" href=\"/static/app.css?v=000000000000\">");
+    html.push_str(
+        " · Portcullis</title>\n<link rel=\"stylesheet\" href=\"/static/app.css?v=000000000000\">",
+    );
     html.push_str(head);
     html.push_str(
         "\n</head>\n<body>\n<a class=\"skip-link\" href=\"#main\">Skip to main content</a>\n\
@@ -175,9 +177,7 @@ fn session_cards(html: &mut String, csrf: &str, sessions: &[SessionLine]) {
         time(html, "Ends", &s.expires);
         html.push_str("\n      <dt>IP address</dt><dd>");
         escape_into(html, &s.ip);
-        html.push_str(
-            "</dd>\n    </dl>\n    <form method=\"post\" action=\"/account/sessions/",
-        );
+        html.push_str("</dd>\n    </dl>\n    <form method=\"post\" action=\"/account/sessions/");
         html.push_str(&s.id.to_string());
         html.push_str("/revoke\">\n      <input type=\"hidden\" name=\"csrf\" value=\"");
         escape_into(html, csrf);

@@ -224,15 +224,20 @@ pub fn section(out: &mut String, results: &crate::Results) {
             .iter()
             .find(|c| c.scenario == scenario && c.server == "ceiling")
             .map(InstructionCount::per_request);
-        for count in results.instructions.iter().filter(|c| c.scenario == scenario) {
+        for count in results
+            .instructions
+            .iter()
+            .filter(|c| c.scenario == scenario)
+        {
             let label = match scenario {
                 "anonymous" => "anonymous `GET /account` (303)",
                 "api" => "`GET /api/me`",
                 _ => "`GET /account`",
             };
-            let versus = ceiling
-                .filter(|c| *c > 0.0)
-                .map_or_else(|| "n/a".into(), |c| format!("{:.2}×", count.per_request() / c));
+            let versus = ceiling.filter(|c| *c > 0.0).map_or_else(
+                || "n/a".into(),
+                |c| format!("{:.2}×", count.per_request() / c),
+            );
             let _ = writeln!(
                 out,
                 "| {label} | {} | {} | {:.0} | {versus} | {} |",
