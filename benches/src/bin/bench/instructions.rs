@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Plan, Subject,
     db::Db,
-    load::{Load, Request},
     log,
     servers::{Server, free_port},
-    setup::{app_args, portcullis_args},
+    setup::{app_args, portcullis_args, scenarios, warmed_load},
 };
 
 /// One scenario's count on one server.
@@ -87,32 +86,12 @@ pub async fn count(
         &logs.join(format!("{name}-callgrind.log")),
     )
     .await?;
-    let cookies = || s.cookies.iter().cloned();
-    let scenarios: [(&str, Vec<Request>, &str); 3] = [
-        ("anonymous", vec![Request::get("/account", "")], "3xx"),
-        (
-            "api",
-            cookies().map(|c| Request::get("/api/me", c)).collect(),
-            "200",
-        ),
-        (
-            "hot",
-            cookies().map(|c| Request::get("/account", c)).collect(),
-            "200",
-        ),
-    ];
+    let scenarios = scenarios(s, &["anonymous", "api", "hot"]);
     let mut out = Vec::new();
     for (scenario, requests, expect) in scenarios {
-        let load = Load::prepare(
-            work,
-            &format!("{name}-callgrind-{scenario}"),
-            &instance.base,
-            &requests,
-            expect,
-        )?;
-        // Warm: pooled connections open, statements prepared, caches filled.
-        load.run(plan.callgrind_connections, Duration::from_secs(2))
-            .await?;
+        let label = format!("{name}-callgrind-{scenario}");
+        let target = (instance.base.as_str(), requests.as_slice(), expect);
+        let load = warmed_load(work, &label, target, plan.callgrind_connections, 2).await?;
         control(instance.pid, "--zero").await?;
         control(instance.pid, "--instr=on").await?;
         let result = load

@@ -175,6 +175,44 @@ pub fn app_args(port: u16, url: &str) -> Vec<String> {
     ]
 }
 
+/// The second instances' scenarios (the census, the instruction counts), by name: the
+/// anonymous redirect, the account page, the API, and a member's 403.
+pub fn scenarios(
+    s: &Subject,
+    names: &[&'static str],
+) -> Vec<(&'static str, Vec<Request>, &'static str)> {
+    let signed_in = |path: &str| -> Vec<Request> {
+        s.cookies
+            .iter()
+            .map(|c| Request::get(path, c.clone()))
+            .collect()
+    };
+    names
+        .iter()
+        .filter_map(|&name| match name {
+            "anonymous" => Some((name, vec![Request::get("/account", "")], "3xx")),
+            "hot" => Some((name, signed_in("/account"), "200")),
+            "api" => Some((name, signed_in("/api/me"), "200")),
+            "forbidden" => Some((name, signed_in("/reports"), "403")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A scenario's load against `target` (base URL, requests, expected status), run for
+/// `warm_s` first: every pooled connection open, statements prepared, caches filled.
+pub async fn warmed_load(
+    work: &Path,
+    label: &str,
+    (base, requests, expect): (&str, &[Request], &str),
+    connections: u32,
+    warm_s: u64,
+) -> anyhow::Result<Load> {
+    let load = Load::prepare(work, label, base, requests, expect)?;
+    load.run(connections, Duration::from_secs(warm_s)).await?;
+    Ok(load)
+}
+
 /// Round trips per request, counted by a second instance of the server whose database
 /// connection goes through the counting proxy.
 pub async fn round_trip_census(
@@ -192,44 +230,13 @@ pub async fn round_trip_census(
         "portcullis" => start_portcullis_at(bins, &url, logs, &log_name, &[]).await?,
         name => start_app_at(bins, name, &url, logs, &log_name).await?,
     };
-    let member_cookies = || s.cookies.iter().cloned();
-    let scenarios: [(&'static str, Vec<Request>, &str); 4] = [
-        ("anonymous", vec![Request::get("/account", "")], "3xx"),
-        (
-            "hot",
-            member_cookies()
-                .map(|c| Request::get("/account", c))
-                .collect(),
-            "200",
-        ),
-        (
-            "api",
-            member_cookies()
-                .map(|c| Request::get("/api/me", c))
-                .collect(),
-            "200",
-        ),
-        (
-            "forbidden",
-            member_cookies()
-                .map(|c| Request::get("/reports", c))
-                .collect(),
-            "403",
-        ),
-    ];
+    let scenarios = scenarios(s, &["anonymous", "hot", "api", "forbidden"]);
     let mut out = Vec::new();
     let seconds = Duration::from_secs(plan.census_s);
     for (scenario, requests, expect) in scenarios {
-        let load = Load::prepare(
-            work,
-            &format!("{}-census-{scenario}", s.server.name),
-            &instance.base,
-            &requests,
-            expect,
-        )?;
-        // Warm: every pooled connection open and its statements prepared.
-        load.run(plan.census_connections, Duration::from_secs(1))
-            .await?;
+        let label = format!("{}-census-{scenario}", s.server.name);
+        let target = (instance.base.as_str(), requests.as_slice(), expect);
+        let load = warmed_load(work, &label, target, plan.census_connections, 1).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = counters.snapshot();
         let result = load.run(plan.census_connections, seconds).await?;
