@@ -15,7 +15,7 @@ use crate::{
     accounts::{self, admin},
     audit::Actor,
     auth::{Role, password::PasswordHasher, throttle},
-    config::{UserCommand, site_url},
+    config::{LinkArgs, UserCommand, site_url},
     display::display_time,
 };
 
@@ -36,6 +36,11 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The address of a link `issue` made, on the site `link` names (or the bind address).
+fn link_url(link: &LinkArgs, issued: &accounts::links::Issued) -> url::Url {
+    issued.url(&site_url(link.public_url.as_ref(), link.bind))
 }
 
 pub async fn run(
@@ -88,11 +93,7 @@ pub async fn run(
                 issued.username,
                 display_time(issued.expires_at)
             )?;
-            writeln!(
-                out,
-                "{}",
-                issued.url(&site_url(link.public_url.as_ref(), link.bind))
-            )?;
+            writeln!(out, "{}", link_url(&link, &issued))?;
         }
         UserCommand::ResetLink { username, link } => {
             let user = accounts::find(pool, &username).await?;
@@ -109,11 +110,7 @@ pub async fn run(
                 issued.username,
                 display_time(issued.expires_at)
             )?;
-            writeln!(
-                out,
-                "{}",
-                issued.url(&site_url(link.public_url.as_ref(), link.bind))
-            )?;
+            writeln!(out, "{}", link_url(&link, &issued))?;
         }
         UserCommand::SetRole { username, role } => {
             let user = accounts::find(pool, &username).await?;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use super::{UserError, UserRow, Username, revoke_sessions, set_password_hash};
+use super::{UserError, UserRow, Username, insert_row, revoke_sessions, set_password_hash};
 use crate::{
     audit::{self, Actor, AuditEvent, RequestMeta},
     auth::{Role, throttle},
@@ -184,23 +184,7 @@ pub(crate) async fn issue_invite(
     lifetime: time::Duration,
 ) -> Result<Issued, UserError> {
     let username = Username::parse(raw_username)?;
-    let user = sqlx::query_as!(
-        UserRow,
-        r#"
-        INSERT INTO users (username, username_key, password_hash, role)
-        VALUES ($1, $2, NULL, $3)
-        ON CONFLICT (username_key) DO NOTHING
-        RETURNING id, username, role AS "role: Role", disabled_at, created_at,
-                  last_sign_in_at, last_sign_in_ip, password_changed_at,
-                  password_hash IS NULL AS "invited!"
-        "#,
-        username.display,
-        username.key,
-        role as Role,
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(UserError::Taken(username.display))?;
+    let user = insert_row(&mut *conn, username, None, role).await?;
     let event = actor
         .event("user_created", &user.username)
         .detail(json!({ "role": role, "invited": true }));

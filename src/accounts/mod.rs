@@ -135,6 +135,17 @@ pub(crate) async fn insert(
     )
     .await??;
     let hash = hasher.hash(password).await?;
+    insert_row(executor, username, Some(hash), role).await
+}
+
+/// Inserts the user row: with a password hash, or without one for an invitation
+/// (`links::issue_invite`). `Taken` if the name (any case or Unicode form) exists.
+pub(crate) async fn insert_row(
+    executor: impl PgExecutor<'_>,
+    username: Username,
+    password_hash: Option<String>,
+    role: Role,
+) -> Result<UserRow, UserError> {
     let row = sqlx::query_as!(
         UserRow,
         r#"
@@ -147,7 +158,7 @@ pub(crate) async fn insert(
         "#,
         username.display,
         username.key,
-        hash,
+        password_hash,
         role as Role,
     )
     .fetch_optional(executor)

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use jiff::{
     Timestamp,
-    tz::{Offset, TimeZone},
+    tz::{Offset, TimeZone, TimeZoneOffsetInfo},
 };
 use time::OffsetDateTime;
 
@@ -35,7 +35,11 @@ impl Zone {
     /// In UTC this is exactly `display::display_time`.
     pub fn time(&self, at: OffsetDateTime) -> String {
         let stamp = timestamp(at);
-        let info = self.tz.to_offset_info(stamp);
+        self.exact(stamp, &self.tz.to_offset_info(stamp))
+    }
+
+    /// [`Zone::time`] of `stamp`, whose offset and abbreviation here are `info`.
+    fn exact(&self, stamp: Timestamp, info: &TimeZoneOffsetInfo<'_>) -> String {
         let mut text = String::with_capacity(32);
         if write_civil(&mut text, info.offset(), stamp, ' ') {
             text.push(' ');
@@ -67,7 +71,7 @@ impl Zone {
         };
         Moment {
             datetime,
-            exact: self.time(at),
+            exact: self.exact(stamp, &info),
             relative: self.relative(at, now),
         }
     }
