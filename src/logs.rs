@@ -100,8 +100,14 @@ impl TextVisitor<'_> {
             // The message is the call site's own text: bare, but never more than one line.
             write!(self.writer, "{separator}{}", one_line(value))
         } else {
+            // Piece by piece, not `write!`: every request's span formats its id here.
             let name = field.name().trim_start_matches("r#");
-            write!(self.writer, "{separator}{name}={}", Quoted(value))
+            let writer = &mut self.writer;
+            writer
+                .write_str(separator)
+                .and_then(|()| writer.write_str(name))
+                .and_then(|()| writer.write_char('='))
+                .and_then(|()| Quoted(value).write_to(writer))
         };
     }
 }
@@ -121,18 +127,24 @@ impl Visit for TextVisitor<'_> {
 /// control and invisible characters such as U+202E, which reorders what a terminal shows).
 struct Quoted<'a>(&'a str);
 
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Quoted<'_> {
+    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let plain = !self.0.is_empty()
             && self
                 .0
-                .chars()
-                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\'));
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
         if plain {
-            f.write_str(self.0)
+            out.write_str(self.0)
         } else {
-            write!(f, "{:?}", self.0)
+            write!(out, "{:?}", self.0)
         }
+    }
+}
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -12,8 +12,13 @@ pub fn safe_next(raw: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_LEN {
         return None;
     }
-    let decoded = percent_decode_all(raw)?;
-    for candidate in [raw, decoded.as_str()] {
+    // Without a `%` there is nothing to decode (the common case: a page's own path).
+    let decoded = if raw.contains('%') {
+        Some(percent_decode_all(raw)?)
+    } else {
+        None
+    };
+    for candidate in std::iter::once(raw).chain(decoded.as_deref()) {
         if !candidate.starts_with('/')
             || candidate.starts_with("//")
             || candidate.contains('\\')

@@ -156,7 +156,8 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         // sqlx pings every connection before lending it out by default: a second round
         // trip on every request. The hot path is one round trip, so skip it; a connection
         // that broke while idle fails one request with a 503 and is dropped when released
-        // (sqlx checks connections on release).
+        // (the failed query leaves an answer pending, so the release ping, which the
+        // vendored driver skips only for a clean connection, runs and fails).
         .test_before_acquire(false)
 }
 

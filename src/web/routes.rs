@@ -25,8 +25,9 @@ use super::{
         form::SignedForm,
         frame,
         fresh::FreshForm,
-        guard::{self, Gate},
+        guard::Gate,
         input::{field_names, is_multi_line},
+        layer::WrapLayer,
         render::static_cache,
     },
     pages::{
@@ -356,15 +357,12 @@ pub fn router(state: AppState) -> Router {
         };
         let route = match gate {
             None => handler,
-            Some((lookup, enforce_mfa)) => handler.route_layer(middleware::from_fn_with_state(
-                Gate {
-                    state: state.clone(),
-                    required: spec.access.role(),
-                    lookup,
-                    enforce_mfa,
-                },
-                guard::gate,
-            )),
+            Some((lookup, enforce_mfa)) => handler.route_layer(WrapLayer(Arc::new(Gate {
+                state: state.clone(),
+                required: spec.access.role(),
+                lookup,
+                enforce_mfa,
+            }))),
         };
         if spec.access != Access::Stateless && spec.inputs().session {
             with_sessions = with_sessions.route(spec.path, route);
@@ -387,18 +385,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(errors::not_found)
         // One layer around every route: see `frame` (it also applies the body limit, the
         // request timeout and catches panics).
-        .layer(middleware::from_fn_with_state(
-            Arc::new(frame::Frame {
-                site: Arc::clone(&state.site),
-                metrics: frame::RequestMetrics::default(),
-                audit: state.audit.clone(),
-                trusted_proxies: state.settings.trusted_proxies.clone(),
-                secure: state.settings.secure_cookies,
-                request_timeout: state.settings.request_timeout,
-                draining: Arc::clone(&state.draining),
-            }),
-            frame::frame,
-        ))
+        .layer(WrapLayer(Arc::new(frame::Frame {
+            site: Arc::clone(&state.site),
+            metrics: frame::RequestMetrics::default(),
+            audit: state.audit.clone(),
+            trusted_proxies: state.settings.trusted_proxies.clone(),
+            secure: state.settings.secure_cookies,
+            request_timeout: state.settings.request_timeout,
+            draining: Arc::clone(&state.draining),
+        })))
         .with_state(state)
 }
 

@@ -396,3 +396,43 @@ async fn connections_queued_when_the_grace_ends_are_served() {
         .expect("join");
     drop(holder);
 }
+
+/// The vendored driver skips the pool's ping on release for a clean connection
+/// (vendor/sqlx-postgres/PORTCULLIS-PATCH.md) and keeps it for any other. A transaction
+/// dropped without commit queues its ROLLBACK; the ping on release is what sends it. Were
+/// it skipped, the row lock would stay held while the connection sits idle in the pool,
+/// and the other connection's lock would time out.
+#[tokio::test]
+async fn a_dropped_transaction_releases_its_locks_when_its_connection_returns() {
+    let (pool, _name) = fresh_database().await;
+    sqlx::query("CREATE TABLE locked (id int PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .expect("table");
+    sqlx::query("INSERT INTO locked VALUES (1)")
+        .execute(&pool)
+        .await
+        .expect("row");
+    let mut other = pool.acquire().await.expect("second connection");
+    {
+        let mut abandoned = pool.begin().await.expect("begin");
+        sqlx::query("SELECT id FROM locked WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *abandoned)
+            .await
+            .expect("lock");
+        // Dropped here without commit, as a cancelled request drops its transaction.
+    }
+    sqlx::query("SET lock_timeout = '3s'")
+        .execute(&mut *other)
+        .await
+        .expect("lock_timeout");
+    let started = Instant::now();
+    let locked = sqlx::query("SELECT id FROM locked WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *other)
+        .await;
+    assert!(
+        locked.is_ok(),
+        "the abandoned transaction still held its lock: {locked:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

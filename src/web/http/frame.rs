@@ -5,7 +5,7 @@
 //! headers, noindex, metrics). Each axum `from_fn`/`map_*` layer boxes a future and clones
 //! its inner service on every request; the benchmark's profile showed that stack costing
 //! more CPU than the page itself (benches/ANALYSIS.md). One function does the same work in
-//! one pass, in this order:
+//! one pass (a [`Wrap`], not even one `from_fn`: see `layer.rs`), in this order:
 //!
 //! 1. a random request id (the client's is never trusted), the client's address (through
 //!    trusted proxies only), the site and audit handles, a tracing span;
@@ -17,6 +17,8 @@
 //! 5. headers: security policy, `no-store`, `noindex`, `X-Request-Id`; metrics.
 
 use std::{
+    convert::Infallible,
+    future::Future,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, RwLock},
     time::Instant,
@@ -24,19 +26,22 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, MatchedPath, Request, State},
+    extract::{ConnectInfo, MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use futures_util::FutureExt;
 use http_body_util::Limited;
 use ipnet::IpNet;
 use metrics::{Counter, Histogram};
+use tower::Service;
 use tracing::Instrument;
 
 use super::{
-    BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, host, negotiate::RequestKind, origin,
+    BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, host,
+    layer::{self, Wrap},
+    negotiate::RequestKind,
+    origin,
 };
 use crate::{audit::AuditLog, telemetry::metric};
 
@@ -133,7 +138,10 @@ fn announces_too_much(request: &Request) -> bool {
 }
 
 /// Runs the handler with the body limit, the timeout and a panic guard.
-async fn run(request: Request, next: Next, timeout: std::time::Duration) -> Response {
+async fn run<S>(request: Request, inner: S, timeout: std::time::Duration) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     if announces_too_much(&request) {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
@@ -146,7 +154,7 @@ async fn run(request: Request, next: Next, timeout: std::time::Duration) -> Resp
     } else {
         request
     };
-    let handler = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    let handler = std::panic::AssertUnwindSafe(layer::call(inner, request)).catch_unwind();
     match tokio::time::timeout(timeout, handler).await {
         Ok(Ok(response)) => response,
         Ok(Err(panic)) => errors::panic_response(panic),
@@ -211,7 +219,20 @@ fn request_id() -> [u8; 16] {
     text
 }
 
-pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: Next) -> Response {
+impl Wrap for Arc<Frame> {
+    fn wrap<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        frame(self, request, inner)
+    }
+}
+
+async fn frame<S>(frame: Arc<Frame>, mut request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let started = Instant::now();
     let id_text = request_id();
     let id = std::str::from_utf8(&id_text).unwrap_or("-");
@@ -262,7 +283,7 @@ pub async fn frame(State(frame): State<Arc<Frame>>, mut request: Request, next: 
             let (parts, _) = request.into_parts();
             denial::cross_origin(&parts).await
         } else {
-            run(request, next, frame.request_timeout).await
+            run(request, inner, frame.request_timeout).await
         };
         let status = response.status();
         tracing::debug!(

@@ -3,16 +3,16 @@
 //! enough. It answers the 401 and 403 itself; handlers behind it take [`CurrentUser`] or
 //! [`MaybeUser`].
 
-use std::sync::Arc;
+use std::{convert::Infallible, future::Future, sync::Arc};
 
 use axum::{
     Json,
-    extract::{FromRequestParts, Request, State},
+    extract::{FromRequestParts, Request},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
-    middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
+use tower::Service;
 use tower_sessions::{
     Expiry, Session,
     cookie::{Cookie, SameSite},
@@ -22,6 +22,7 @@ use tower_sessions::{
 use super::{
     Rendered,
     denial::{self, Denial},
+    layer::{self, Wrap},
     negotiate::RequestKind,
 };
 use crate::{
@@ -34,7 +35,6 @@ use crate::{
 /// What a group of routes asks of a request: what to know about the session's holder
 /// (the account page lists their sessions; the API needs no CSRF token), and which role,
 /// if any, the routes need.
-#[derive(Clone)]
 pub struct Gate {
     pub state: AppState,
     pub required: Option<Role>,
@@ -44,11 +44,25 @@ pub struct Gate {
     pub enforce_mfa: bool,
 }
 
+impl Wrap for Arc<Gate> {
+    fn wrap<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        gate(self, request, inner)
+    }
+}
+
 /// Middleware: resolves the request's [`Authentication`] (from the session cookie, see
 /// [`session_cookie`]), stores it in the extensions,
 /// and — when the routes need a role — answers the 401 or 403 itself. One layer instead of
-/// two: each axum middleware layer costs a boxed future and a service clone per request.
-pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+/// two, and a [`Wrap`] rather than axum's `from_fn` (see `layer.rs`): each middleware
+/// layer costs boxes and moves per request.
+async fn gate<S>(gate: Arc<Gate>, request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let (parts, body) = request.into_parts();
     let authentication = match authenticate(&gate, &parts).await {
         Ok(authentication) => authentication,
@@ -61,7 +75,7 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
         Ok(kept) => kept,
         Err(err) => return err.into_response(),
     };
-    let mut response = answer(&gate, parts, body, authentication, next).await;
+    let mut response = answer(&gate, parts, body, authentication, inner).await;
     if let Some(cookie) = reissued {
         // On every answer, a 403 included: the old token no longer works.
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -93,17 +107,20 @@ fn remembered_cookie_expires(
     }
 }
 
-async fn answer(
+async fn answer<S>(
     gate: &Gate,
     parts: Parts,
     body: axum::body::Body,
     authentication: Authentication,
-    next: Next,
-) -> Response {
+    inner: S,
+) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let Some(required) = gate.required else {
         let mut request = Request::from_parts(parts, body);
         request.extensions_mut().insert(authentication);
-        return next.run(request).await;
+        return layer::call(inner, request).await;
     };
     match authentication {
         Authentication::SignedIn(user)
@@ -118,7 +135,7 @@ async fn answer(
             request
                 .extensions_mut()
                 .insert(Authentication::SignedIn(user));
-            next.run(request).await
+            layer::call(inner, request).await
         }
         Authentication::SignedIn(user) => {
             denial::forbidden(&parts, &user, required, &gate.state).await

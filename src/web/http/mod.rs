@@ -12,6 +12,7 @@ pub mod fresh;
 pub mod guard;
 pub mod host;
 pub mod input;
+pub mod layer;
 pub mod negotiate;
 pub mod origin;
 pub mod render;

@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
 use portcullis::auth::password::PasswordHasher;
 use sqlx::PgPool;
@@ -81,6 +81,12 @@ struct Args {
     /// editing benches/ANALYSIS.md); runs nothing.
     #[arg(long, value_name = "JSON")]
     render: Option<PathBuf>,
+    /// Only count instructions per request (section 7) for Portcullis and the ceiling, and
+    /// print them; writes no report. A quick check of a change to the request path that
+    /// does not move with the machine's load. The callgrind dumps stay in the work
+    /// directory (callgrind-<server>/) for `callgrind_annotate`.
+    #[arg(long, conflicts_with_all = ["render", "perf"])]
+    instructions: bool,
     /// The command line as typed, for the report (benches/run sets it).
     #[arg(long, env = "BENCH_COMMAND", hide = true)]
     command: Option<String>,
@@ -232,6 +238,15 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         sessions::preflight(&peer.server, &peer.cookies[0]).await?,
     ];
     sessions::compare_pages(&page_bytes);
+    if args.instructions {
+        if !instructions::available() {
+            bail!("valgrind is not installed (benches/run installs it as root)");
+        }
+        for s in [&portcullis, &ceiling] {
+            instructions::count(&bins, db, &work, &logs, s, &plan).await?;
+        }
+        return Ok(());
+    }
 
     let subjects = [&portcullis, &ceiling, &peer];
     for s in subjects {

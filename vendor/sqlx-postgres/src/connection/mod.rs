@@ -179,6 +179,19 @@ impl Connection for PgConnection {
         // self.execute("/* SQLx ping */").map_ok(|_| ()).boxed()
 
         Box::pin(async move {
+            // PORTCULLIS PATCH: no round trip for a connection with nothing in flight.
+            // sqlx's pool pings every connection it takes back (`return_to_pool`), so every
+            // request that touched the database paid a second round trip after its answer.
+            // The ping is there to drain what a cancelled query left behind and to send a
+            // dropped transaction's queued ROLLBACK: with no answer pending, nothing queued
+            // and no transaction open there is neither, and a socket that died meanwhile
+            // fails the next query just as it would have failed a ping a moment later.
+            if self.inner.pending_ready_for_query_count == 0
+                && self.inner.stream.write_buffer_mut().is_empty()
+                && matches!(self.inner.transaction_status, TransactionStatus::Idle)
+            {
+                return Ok(());
+            }
             // The simplest call-and-response that's possible.
             self.write_sync();
             self.wait_until_ready().await
