@@ -12,7 +12,10 @@ use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
 use super::{Role, csrf::CsrfKey, store::token_hash};
-use crate::{config::Settings, telemetry};
+use crate::{
+    config::{RequireMfa, Settings},
+    telemetry,
+};
 
 mod reasons;
 pub use reasons::{NotSignedIn, Notice};
@@ -41,8 +44,10 @@ pub struct SessionUser {
     /// changes need it.
     pub recently_authenticated: bool,
     /// Whether the user has a second factor: an authenticator app or a passkey
-    /// (`--require-mfa` asks for one).
-    pub has_second_factor: bool,
+    /// (`--require-mfa` asks for one). `None`: not looked up, behind the API's gate
+    /// (`Lookup::Api`) for a user `--require-mfa` does not cover, where nothing reads it;
+    /// treat it as "no".
+    pub has_second_factor: Option<bool>,
     /// How this session signed in ("password", "password+totp", "password+recovery",
     /// "password+passkey", "passkey"); account page only.
     pub auth_method: Option<String>,
@@ -146,7 +151,7 @@ struct Core {
     token_issued_at: OffsetDateTime,
     revoked_reason: Option<String>,
     time_zone: Option<String>,
-    has_second_factor: bool,
+    has_second_factor: Option<bool>,
     username: String,
     role: Role,
     disabled_at: Option<OffsetDateTime>,
@@ -182,7 +187,9 @@ macro_rules! core_of {
             token_issued_at: $row.token_issued_at,
             revoked_reason: $row.revoked_reason,
             time_zone: $row.time_zone,
-            has_second_factor: $row.has_second_factor,
+            // `bool` from the statements that probe the factor tables, `Option` (NULL) from
+            // the API's lean one.
+            has_second_factor: $row.has_second_factor.into(),
             username: $row.username,
             role: $row.role,
             disabled_at: $row.disabled_at,
@@ -209,6 +216,60 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
                         WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
                    AS "has_second_factor!",
+               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+        FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = $1
+        "#,
+        token_hash,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| core_of!(row)))
+}
+
+/// The session behind `token_hash` as the JSON API needs it without `--require-mfa`: the
+/// columns of [`fetch_core`] but the user's time zone (JSON times are UTC) and whether they
+/// have a second factor (only `--require-mfa` reads it there). PostgreSQL then sets up and
+/// runs two index scans instead of four: its per-statement setup is most of its CPU on
+/// this path (benches/ANALYSIS.md).
+async fn fetch_api(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
+    let row = sqlx::query!(
+        r#"
+        SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
+               s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
+               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
+               s.remembered, s.token_issued_at, s.revoked_reason,
+               NULL::text AS "time_zone?", NULL::boolean AS "has_second_factor?",
+               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+        FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = $1
+        "#,
+        token_hash,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| core_of!(row)))
+}
+
+/// [`fetch_api`] under `--require-mfa admins` (the default): the factor tables are probed
+/// for administrators only (`CASE` evaluates its branch only when it applies); for anyone
+/// else the answer is NULL, "not looked up", which nothing reads for them.
+async fn fetch_api_admins_probed(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Core>> {
+    let row = sqlx::query!(
+        r#"
+        SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
+               s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
+               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
+               s.remembered, s.token_issued_at, s.revoked_reason,
+               NULL::text AS "time_zone?",
+               CASE WHEN u.role = 'admin' THEN
+                   EXISTS (SELECT 1 FROM totp_credentials t
+                           WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
+                   OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id)
+               END AS "has_second_factor?",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
@@ -307,7 +368,8 @@ pub enum Lookup {
     /// The account page: also the lists it shows (see [`SessionUser`]; those fields are
     /// empty otherwise).
     AccountPage,
-    /// The JSON API: who, nothing for forms (`csrf_token` is empty).
+    /// The JSON API: who, nothing for forms (`csrf_token` is empty), no time zone (JSON
+    /// times are UTC), and whether they have a second factor only under `--require-mfa`.
     Api,
 }
 
@@ -324,12 +386,19 @@ pub async fn resolve(
     let mut conn = pool.acquire().await?;
     telemetry::page_db_acquired(waited.elapsed());
     let hash = token_hash(token);
-    let found = if lookup == Lookup::AccountPage {
-        fetch_with_account(&mut conn, &hash).await?
-    } else {
-        fetch_core(&mut conn, &hash)
+    let found = match lookup {
+        Lookup::AccountPage => fetch_with_account(&mut conn, &hash).await?,
+        Lookup::Api if settings.require_mfa == RequireMfa::None => fetch_api(&mut conn, &hash)
             .await?
-            .map(|core| (core, AccountFacts::default()))
+            .map(|core| (core, AccountFacts::default())),
+        Lookup::Api if settings.require_mfa == RequireMfa::Admins => {
+            fetch_api_admins_probed(&mut conn, &hash)
+                .await?
+                .map(|core| (core, AccountFacts::default()))
+        }
+        Lookup::Page | Lookup::Api => fetch_core(&mut conn, &hash)
+            .await?
+            .map(|core| (core, AccountFacts::default())),
     };
     let Some((row, facts)) = found else {
         return Ok((Not(NotSignedIn::UnknownSession), None));

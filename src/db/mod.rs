@@ -75,10 +75,18 @@ impl Database {
             // (`extra_float_digits`, `options`), so statement_timeout must be set on the
             // role or database instead (`ALTER ROLE … SET statement_timeout = '5s'`).
             options = options.statement_cache_capacity(0).extra_float_digits(None);
-        } else if let Some(timeout) = settings.statement_timeout {
-            // A runaway query cannot hold a connection (and a request) for long.
-            options =
-                options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+        } else {
+            let mut startup = Vec::new();
+            if let Some(timeout) = settings.statement_timeout {
+                // A runaway query cannot hold a connection (and a request) for long.
+                startup.push(("statement_timeout", format!("{}ms", timeout.as_millis())));
+            }
+            if random_page_cost_is_default(&options).await {
+                startup.push(("random_page_cost", PAGE_COST.to_owned()));
+            }
+            if !startup.is_empty() {
+                options = options.options(startup);
+            }
         }
         let pool = pool_options(settings.size)
             .acquire_timeout(settings.acquire_timeout)
@@ -124,6 +132,38 @@ pub fn pgbouncer_switch_missing(err: &(dyn std::error::Error + 'static)) -> Opti
          run `portcullis migrate` directly against PostgreSQL (docs/DEPLOY.md, \"Scaling out\"); \
          the database said: {said}"
     ))
+}
+
+/// `random_page_cost` for the app's connections, unless the operator set one.
+///
+/// PostgreSQL's default (4.0) models spinning disks. With it, a small, analyzed `users`
+/// table (a few hundred people: a few pages) looks cheaper to read whole than through its
+/// primary key, so every signed-in request's session lookup scanned all users (a hash join
+/// or a filtered scan): about a third of PostgreSQL's CPU per request in our measurement
+/// (benches/ANALYSIS.md). The tables a request reads are small and cached; PostgreSQL's
+/// documentation suggests 1.1 for such storage (SSDs, a cached working set).
+const PAGE_COST: &str = "1.1";
+
+/// Whether `random_page_cost` is still PostgreSQL's default for these connections: not set
+/// in postgresql.conf, for the database or for the role. An operator's own value is kept.
+/// On any error, `false`: leave the server's value alone.
+async fn random_page_cost_is_default(options: &PgConnectOptions) -> bool {
+    let checked = async {
+        let mut conn: PgConnection = options.connect().await?;
+        let source: String =
+            sqlx::query_scalar("SELECT source FROM pg_settings WHERE name = 'random_page_cost'")
+                .fetch_one(&mut conn)
+                .await?;
+        conn.close().await.ok();
+        Ok::<bool, sqlx::Error>(source == "default")
+    };
+    match checked.await {
+        Ok(default) => default,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read random_page_cost; leaving it as it is");
+            false
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -436,3 +436,44 @@ async fn a_dropped_transaction_releases_its_locks_when_its_connection_returns() 
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// The app's connections plan with `random_page_cost` 1.1 (a small, cached working set:
+/// otherwise a few hundred users are scanned whole on every session lookup), unless the
+/// operator set a value of their own, which is kept.
+#[tokio::test]
+async fn the_app_lowers_random_page_cost_unless_the_operator_set_one() {
+    let (pool, name) = fresh_database().await;
+    pool.close().await;
+    let settings = portcullis::db::PoolSettings {
+        size: 1,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Some(Duration::from_secs(5)),
+        pgbouncer: false,
+    };
+    let database = portcullis::db::Database {
+        options: database_options(&name),
+        cluster: None,
+    };
+    let show = async |pool: &sqlx::PgPool| -> (String, String) {
+        sqlx::query_as(
+            "SELECT current_setting('random_page_cost'), current_setting('statement_timeout')",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("settings")
+    };
+    let app_pool = database.pool(settings).await.expect("pool");
+    assert_eq!(show(&app_pool).await, ("1.1".into(), "5s".into()));
+    app_pool.close().await;
+
+    let mut admin = admin_connection().await;
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET random_page_cost = 2"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    let app_pool = database.pool(settings).await.expect("pool");
+    assert_eq!(show(&app_pool).await, ("2".into(), "5s".into()));
+    app_pool.close().await;
+}

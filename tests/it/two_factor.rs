@@ -269,6 +269,30 @@ async fn admins_are_sent_to_enrolment_first() {
         .post_form_with_csrf(&admin, "/account/two-factor/disable", &[], &csrf)
         .await;
     assert_eq!(off.status(), StatusCode::CONFLICT);
+    // A member is not covered: the API answers without a second factor.
+    let member = app.user_client("plain", Role::Member).await;
+    assert_eq!(
+        app.get_json(&member, "/api/me").await.status(),
+        StatusCode::OK
+    );
+}
+
+/// `--require-mfa all`: everyone, members included, needs a second factor for the API too
+/// (the API's session statement probes the factor tables for everyone under this policy,
+/// for administrators only under `admins`, for no one without it).
+#[tokio::test]
+async fn everyone_needs_a_second_factor_for_the_api_under_all() {
+    let app = TestApp::spawn_with(|s| s.require_mfa = RequireMfa::All).await;
+    let member = app.user_client("plain", Role::Member).await;
+    let api = app.get_json(&member, "/api/me").await;
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = api.json().await.expect("json");
+    assert_eq!(body["reason"], "second_factor_required");
+    enrol(&app, &member).await;
+    assert_eq!(
+        app.get_json(&member, "/api/me").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
