@@ -292,9 +292,23 @@ impl Drop for Waiting<'_> {
 /// and at the same priority they took half the cores from signed-in users' requests
 /// (benchmark scenario 5: hot-path p99 several times worse under a flood). At nice 10 the
 /// scheduler gives them about a tenth of a contended core; idle cores they still use fully,
-/// so sign-in throughput without page load is unchanged. Best effort: failure only logs.
+/// so sign-in throughput without page load is unchanged. They are also `SCHED_BATCH`: the
+/// scheduler treats them as the CPU-bound work they are and does not let them preempt a
+/// page worker when they wake for the next hash. Unlike `SCHED_IDLE` (which a thread
+/// cannot leave without privileges), a batch thread still gets its share of a busy
+/// machine, so a page flood cannot stop sign-ins. Best effort: failure only logs.
 fn lower_priority() {
     const HASHING_NICE: libc::c_int = 10;
+    let batch = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the parameter we pass and has no other
+    // preconditions; on Linux `pid = 0` names the calling thread. The nice value below is
+    // kept by (and applies to) the batch policy.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &batch) } != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "could not make the hashing threads batch threads"
+        );
+    }
     // SAFETY: setpriority has no memory-safety preconditions. On Linux the nice value is
     // per thread, and `who = 0` names the calling thread.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICE) };
@@ -385,6 +399,35 @@ mod tests {
 
     fn small() -> Params {
         Params::new(64, 1, 1, Some(OUTPUT_LEN)).expect("valid")
+    }
+
+    /// The hashing threads run at nice 10 under `SCHED_BATCH` (see `lower_priority`), as
+    /// the kernel reports them in /proc.
+    #[tokio::test]
+    async fn hashing_threads_are_low_priority_batch_threads() {
+        let hasher = PasswordHasher::start_with(small(), 1).expect("start");
+        hasher.hash("correct horse".into()).await.expect("hash");
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("argon2-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).expect("stat");
+            // Fields after the command's closing parenthesis, from field 3 (state) on.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            assert_eq!(fields.get(16), Some(&"10"), "nice of {comm}");
+            assert_eq!(
+                fields.get(38),
+                Some(&libc::SCHED_BATCH.to_string().as_str()),
+                "policy of {comm}"
+            );
+            seen += 1;
+        }
+        assert!(seen > 0, "no hashing thread found");
     }
 
     #[tokio::test]
