@@ -408,7 +408,10 @@ mod tests {
         let hasher = PasswordHasher::start_with(small(), 1).expect("start");
         hasher.hash("correct horse".into()).await.expect("hash");
         let mut seen = 0;
-        for task in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+        for task in std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+        {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             if !comm.starts_with("argon2-") {
                 continue;
