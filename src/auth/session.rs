@@ -386,19 +386,15 @@ pub async fn resolve(
     let mut conn = pool.acquire().await?;
     telemetry::page_db_acquired(waited.elapsed());
     let hash = token_hash(token);
-    let found = match lookup {
-        Lookup::AccountPage => fetch_with_account(&mut conn, &hash).await?,
-        Lookup::Api if settings.require_mfa == RequireMfa::None => fetch_api(&mut conn, &hash)
-            .await?
-            .map(|core| (core, AccountFacts::default())),
-        Lookup::Api if settings.require_mfa == RequireMfa::Admins => {
-            fetch_api_admins_probed(&mut conn, &hash)
-                .await?
-                .map(|core| (core, AccountFacts::default()))
-        }
-        Lookup::Page | Lookup::Api => fetch_core(&mut conn, &hash)
-            .await?
-            .map(|core| (core, AccountFacts::default())),
+    let found = if lookup == Lookup::AccountPage {
+        fetch_with_account(&mut conn, &hash).await?
+    } else {
+        let core = match (lookup, settings.require_mfa) {
+            (Lookup::Api, RequireMfa::None) => fetch_api(&mut conn, &hash).await?,
+            (Lookup::Api, RequireMfa::Admins) => fetch_api_admins_probed(&mut conn, &hash).await?,
+            _ => fetch_core(&mut conn, &hash).await?,
+        };
+        core.map(|core| (core, AccountFacts::default()))
     };
     let Some((row, facts)) = found else {
         return Ok((Not(NotSignedIn::UnknownSession), None));

@@ -18,6 +18,8 @@ pub use cluster::{Cluster, ClusterOptions};
 pub struct Database {
     pub options: PgConnectOptions,
     pub cluster: Option<Cluster>,
+    /// Whether `random_page_cost` is the server's default: asked once, for every pool.
+    page_cost_default: tokio::sync::OnceCell<bool>,
 }
 
 const APP_DATABASE: &str = "portcullis";
@@ -29,10 +31,7 @@ impl Database {
         if let Some(url) = &args.database_url {
             let options = PgConnectOptions::from_str(url)
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            return Ok(Database {
-                options,
-                cluster: None,
-            });
+            return Ok(Database::at(options, None));
         }
         let (data_dir, fallback) = data_dir::resolve_data_dir(args.data_dir.as_deref());
         if let Some(why) = fallback {
@@ -42,10 +41,19 @@ impl Database {
             data_dir,
             ephemeral: false,
         })?;
-        Ok(Database {
-            options: cluster.connect_options(APP_DATABASE),
-            cluster: Some(cluster),
-        })
+        Ok(Database::at(
+            cluster.connect_options(APP_DATABASE),
+            Some(cluster),
+        ))
+    }
+
+    /// The database at `options` (in `cluster`, when the app runs its own).
+    pub fn at(options: PgConnectOptions, cluster: Option<Cluster>) -> Database {
+        Database {
+            options,
+            cluster,
+            page_cost_default: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Creates the app's database in the private cluster on first run.
@@ -81,7 +89,11 @@ impl Database {
                 // A runaway query cannot hold a connection (and a request) for long.
                 startup.push(("statement_timeout", format!("{}ms", timeout.as_millis())));
             }
-            if random_page_cost_is_default(&options).await {
+            let page_cost_default = *self
+                .page_cost_default
+                .get_or_init(|| random_page_cost_is_default(&self.options))
+                .await;
+            if page_cost_default {
                 startup.push(("random_page_cost", PAGE_COST.to_owned()));
             }
             if !startup.is_empty() {

@@ -450,10 +450,7 @@ async fn the_app_lowers_random_page_cost_unless_the_operator_set_one() {
         statement_timeout: Some(Duration::from_secs(5)),
         pgbouncer: false,
     };
-    let database = portcullis::db::Database {
-        options: database_options(&name),
-        cluster: None,
-    };
+    let database = portcullis::db::Database::at(database_options(&name), None);
     let show = async |pool: &sqlx::PgPool| -> (String, String) {
         sqlx::query_as(
             "SELECT current_setting('random_page_cost'), current_setting('statement_timeout')",
@@ -473,6 +470,8 @@ async fn the_app_lowers_random_page_cost_unless_the_operator_set_one() {
     .execute(&mut admin)
     .await
     .expect("alter database");
+    // A new start asks again.
+    let database = portcullis::db::Database::at(database_options(&name), None);
     let app_pool = database.pool(settings).await.expect("pool");
     assert_eq!(show(&app_pool).await, ("2".into(), "5s".into()));
     app_pool.close().await;
