@@ -299,8 +299,9 @@ pub async fn remove(
     Ok(removed > 0)
 }
 
-/// Whether the user has a second factor: an enabled authenticator app or a passkey (the
-/// same rule as `SessionUser::has_second_factor`).
+/// Whether the user has a second factor: an enabled authenticator app or a passkey, read
+/// from the tables themselves (the rule the triggers of migration 0015 keep
+/// `users.has_second_factor`, and so `SessionUser::has_second_factor`, to).
 pub async fn enabled(executor: impl PgExecutor<'_>, user_id: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM totp_credentials

@@ -12,10 +12,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
 use super::{Role, csrf::CsrfKey, store::token_hash};
-use crate::{
-    config::{RequireMfa, Settings},
-    telemetry,
-};
+use crate::{config::Settings, telemetry};
 
 mod reasons;
 pub use reasons::{NotSignedIn, Notice};
@@ -44,10 +41,9 @@ pub struct SessionUser {
     /// changes need it.
     pub recently_authenticated: bool,
     /// Whether the user has a second factor: an authenticator app or a passkey
-    /// (`--require-mfa` asks for one). `None`: not looked up, behind the API's gate
-    /// (`Lookup::Api`) for a user `--require-mfa` does not cover, where nothing reads it;
-    /// treat it as "no".
-    pub has_second_factor: Option<bool>,
+    /// (`--require-mfa` asks for one). Read from `users.has_second_factor`, which the
+    /// database keeps (migration 0015).
+    pub has_second_factor: bool,
     /// How this session signed in ("password", "password+totp", "password+recovery",
     /// "password+passkey", "passkey"); account page only.
     pub auth_method: Option<String>,
@@ -151,7 +147,7 @@ struct Core {
     token_issued_at: OffsetDateTime,
     revoked_reason: Option<String>,
     time_zone: Option<String>,
-    has_second_factor: Option<bool>,
+    has_second_factor: bool,
     username: String,
     role: Role,
     disabled_at: Option<OffsetDateTime>,
@@ -187,9 +183,7 @@ macro_rules! core_of {
             token_issued_at: $row.token_issued_at,
             revoked_reason: $row.revoked_reason,
             time_zone: $row.time_zone,
-            // `bool` from the statements that probe the factor tables, `Option` (NULL) from
-            // the API's lean one.
-            has_second_factor: $row.has_second_factor.into(),
+            has_second_factor: $row.has_second_factor,
             username: $row.username,
             role: $row.role,
             disabled_at: $row.disabled_at,
@@ -204,7 +198,9 @@ macro_rules! core_of {
 /// parameter PostgreSQL planned the statement afresh on every request (its generic plan,
 /// costed with the account page's subqueries, never beat a custom one), which was most of
 /// the database's CPU per request (benches/ANALYSIS.md). Each of these is planned once per
-/// connection and then reuses its plan.
+/// connection and then reuses its plan. Neither has a subquery: `has_second_factor` is a
+/// column the database keeps (migration 0015), since PostgreSQL sets up a subplan per
+/// probe on every execution, even one a `CASE` skips.
 async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
     let row = sqlx::query!(
         r#"
@@ -212,11 +208,8 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
                s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
-               (EXISTS (SELECT 1 FROM totp_credentials t
-                        WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
-                OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id))
-                   AS "has_second_factor!",
-               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+               u.has_second_factor, u.username, u.role AS "role: Role", u.disabled_at,
+               now() AS "now!"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
@@ -227,11 +220,8 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
     Ok(row.map(|row| core_of!(row)))
 }
 
-/// The session behind `token_hash` as the JSON API needs it without `--require-mfa`: the
-/// columns of [`fetch_core`] but the user's time zone (JSON times are UTC) and whether they
-/// have a second factor (only `--require-mfa` reads it there). PostgreSQL then sets up and
-/// runs two index scans instead of four: its per-statement setup is most of its CPU on
-/// this path (benches/ANALYSIS.md).
+/// The session behind `token_hash` as the JSON API needs it: the columns of
+/// [`fetch_core`] but the user's time zone (JSON times are UTC).
 async fn fetch_api(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
     let row = sqlx::query!(
         r#"
@@ -239,38 +229,8 @@ async fn fetch_api(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<O
                s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.remembered, s.token_issued_at, s.revoked_reason,
-               NULL::text AS "time_zone?", NULL::boolean AS "has_second_factor?",
-               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
-        FROM sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.token_hash = $1
-        "#,
-        token_hash,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|row| core_of!(row)))
-}
-
-/// [`fetch_api`] under `--require-mfa admins` (the default): the factor tables are probed
-/// for administrators only (`CASE` evaluates its branch only when it applies); for anyone
-/// else the answer is NULL, "not looked up", which nothing reads for them.
-async fn fetch_api_admins_probed(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> sqlx::Result<Option<Core>> {
-    let row = sqlx::query!(
-        r#"
-        SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
-               s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
-               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.remembered, s.token_issued_at, s.revoked_reason,
-               NULL::text AS "time_zone?",
-               CASE WHEN u.role = 'admin' THEN
-                   EXISTS (SELECT 1 FROM totp_credentials t
-                           WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL)
-                   OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = s.user_id)
-               END AS "has_second_factor?",
-               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!"
+               NULL::text AS "time_zone?", u.has_second_factor, u.username,
+               u.role AS "role: Role", u.disabled_at, now() AS "now!"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
@@ -284,8 +244,7 @@ async fn fetch_api_admins_probed(
 /// The session behind `token_hash` with everything the account page lists: the user's
 /// live sessions, recent access requests and recovery codes, in the same round trip.
 ///
-/// The recovery codes and second factors are one lateral row of plain columns: each factor
-/// table is probed once (the page and `has_second_factor` share the probes), and nothing
+/// The recovery codes and second factors are one lateral row of plain columns, and nothing
 /// is encoded as JSON only to be decoded again.
 async fn fetch_with_account(
     conn: &mut PgConnection,
@@ -298,7 +257,7 @@ async fn fetch_with_account(
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method, s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
-               (f.totp OR f.passkeys > 0) AS "has_second_factor!",
+               u.has_second_factor,
                f.codes_left AS "codes_left!", f.codes_last_used_at, f.totp AS "totp!",
                f.passkeys AS "passkeys!",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
@@ -369,7 +328,7 @@ pub enum Lookup {
     /// empty otherwise).
     AccountPage,
     /// The JSON API: who, nothing for forms (`csrf_token` is empty), no time zone (JSON
-    /// times are UTC), and whether they have a second factor only under `--require-mfa`.
+    /// times are UTC).
     Api,
 }
 
@@ -389,10 +348,10 @@ pub async fn resolve(
     let found = if lookup == Lookup::AccountPage {
         fetch_with_account(&mut conn, &hash).await?
     } else {
-        let core = match (lookup, settings.require_mfa) {
-            (Lookup::Api, RequireMfa::None) => fetch_api(&mut conn, &hash).await?,
-            (Lookup::Api, RequireMfa::Admins) => fetch_api_admins_probed(&mut conn, &hash).await?,
-            _ => fetch_core(&mut conn, &hash).await?,
+        let core = if lookup == Lookup::Api {
+            fetch_api(&mut conn, &hash).await?
+        } else {
+            fetch_core(&mut conn, &hash).await?
         };
         core.map(|core| (core, AccountFacts::default()))
     };

@@ -277,9 +277,7 @@ async fn admins_are_sent_to_enrolment_first() {
     );
 }
 
-/// `--require-mfa all`: everyone, members included, needs a second factor for the API too
-/// (the API's session statement probes the factor tables for everyone under this policy,
-/// for administrators only under `admins`, for no one without it).
+/// `--require-mfa all`: everyone, members included, needs a second factor for the API too.
 #[tokio::test]
 async fn everyone_needs_a_second_factor_for_the_api_under_all() {
     let app = TestApp::spawn_with(|s| s.require_mfa = RequireMfa::All).await;
@@ -383,4 +381,182 @@ async fn turning_it_off_signs_out_the_other_sessions() {
         .await;
     // Signing in needs the password only again.
     app.login(&app.client(), "ivy").await;
+}
+
+/// `users.has_second_factor`, which every session lookup reads, as the database keeps it
+/// (migration 0015), against the tables it summarises.
+async fn flag(app: &TestApp, user_id: i64) -> (bool, bool) {
+    sqlx::query_as(
+        "SELECT has_second_factor, \
+                EXISTS (SELECT 1 FROM totp_credentials \
+                        WHERE user_id = $1 AND enabled_at IS NOT NULL) \
+                OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) \
+         FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("flag")
+}
+
+/// The users row's version: unchanged when nothing was written to it.
+async fn row_version(app: &TestApp, user_id: i64) -> String {
+    sqlx::query_scalar("SELECT xmin::text FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("xmin")
+}
+
+async fn add_passkey(executor: impl sqlx::PgExecutor<'_>, user_id: i64, name: &str) {
+    sqlx::query(
+        "INSERT INTO passkeys (user_id, credential_id, name, credential) \
+         VALUES ($1, $2::bytea, $2, '{}')",
+    )
+    .bind(user_id)
+    .bind(name)
+    .execute(executor)
+    .await
+    .expect("passkey");
+}
+
+/// Every change to the factor tables, by the app or by hand, keeps the flag equal to what
+/// the tables say; changes that cannot change it (a code used, a second passkey) write no
+/// users row.
+#[tokio::test]
+async fn the_second_factor_flag_follows_the_factor_tables() {
+    let app = TestApp::spawn().await;
+    let client = app.user_client("kit", Role::Member).await;
+    let kit = app.user_id("kit").await;
+    assert_eq!(flag(&app, kit).await, (false, false));
+
+    // Through the app: enrolment starts with a disabled credential, the first code enables it.
+    enrol(&app, &client).await;
+    assert_eq!(flag(&app, kit).await, (true, true));
+    let before = row_version(&app, kit).await;
+    sqlx::query("UPDATE totp_credentials SET last_used_step = last_used_step + 1")
+        .execute(&app.pool)
+        .await
+        .expect("step");
+    add_passkey(&app.pool, kit, "first").await;
+    add_passkey(&app.pool, kit, "second").await;
+    assert_eq!(row_version(&app, kit).await, before, "no users row written");
+    assert_eq!(flag(&app, kit).await, (true, true));
+
+    // Turning the app off through the account page leaves the passkeys.
+    let csrf = app.session_csrf(&client).await;
+    let off = app
+        .post_form_with_csrf(&client, "/account/two-factor/disable", &[], &csrf)
+        .await;
+    assert_eq!(location(&off), "/account/two-factor?done=disabled");
+    assert_eq!(flag(&app, kit).await, (true, true));
+
+    sqlx::query("DELETE FROM passkeys WHERE name = 'first'")
+        .execute(&app.pool)
+        .await
+        .expect("delete");
+    assert_eq!(flag(&app, kit).await, (true, true));
+    sqlx::query("DELETE FROM passkeys WHERE name = 'second'")
+        .execute(&app.pool)
+        .await
+        .expect("delete");
+    assert_eq!(flag(&app, kit).await, (false, false));
+
+    // An enrolment that never got its first code is not a second factor; a user with
+    // factors can still be deleted (the cascade's triggers find no row to update).
+    sqlx::query("INSERT INTO totp_credentials (user_id, secret) VALUES ($1, $2)")
+        .bind(kit)
+        .bind(vec![7u8; 20])
+        .execute(&app.pool)
+        .await
+        .expect("pending");
+    assert_eq!(flag(&app, kit).await, (false, false));
+    add_passkey(&app.pool, kit, "third").await;
+    assert_eq!(flag(&app, kit).await, (true, true));
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(kit)
+        .execute(&app.pool)
+        .await
+        .expect("delete user");
+}
+
+/// Two simultaneous removals, the app and the last passkey, in separate transactions: each
+/// would still see the other's factor in its own snapshot, and without the trigger's lock
+/// the flag stayed `true` for an account with no second factor, which `--require-mfa`
+/// would then let through. With it, the second waits for the first and sees its commit.
+#[tokio::test]
+async fn simultaneous_removals_of_both_factors_leave_no_stale_flag() {
+    let app = TestApp::spawn_with(|s| s.require_mfa = RequireMfa::All).await;
+    let client = app.user_client("rex", Role::Member).await;
+    let rex = app.user_id("rex").await;
+    enrol(&app, &client).await;
+    add_passkey(&app.pool, rex, "only").await;
+    assert_eq!(flag(&app, rex).await, (true, true));
+    let api = app.get_json(&client, "/api/me").await;
+    assert_eq!(api.status(), StatusCode::OK);
+
+    let mut first = app.pool.begin().await.expect("begin");
+    sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
+        .bind(rex)
+        .execute(&mut *first)
+        .await
+        .expect("delete app");
+    let pool = app.pool.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
+            .bind(rex)
+            .execute(&mut *tx)
+            .await
+            .expect("delete passkey");
+        tx.commit().await.expect("commit");
+    });
+    // Let the second removal reach the lock it waits on.
+    sleep(200).await;
+    assert!(
+        !second.is_finished(),
+        "the second removal waits for the first"
+    );
+    first.commit().await.expect("commit");
+    second.await.expect("second removal");
+    assert_eq!(flag(&app, rex).await, (false, false));
+    let api = app.get_json(&client, "/api/me").await;
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = api.json().await.expect("json");
+    assert_eq!(body["reason"], "second_factor_required");
+}
+
+/// Two passkeys added at once for one user, while the first transaction also holds the
+/// foreign-key lock (KEY SHARE) a recovery code's insert takes on the user's row: both
+/// land. A trigger taking FOR UPDATE there waited on that lock while holding its own,
+/// and PostgreSQL aborted one of the two as a deadlock.
+#[tokio::test]
+async fn simultaneous_passkeys_for_one_user_both_land() {
+    let app = TestApp::spawn().await;
+    app.create_user("ada", Role::Member).await;
+    let ada = app.user_id("ada").await;
+    let mut first = app.pool.begin().await.expect("begin");
+    sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, '\\x00')")
+        .bind(ada)
+        .execute(&mut *first)
+        .await
+        .expect("recovery code");
+    let pool = app.pool.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.expect("begin");
+        add_passkey(&mut *tx, ada, "two").await;
+        tx.commit().await.expect("commit");
+    });
+    sleep(200).await;
+    add_passkey(&mut *first, ada, "one").await;
+    first.commit().await.expect("commit");
+    second.await.expect("second passkey");
+    assert_eq!(flag(&app, ada).await, (true, true));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM passkeys WHERE user_id = {ada}"
+        ))
+        .await,
+        2
+    );
 }

@@ -126,7 +126,7 @@ where
         Authentication::SignedIn(user)
             if gate.enforce_mfa
                 && gate.state.settings.require_mfa.covers(user.role)
-                && user.has_second_factor != Some(true) =>
+                && !user.has_second_factor =>
         {
             second_factor_required(&parts, &user).await
         }

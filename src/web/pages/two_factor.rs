@@ -175,7 +175,7 @@ pub async fn new_codes(
     State(state): State<AppState>,
     FreshForm { user, parts, .. }: FreshForm<Empty>,
 ) -> Result<Response, AppError> {
-    if user.has_second_factor != Some(true) {
+    if !user.has_second_factor {
         return Ok(Redirect::to("/account/two-factor").into_response());
     }
     let actor = Actor::new(&user.username, audit_meta(&parts));
