@@ -153,7 +153,11 @@ fn finish(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.extensions_mut().insert(Rendered);
+    // Only an error's body could be replaced (`errors::finish`); a redirect skips the
+    // extension map's allocation.
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response.extensions_mut().insert(Rendered);
+    }
     response
 }
 
