@@ -7,7 +7,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+    ConnectOptions, Connection, Executor, PgConnection, PgPool, Row,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
@@ -162,10 +162,14 @@ const PAGE_COST: &str = "1.1";
 async fn random_page_cost_is_default(options: &PgConnectOptions) -> bool {
     let checked = async {
         let mut conn: PgConnection = options.connect().await?;
-        let source: String =
-            sqlx::query_scalar("SELECT source FROM pg_settings WHERE name = 'random_page_cost'")
-                .fetch_one(&mut conn)
-                .await?;
+        // The simple protocol: no named prepared statement. Through PgBouncer without
+        // `--db-pgbouncer`, a named one here met another client's `sqlx_s_1`, failed, and
+        // PgBouncer then dropped that server connection, so the migrations found a clean
+        // one and the start went on instead of naming the missing switch (a flaky test).
+        let row = sqlx::raw_sql("SELECT source FROM pg_settings WHERE name = 'random_page_cost'")
+            .fetch_one(&mut conn)
+            .await?;
+        let source: String = row.try_get(0)?;
         conn.close().await.ok();
         Ok::<bool, sqlx::Error>(source == "default")
     };
