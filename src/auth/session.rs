@@ -244,8 +244,9 @@ async fn fetch_api(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<O
 /// The session behind `token_hash` with everything the account page lists: the user's
 /// live sessions, recent access requests and recovery codes, in the same round trip.
 ///
-/// The recovery codes and second factors are one lateral row of plain columns, and nothing
-/// is encoded as JSON only to be decoded again.
+/// The recovery codes are one lateral row of plain columns, and nothing is encoded as JSON
+/// only to be decoded again. Which second factors the user has comes from the columns the
+/// database keeps on the user's row (migration 0015): no probe of the factor tables.
 async fn fetch_with_account(
     conn: &mut PgConnection,
     token_hash: &[u8],
@@ -258,8 +259,8 @@ async fn fetch_with_account(
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method, s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
                u.has_second_factor,
-               f.codes_left AS "codes_left!", f.codes_last_used_at, f.totp AS "totp!",
-               f.passkeys AS "passkeys!",
+               f.codes_left AS "codes_left!", f.codes_last_used_at, u.totp_enabled,
+               u.passkey_count::int8 AS "passkeys!",
                u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
                (SELECT coalesce(json_agg(json_build_object(
                            'id', o.id, 'created_at', o.created_at,
@@ -287,10 +288,7 @@ async fn fetch_with_account(
         JOIN users u ON u.id = s.user_id
         CROSS JOIN LATERAL (
             SELECT count(*) FILTER (WHERE c.used_at IS NULL) AS codes_left,
-                   max(c.used_at) AS codes_last_used_at,
-                   EXISTS (SELECT 1 FROM totp_credentials t
-                           WHERE t.user_id = s.user_id AND t.enabled_at IS NOT NULL) AS totp,
-                   (SELECT count(*) FROM passkeys p WHERE p.user_id = s.user_id) AS passkeys
+                   max(c.used_at) AS codes_last_used_at
             FROM recovery_codes c WHERE c.user_id = s.user_id
         ) f
         WHERE s.token_hash = $1
@@ -309,7 +307,7 @@ async fn fetch_with_account(
             recovery: Some(RecoveryStatus {
                 codes_left: row.codes_left,
                 last_used_at: row.codes_last_used_at,
-                totp: row.totp,
+                totp: row.totp_enabled,
                 passkeys: row.passkeys,
             }),
             sessions: row.sessions.0,

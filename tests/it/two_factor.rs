@@ -384,19 +384,26 @@ async fn turning_it_off_signs_out_the_other_sessions() {
 }
 
 /// `users.has_second_factor`, which every session lookup reads, as the database keeps it
-/// (migration 0015), against the tables it summarises.
+/// (migration 0015), against the tables it summarises; and the two columns behind it
+/// (the account page shows them) against theirs.
 async fn flag(app: &TestApp, user_id: i64) -> (bool, bool) {
-    sqlx::query_as(
-        "SELECT has_second_factor, \
-                EXISTS (SELECT 1 FROM totp_credentials \
-                        WHERE user_id = $1 AND enabled_at IS NOT NULL) \
-                OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) \
-         FROM users WHERE id = $1",
-    )
-    .bind(user_id)
-    .fetch_one(&app.pool)
-    .await
-    .expect("flag")
+    let (flag, app_on, keys, truth, app_truth, keys_truth): (bool, bool, i32, bool, bool, i64) =
+        sqlx::query_as(
+            "SELECT has_second_factor, totp_enabled, passkey_count, \
+                    EXISTS (SELECT 1 FROM totp_credentials \
+                            WHERE user_id = $1 AND enabled_at IS NOT NULL) \
+                    OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1), \
+                    EXISTS (SELECT 1 FROM totp_credentials \
+                            WHERE user_id = $1 AND enabled_at IS NOT NULL), \
+                    (SELECT count(*) FROM passkeys WHERE user_id = $1) \
+             FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("flag");
+    assert_eq!((app_on, i64::from(keys)), (app_truth, keys_truth));
+    (flag, truth)
 }
 
 /// The users row's version: unchanged when nothing was written to it.
@@ -421,8 +428,7 @@ async fn add_passkey(executor: impl sqlx::PgExecutor<'_>, user_id: i64, name: &s
 }
 
 /// Every change to the factor tables, by the app or by hand, keeps the flag equal to what
-/// the tables say; changes that cannot change it (a code used, a second passkey) write no
-/// users row.
+/// the tables say; a change that cannot change it (a code used) writes no users row.
 #[tokio::test]
 async fn the_second_factor_flag_follows_the_factor_tables() {
     let app = TestApp::spawn().await;
@@ -438,10 +444,17 @@ async fn the_second_factor_flag_follows_the_factor_tables() {
         .execute(&app.pool)
         .await
         .expect("step");
+    assert_eq!(row_version(&app, kit).await, before, "no users row written");
     add_passkey(&app.pool, kit, "first").await;
     add_passkey(&app.pool, kit, "second").await;
-    assert_eq!(row_version(&app, kit).await, before, "no users row written");
     assert_eq!(flag(&app, kit).await, (true, true));
+    let page = app
+        .get(&client, "/account")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("2 passkeys"), "{page}");
 
     // Turning the app off through the account page leaves the passkeys.
     let csrf = app.session_csrf(&client).await;
