@@ -2,7 +2,7 @@
 -- so whether they have one, kept by the database itself so that the session lookup, which
 -- runs on every signed-in request, reads columns instead of probing two tables.
 -- PostgreSQL sets up a subplan per probe on every execution, even where a CASE skips it:
--- about a fifth of its CPU per `/api/me` (benches/ANALYSIS.md). The account page shows the
+-- about a quarter of its CPU per `/api/me` (benches/ANALYSIS.md). The account page shows the
 -- same facts. The two tables stay the source of truth: sign-in and the second step read
 -- them, never these columns.
 --
