@@ -95,6 +95,14 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     // Set once the shutdown signal arrives: accept until then, then stop.
     let mut grace_ends: Option<tokio::time::Instant> = None;
+    // Connections accepted during the grace period serve one request each (every answer
+    // then says `Connection: close` anyway) and are not handed to `graceful`: its shutdown
+    // closes a connection whose first request has not been read yet, and one accepted a
+    // moment before the grace ended could lose a POST that a proxy will not retry (seen
+    // once in `deploy::rolling` on a busy machine).
+    let mut last_calls = Vec::new();
+    let mut one_request = http.clone();
+    one_request.keep_alive(false);
     loop {
         let deadline = grace_ends;
         let waiting_for_signal = grace_ends.is_none();
@@ -133,6 +141,16 @@ pub async fn serve(
             () = &mut grace => break,
         };
         let _ = stream.set_nodelay(true);
+        if grace_ends.is_some() {
+            let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
+            last_calls.push(tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, %peer, "connection ended with an error");
+                }
+                drop(slot);
+            }));
+            continue;
+        }
         let connection =
             graceful.watch(http.serve_connection(TokioIo::new(stream), service_for(peer)));
         tokio::spawn(async move {
@@ -149,9 +167,6 @@ pub async fn serve(
     // not retry (a POST): serve one request on each. They are not handed to `graceful`,
     // whose shutdown would close them before their first request is read. The queue is
     // bounded by the listen backlog, so they may exceed `max_connections` briefly.
-    let mut last_calls = Vec::new();
-    let mut one_request = http.clone();
-    one_request.keep_alive(false);
     for (stream, peer) in take_queued(listener) {
         let _ = stream.set_nodelay(true);
         let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
