@@ -192,15 +192,17 @@ macro_rules! core_of {
     };
 }
 
-/// The session behind `token_hash`, as every page but the account page needs it.
+/// The session behind `token_hash`, as the API and every page but the account page need it.
 ///
 /// Two fixed statements rather than one with a "load the lists too?" parameter: with that
 /// parameter PostgreSQL planned the statement afresh on every request (its generic plan,
 /// costed with the account page's subqueries, never beat a custom one), which was most of
 /// the database's CPU per request (benches/ANALYSIS.md). Each of these is planned once per
-/// connection and then reuses its plan. Neither has a subquery: `has_second_factor` is a
+/// connection and then reuses its plan. This one has no subquery: `has_second_factor` is a
 /// column the database keeps (migration 0015), since PostgreSQL sets up a subplan per
-/// probe on every execution, even one a `CASE` skips.
+/// probe on every execution, even one a `CASE` skips. (The API once had a statement of its
+/// own to skip those probes; without them it would differ only by the time zone, a column
+/// of the row already read.)
 async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
     let row = sqlx::query!(
         r#"
@@ -210,27 +212,6 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
                s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
                u.has_second_factor, u.username, u.role AS "role: Role", u.disabled_at,
                now() AS "now!"
-        FROM sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.token_hash = $1
-        "#,
-        token_hash,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|row| core_of!(row)))
-}
-
-/// The session behind `token_hash` as the JSON API needs it: the columns of
-/// [`fetch_core`] but the user's time zone (JSON times are UTC).
-async fn fetch_api(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Core>> {
-    let row = sqlx::query!(
-        r#"
-        SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at,
-               s.absolute_expires_at, s.revoked_at, s.expiry_noticed_at,
-               coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
-               s.remembered, s.token_issued_at, s.revoked_reason,
-               NULL::text AS "time_zone?", u.has_second_factor, u.username,
-               u.role AS "role: Role", u.disabled_at, now() AS "now!"
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1
         "#,
@@ -325,8 +306,7 @@ pub enum Lookup {
     /// The account page: also the lists it shows (see [`SessionUser`]; those fields are
     /// empty otherwise).
     AccountPage,
-    /// The JSON API: who, nothing for forms (`csrf_token` is empty), no time zone (JSON
-    /// times are UTC).
+    /// The JSON API: who, nothing for forms (`csrf_token` is empty).
     Api,
 }
 
@@ -346,12 +326,9 @@ pub async fn resolve(
     let found = if lookup == Lookup::AccountPage {
         fetch_with_account(&mut conn, &hash).await?
     } else {
-        let core = if lookup == Lookup::Api {
-            fetch_api(&mut conn, &hash).await?
-        } else {
-            fetch_core(&mut conn, &hash).await?
-        };
-        core.map(|core| (core, AccountFacts::default()))
+        fetch_core(&mut conn, &hash)
+            .await?
+            .map(|core| (core, AccountFacts::default()))
     };
     let Some((row, facts)) = found else {
         return Ok((Not(NotSignedIn::UnknownSession), None));
