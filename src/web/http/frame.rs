@@ -64,6 +64,21 @@ pub struct Frame {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// What the frame hands each request, in one extension (each insert is a box and a hash-map
+/// entry per request): the shared handles, and who the client is.
+#[derive(Clone)]
+pub struct RequestFrame {
+    pub frame: Arc<Frame>,
+    pub client: client::ClientInfo,
+    /// Browser or API client, as the error pages and refusals answer it.
+    pub kind: RequestKind,
+}
+
+/// The request's client (see [`client::resolve`]), where the frame has run.
+pub fn client_of(extensions: &axum::http::Extensions) -> Option<client::ClientInfo> {
+    extensions.get::<RequestFrame>().map(|framed| framed.client)
+}
+
 /// The request metrics' handles, looked up once per route, method and status: building a
 /// labelled key (two owned strings) and looking it up in the registry on every request was
 /// a measurable part of the hot path (benches/ANALYSIS.md). Label values are bounded as
@@ -169,7 +184,7 @@ where
 /// script or style (the pages need none), a minimal permissions policy. Names and values
 /// are constants, built at compile time (`from_static` at run time parses each name on
 /// every request).
-const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     (
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -191,6 +206,11 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
     ),
 ];
+/// How many headers the frame may add to an answer: the security headers, HSTS,
+/// `no-store`, `noindex`, the request id and `Connection: close`. Answers built with room
+/// for them (`denial::see_other`) never grow their header map here.
+pub const FRAME_HEADERS: usize = SECURITY_HEADER_COUNT + 5;
+const SECURITY_HEADER_COUNT: usize = 5;
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const NOINDEX: HeaderValue = HeaderValue::from_static("noindex, nofollow");
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
@@ -266,10 +286,12 @@ where
     } else {
         (None, None)
     };
-    let extensions = request.extensions_mut();
-    extensions.insert(client);
-    // Site and audit log travel together: one extension, one Arc clone.
-    extensions.insert(Arc::clone(&frame));
+    // Site, audit log and client travel together: one extension, one Arc clone.
+    request.extensions_mut().insert(RequestFrame {
+        frame: Arc::clone(&frame),
+        client,
+        kind,
+    });
 
     let response = async {
         let response = if let Some(host) = &foreign_host {
@@ -301,7 +323,7 @@ where
 
     let status = response.status();
     let headers = response.headers_mut();
-    headers.reserve(SECURITY_HEADERS.len() + 4);
+    headers.reserve(FRAME_HEADERS);
     for (name, value) in SECURITY_HEADERS {
         headers.entry(name).or_insert(value);
     }

@@ -4,9 +4,7 @@
 
 use axum::http::{HeaderMap, HeaderName, header, request::Parts};
 
-use std::sync::Arc;
-
-use super::{client::ClientInfo, frame::Frame};
+use super::frame::{RequestFrame, client_of};
 use crate::{
     audit::{AuditEvent, MAX_USER_AGENT, RequestMeta, clip},
     auth::next::safe_next,
@@ -29,9 +27,7 @@ pub fn request_id(headers: &HeaderMap) -> &str {
 
 /// The client's address as the app sees it (through trusted proxies, the real client).
 pub fn client_ip(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ClientInfo>()
+    client_of(&parts.extensions)
         .map(|client| client.ip.to_string())
         .unwrap_or_default()
 }
@@ -83,10 +79,7 @@ pub fn audit_meta(parts: &Parts) -> RequestMeta {
     RequestMeta {
         path: Some(clip(parts.uri.path(), MAX_PATH)),
         method: Some(parts.method.to_string()),
-        ip: parts
-            .extensions
-            .get::<ClientInfo>()
-            .map(|client| client.ip.to_string()),
+        ip: client_of(&parts.extensions).map(|client| client.ip.to_string()),
         user_agent: user_agent(&parts.headers),
         request_id: Some(request_id(&parts.headers).to_owned()),
     }
@@ -96,8 +89,8 @@ pub fn audit_meta(parts: &Parts) -> RequestMeta {
 /// extensions, put there by `frame`). Waits while the audit queue is full: an event about
 /// a known person is never dropped.
 pub async fn record(parts: &Parts, event: impl FnOnce(RequestMeta) -> AuditEvent) {
-    if let Some(frame) = parts.extensions.get::<Arc<Frame>>() {
-        frame.audit.record(event(audit_meta(parts))).await;
+    if let Some(framed) = parts.extensions.get::<RequestFrame>() {
+        framed.frame.audit.record(event(audit_meta(parts))).await;
     }
 }
 

@@ -27,8 +27,8 @@ use crate::{
         AppState,
         http::{
             Chrome, TextForm, TextQuery,
-            client::ClientInfo,
             denial::{self, Denial},
+            frame::client_of,
             input::FormRejection,
             negotiate::RequestKind,
             render_status,
@@ -509,10 +509,7 @@ struct CookiesPage {
 /// Why the sign-in loops, for the person and the operator: cookies blocked, or the site
 /// set `Secure` cookies while being reached over plain HTTP.
 fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) -> Response {
-    let https = parts
-        .extensions
-        .get::<ClientInfo>()
-        .is_some_and(|client| client.https);
+    let https = client_of(&parts.extensions).is_some_and(|client| client.https);
     let insecure_transport = state.settings.secure_cookies && !https;
     let reason = match (insecure_transport, after_sign_in) {
         (true, _) => "secure_cookie_over_http",
