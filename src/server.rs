@@ -27,8 +27,8 @@ use hyper_util::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
-    task::AbortHandle,
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::{AbortHandle, JoinHandle},
 };
 use tower::ServiceExt;
 
@@ -143,22 +143,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         if grace_ends.is_some() {
             let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
-            last_calls.push(tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, %peer, "connection ended with an error");
-                }
-                drop(slot);
-            }));
+            last_calls.push(spawn_connection(connection, peer, Some(slot)));
             continue;
         }
         let connection =
             graceful.watch(http.serve_connection(TokioIo::new(stream), service_for(peer)));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-            drop(slot);
-        });
+        spawn_connection(connection, peer, Some(slot));
     }
 
     // Stop accepting before draining, so a load balancer sends new connections elsewhere.
@@ -170,11 +160,7 @@ pub async fn serve(
     for (stream, peer) in take_queued(listener) {
         let _ = stream.set_nodelay(true);
         let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
-        last_calls.push(tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-        }));
+        last_calls.push(spawn_connection(connection, peer, None));
     }
     tracing::info!("draining in-flight requests");
     let aborts: Vec<_> = last_calls.iter().map(|task| task.abort_handle()).collect();
@@ -192,6 +178,25 @@ pub async fn serve(
         aborts.iter().for_each(AbortHandle::abort);
     }
     Ok(())
+}
+
+/// Serves one connection on its own task, holding its `max_connections` slot (if it has
+/// one) until the connection ends.
+fn spawn_connection<C, E>(
+    connection: C,
+    peer: SocketAddr,
+    slot: Option<OwnedSemaphorePermit>,
+) -> JoinHandle<()>
+where
+    C: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, %peer, "connection ended with an error");
+        }
+        drop(slot);
+    })
 }
 
 /// The connections waiting in `listener`'s accept queue, without waiting for more. A plain
