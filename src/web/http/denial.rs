@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::{
     Chrome, Rendered, Site,
+    frame::kind_of,
     negotiate::RequestKind,
     render_status,
     request::{self, referring_page, request_id},
@@ -144,13 +145,6 @@ pub async fn deny_user(parts: &Parts, denial: Denial, username: &str, detail: Op
     .await;
 }
 
-fn kind(parts: &Parts) -> RequestKind {
-    match parts.extensions.get::<super::frame::RequestFrame>() {
-        Some(framed) => framed.kind,
-        None => RequestKind::of(&parts.method, &parts.uri, &parts.headers),
-    }
-}
-
 fn finish(mut response: Response) -> Response {
     response
         .headers_mut()
@@ -220,7 +214,7 @@ pub fn login_url(notice: Option<Notice>, next: Option<&str>) -> String {
 
 /// The 401 case: not signed in, for any of [`NotSignedIn`]'s reasons.
 pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
-    let kind = kind(parts);
+    let kind = kind_of(parts);
     deny(
         parts,
         Denial::new(StatusCode::UNAUTHORIZED, reason.as_str(), "not signed in"),
@@ -287,7 +281,7 @@ pub async fn forbidden(
         Some(json!({ "required": required, "role": user.role })),
     )
     .await;
-    let response = match kind(parts) {
+    let response = match kind_of(parts) {
         RequestKind::Browser => {
             // What happened to the person's last request for this role, if any.
             let request = match access::latest(&state.pool, user.user_id, required).await {
@@ -367,7 +361,7 @@ async fn forged(
         Some(user) => deny_user(parts, denial, &user.username, None).await,
         None => deny(parts, denial),
     }
-    let response = match kind(parts) {
+    let response = match kind_of(parts) {
         RequestKind::Browser => render_status(
             StatusCode::FORBIDDEN,
             &CsrfPage {

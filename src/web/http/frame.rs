@@ -79,6 +79,15 @@ pub fn client_of(extensions: &axum::http::Extensions) -> Option<client::ClientIn
     extensions.get::<RequestFrame>().map(|framed| framed.client)
 }
 
+/// Browser or API client, as the frame worked it out (from the request itself where the
+/// frame has not run).
+pub fn kind_of(parts: &axum::http::request::Parts) -> RequestKind {
+    match parts.extensions.get::<RequestFrame>() {
+        Some(framed) => framed.kind,
+        None => RequestKind::of(&parts.method, &parts.uri, &parts.headers),
+    }
+}
+
 /// The request metrics' handles, looked up once per route, method and status: building a
 /// labelled key (two owned strings) and looking it up in the registry on every request was
 /// a measurable part of the hot path (benches/ANALYSIS.md). Label values are bounded as

@@ -19,6 +19,7 @@ use tower_sessions::Session;
 use super::{
     denial::{self, Denial, WWW_AUTHENTICATE},
     form::{SignedForm, signed_fields},
+    frame::kind_of,
     input::{self, Refusal, Source},
     negotiate::RequestKind,
     request::referring_page,
@@ -93,7 +94,7 @@ pub async fn reauth_required(
     )
     .await;
     let max_age = state.settings.reauth_window.whole_seconds();
-    let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
+    let mut response = match kind_of(parts) {
         RequestKind::Browser => {
             let back = referring_page(parts).unwrap_or_else(|| "/account".into());
             let pending = PendingForm {

@@ -22,6 +22,7 @@ use tower_sessions::{
 use super::{
     Rendered,
     denial::{self, Denial},
+    frame::kind_of,
     layer::{self, Wrap},
     negotiate::RequestKind,
 };
@@ -226,7 +227,7 @@ async fn second_factor_required(parts: &Parts, user: &SessionUser) -> Response {
         None,
     )
     .await;
-    let mut response = match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
+    let mut response = match kind_of(parts) {
         RequestKind::Browser => Redirect::to(ENROL_REQUIRED).into_response(),
         RequestKind::Api => (
             StatusCode::FORBIDDEN,

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use de::{MultiLine, field_names, from_pairs, is_multi_line};
 
-use super::{Site, errors, negotiate::RequestKind, request};
+use super::{Site, errors, frame::kind_of, negotiate::RequestKind, request};
 use crate::web::AppState;
 
 /// The longest value (and name) accepted, in characters. Form fields are far shorter (a
@@ -245,7 +245,7 @@ impl Refusal {
         Refusal {
             input,
             status,
-            kind: RequestKind::of(&parts.method, &parts.uri, &parts.headers),
+            kind: kind_of(parts),
             request_id: request::request_id(&parts.headers).to_owned(),
             back,
             site: Arc::clone(site),

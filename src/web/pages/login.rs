@@ -28,7 +28,7 @@ use crate::{
         http::{
             Chrome, TextForm, TextQuery,
             denial::{self, Denial},
-            frame::client_of,
+            frame::{client_of, kind_of},
             input::FormRejection,
             negotiate::RequestKind,
             render_status,
@@ -573,13 +573,11 @@ pub async fn logout(
         .await;
     }
     session.flush().await?;
-    Ok(
-        match RequestKind::of(&parts.method, &parts.uri, &parts.headers) {
-            RequestKind::Browser => {
-                Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response()
-            }
-            // Programs are told it worked, not sent to a login page.
-            RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
-        },
-    )
+    Ok(match kind_of(&parts) {
+        RequestKind::Browser => {
+            Redirect::to(&denial::login_url(Some(Notice::SignedOut), None)).into_response()
+        }
+        // Programs are told it worked, not sent to a login page.
+        RequestKind::Api => StatusCode::NO_CONTENT.into_response(),
+    })
 }
