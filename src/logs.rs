@@ -100,14 +100,23 @@ impl TextVisitor<'_> {
             // The message is the call site's own text: bare, but never more than one line.
             write!(self.writer, "{separator}{}", one_line(value))
         } else {
-            // Piece by piece, not `write!`: every request's span formats its id here.
+            // Not `write!`: every request's span formats its id here, into a new `String`.
             let name = field.name().trim_start_matches("r#");
             let writer = &mut self.writer;
-            writer
-                .write_str(separator)
-                .and_then(|()| writer.write_str(name))
-                .and_then(|()| writer.write_char('='))
-                .and_then(|()| Quoted(value).write_to(writer))
+            let quoted = Quoted(value);
+            if quoted.is_plain()
+                && let Some(joined) = Joined::of([separator, name, "=", value])
+            {
+                // One write, so the span's `String` is allocated once rather than grown
+                // at each piece.
+                writer.write_str(joined.as_str())
+            } else {
+                writer
+                    .write_str(separator)
+                    .and_then(|()| writer.write_str(name))
+                    .and_then(|()| writer.write_char('='))
+                    .and_then(|()| quoted.write_to(writer))
+            }
         };
     }
 }
@@ -128,13 +137,16 @@ impl Visit for TextVisitor<'_> {
 struct Quoted<'a>(&'a str);
 
 impl Quoted<'_> {
-    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
-        let plain = !self.0.is_empty()
+    fn is_plain(&self) -> bool {
+        !self.0.is_empty()
             && self
                 .0
                 .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
-        if plain {
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'))
+    }
+
+    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        if self.is_plain() {
             out.write_str(self.0)
         } else {
             write!(out, "{:?}", self.0)
@@ -145,6 +157,43 @@ impl Quoted<'_> {
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_to(f)
+    }
+}
+
+/// Short pieces of text joined on the stack (no crate in our tree does this without a new
+/// dependency; `arrayvec::ArrayString` would).
+struct Joined {
+    bytes: [u8; Joined::CAPACITY],
+    len: usize,
+}
+
+impl Joined {
+    /// Room for a field name, `=` and a request id or any other short value.
+    const CAPACITY: usize = 64;
+
+    /// The pieces one after another, or `None` when they do not fit.
+    fn of<const N: usize>(pieces: [&str; N]) -> Option<Joined> {
+        let mut joined = Joined {
+            bytes: [0; Joined::CAPACITY],
+            len: 0,
+        };
+        for piece in pieces {
+            let end = joined.len + piece.len();
+            joined
+                .bytes
+                .get_mut(joined.len..end)?
+                .copy_from_slice(piece.as_bytes());
+            joined.len = end;
+        }
+        Some(joined)
+    }
+
+    fn as_str(&self) -> &str {
+        // Whole `str`s one after another are UTF-8; the fallback is never taken.
+        self.bytes
+            .get(..self.len)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -230,6 +279,18 @@ mod tests {
             " WARN request{request_id=0123abcd}: sign-in failed status=401 reason=unknown_user \
              username=\"x status=200 reason=ok\"\n"
         );
+    }
+
+    #[test]
+    fn values_longer_than_the_stack_buffer_are_written_whole() {
+        let long = "a".repeat(100);
+        let line = logged(|| tracing::warn!(value = long.as_str(), short = "b", "x"));
+        assert_eq!(line, format!(" WARN x value={long} short=b\n"));
+        assert_eq!(
+            Joined::of(["a"; Joined::CAPACITY]).map(|j| j.as_str().len()),
+            Some(Joined::CAPACITY)
+        );
+        assert!(Joined::of(["a"; Joined::CAPACITY + 1]).is_none());
     }
 
     #[test]

@@ -305,7 +305,7 @@ pub async fn forbidden(
                     csrf: user.csrf_token.clone(),
                     request_pending: request.as_ref().is_some_and(|r| r.pending()),
                     request,
-                    request_id: request_id(&parts.headers).to_owned(),
+                    request_id: request_id(&parts.extensions).to_owned(),
                 },
             )
         }

@@ -72,6 +72,10 @@ pub struct RequestFrame {
     pub client: client::ClientInfo,
     /// Browser or API client, as the error pages and refusals answer it.
     pub kind: RequestKind,
+    /// The request id (16 lowercase hex digits), on the response and every log line.
+    /// Carried here rather than as a request header: no header-map insert and no second
+    /// copy of the value per request, and a client's own `x-request-id` is never read.
+    pub id: [u8; 16],
 }
 
 /// The request's client (see [`client::resolve`]), where the frame has run.
@@ -266,7 +270,6 @@ where
     let id_text = request_id();
     let id = std::str::from_utf8(&id_text).unwrap_or("-");
     let id_header = HeaderValue::from_bytes(&id_text).unwrap_or(HeaderValue::from_static("-"));
-    request.headers_mut().insert(REQUEST_ID, id_header.clone());
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -300,6 +303,7 @@ where
         frame: Arc::clone(&frame),
         client,
         kind,
+        id: id_text,
     });
 
     let response = async {

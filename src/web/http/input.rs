@@ -246,7 +246,7 @@ impl Refusal {
             input,
             status,
             kind: kind_of(parts),
-            request_id: request::request_id(&parts.headers).to_owned(),
+            request_id: request::request_id(&parts.extensions).to_owned(),
             back,
             site: Arc::clone(site),
         }

@@ -2,7 +2,7 @@
 //! the client's address and user agent, the page a form was sent from, and the audit
 //! record's view of it.
 
-use axum::http::{HeaderMap, HeaderName, header, request::Parts};
+use axum::http::{Extensions, HeaderMap, HeaderName, header, request::Parts};
 
 use super::frame::{RequestFrame, client_of};
 use crate::{
@@ -10,18 +10,18 @@ use crate::{
     auth::next::safe_next,
 };
 
-/// The request id header: set by `frame` on every request (never the client's own) and
-/// echoed on every response.
+/// The request id header on every response (set by `frame`; a client's own on a request is
+/// ignored).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest path kept in audit records.
 const MAX_PATH: usize = 512;
 
-/// This request's id, as set by `frame` ("-" outside it).
-pub fn request_id(headers: &HeaderMap) -> &str {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+/// This request's id, as `frame` chose it ("-" outside it).
+pub fn request_id(extensions: &Extensions) -> &str {
+    extensions
+        .get::<RequestFrame>()
+        .and_then(|framed| std::str::from_utf8(&framed.id).ok())
         .unwrap_or("-")
 }
 
@@ -81,7 +81,7 @@ pub fn audit_meta(parts: &Parts) -> RequestMeta {
         method: Some(parts.method.to_string()),
         ip: client_of(&parts.extensions).map(|client| client.ip.to_string()),
         user_agent: user_agent(&parts.headers),
-        request_id: Some(request_id(&parts.headers).to_owned()),
+        request_id: Some(request_id(&parts.extensions).to_owned()),
     }
 }
 

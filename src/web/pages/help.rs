@@ -43,7 +43,7 @@ pub async fn access(
     MaybeUser(user): MaybeUser,
     request: Request,
 ) -> Response {
-    let request_id = request_id(request.headers()).to_owned();
+    let request_id = request_id(request.extensions()).to_owned();
     render(&HelpPage {
         chrome: Chrome::new(&state.site, "Help: signing in and access", user.as_deref()),
         idle: plain_duration(state.settings.idle_timeout),

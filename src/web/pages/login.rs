@@ -535,7 +535,7 @@ fn cookies_not_returned(state: &AppState, parts: &Parts, after_sign_in: bool) ->
             chrome: Chrome::new(&state.site, "Cookies are not coming back", None),
             insecure_transport,
             after_sign_in,
-            request_id: request_id(&parts.headers).to_owned(),
+            request_id: request_id(&parts.extensions).to_owned(),
         },
     )
 }

@@ -146,6 +146,7 @@ pub fn page_summary(rounds: &[Vec<Measurement>], server: &str) -> Option<PageSum
 
 /// The figures the targets are judged on.
 pub struct Verdicts {
+    pub anonymous_vs_ceiling: Option<f64>,
     pub vs_ceiling: Option<f64>,
     pub api_vs_ceiling: Option<f64>,
     pub vs_peer: Option<f64>,
@@ -184,6 +185,10 @@ pub fn verdicts(results: &Results) -> Verdicts {
     let signin_rate = signin.map_or(0.0, |m| m.load.ok as f64 / m.load.duration_s.max(1e-9));
     let soak = &results.soak;
     Verdicts {
+        anonymous_vs_ceiling: ratio(
+            &summary(&results.anonymous_rounds, "portcullis"),
+            &summary(&results.anonymous_rounds, "ceiling"),
+        ),
         vs_ceiling: ratio(&p, &c),
         api_vs_ceiling: ratio(
             &summary(&results.api_rounds, "portcullis"),
@@ -306,6 +311,19 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
         "| Target | Goal | Measured | Verdict |\n|---|---|---|---|"
     );
     let rps = |rounds: &[Vec<Measurement>], name| page_summary(rounds, name).map_or(0.0, |s| s.rps);
+    target(
+        &mut out,
+        "Anonymous `GET /account` (303 to sign-in) vs ceiling (req/s)",
+        "≥ 0.80×",
+        v.anonymous_vs_ceiling,
+        |x| x >= 0.8,
+        format!(
+            "{}× ({:.0} vs {:.0})",
+            opt(v.anonymous_vs_ceiling, 2),
+            rps(&results.anonymous_rounds, "portcullis"),
+            rps(&results.anonymous_rounds, "ceiling")
+        ),
+    );
     target(
         &mut out,
         "`GET /account` vs ceiling (same page, req/s)",
@@ -440,8 +458,9 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
 pub fn summary(results: &Results) -> String {
     let v = verdicts(results);
     format!(
-        "\n/account: {}x ceiling, {}x peer; /api/me: {}x ceiling; statement round trips/req {}, pings/req {}, rows written/req {}\n\
+        "\nanonymous /account: {}x ceiling; /account: {}x ceiling, {}x peer; /api/me: {}x ceiling; statement round trips/req {}, pings/req {}, rows written/req {}\n\
          sign-in: {}x raw argon2id on as many workers; p99 under flood: {} x alone; soak RSS growth {:+.1}%\n",
+        opt(v.anonymous_vs_ceiling, 2),
         opt(v.vs_ceiling, 2),
         opt(v.vs_peer, 2),
         opt(v.api_vs_ceiling, 2),

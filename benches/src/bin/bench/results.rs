@@ -224,7 +224,13 @@ pub struct Results {
     pub load_generator: String,
     pub plan: Plan,
     pub page_bytes: Vec<PageBytes>,
+    /// Reports written before the anonymous scenario ran in rounds: one run per server
+    /// (`--render` reads it as one round).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anonymous: Vec<Measurement>,
+    /// Anonymous `GET /account`, in rounds like the hot path's.
+    #[serde(default)]
+    pub anonymous_rounds: Vec<Vec<Measurement>>,
     pub hot_rounds: Vec<Vec<Measurement>>,
     /// `GET /api/me` signed in, rounds like the hot path's.
     #[serde(default)]

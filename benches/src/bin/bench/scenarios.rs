@@ -41,6 +41,17 @@ pub fn page_load(work: &Path, s: &Subject, path: &str) -> anyhow::Result<Load> {
     )
 }
 
+/// `GET /account` without a cookie: the redirect to sign-in (axum-login answers 307).
+pub fn anonymous_load(work: &Path, s: &Subject) -> anyhow::Result<Load> {
+    Load::prepare(
+        work,
+        &format!("{}-anonymous", s.server.name),
+        &s.server.base,
+        &[Request::get("/account", "")],
+        "3xx",
+    )
+}
+
 /// One wrk run against one server, with its memory, CPU and database activity around it.
 pub async fn measure(
     db: &Db,

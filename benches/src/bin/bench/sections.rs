@@ -101,17 +101,14 @@ pub fn all(out: &mut String, results: &Results) {
          per server) and are measured one at a time, in rotating order for the hot path."
     );
 
-    let _ = writeln!(
+    page_section(
         out,
-        "\n## 1. Anonymous GET of a protected page (the 401 case: redirect to sign-in)\n"
+        results,
+        &results.anonymous_rounds,
+        "\n## 1. Anonymous GET of a protected page (the 401 case: redirect to sign-in)\n",
+        "`GET /account` without a cookie. Success = any 3xx to the sign-in page (Portcullis \
+         and the ceiling answer 303, axum-login 307).",
     );
-    let _ = writeln!(
-        out,
-        "`GET /account` without a cookie, {} s per server. Success = any 3xx to the sign-in page \
-         (Portcullis and the ceiling answer 303, axum-login 307).\n",
-        plan.page_s
-    );
-    measurement_table(out, &results.anonymous, &[]);
 
     page_section(
         out,
