@@ -236,12 +236,37 @@ fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**missed**" }
 }
 
+/// A req/s goal: Portcullis' median round against `other`'s, over `rounds`.
+fn rps_target(
+    out: &mut String,
+    name: &str,
+    min: f64,
+    ratio: Option<f64>,
+    rounds: &[Vec<Measurement>],
+    other: &str,
+) {
+    let rps = |server| page_summary(rounds, server).map_or(0.0, |s| s.rps);
+    target(
+        out,
+        name,
+        &format!("≥ {min:.2}×"),
+        ratio,
+        |x| x >= min,
+        format!(
+            "{}× ({:.0} vs {:.0})",
+            opt(ratio, 2),
+            rps("portcullis"),
+            rps(other)
+        ),
+    );
+}
+
 fn target(
     out: &mut String,
     name: &str,
     goal: &str,
     value: Option<f64>,
-    ok: fn(f64) -> bool,
+    ok: impl Fn(f64) -> bool,
     shown: String,
 ) {
     let verdict = match value {
@@ -310,58 +335,37 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
         out,
         "| Target | Goal | Measured | Verdict |\n|---|---|---|---|"
     );
-    let rps = |rounds: &[Vec<Measurement>], name| page_summary(rounds, name).map_or(0.0, |s| s.rps);
-    target(
+    rps_target(
         &mut out,
         "Anonymous `GET /account` (303 to sign-in) vs ceiling (req/s)",
-        "≥ 0.80×",
+        0.8,
         v.anonymous_vs_ceiling,
-        |x| x >= 0.8,
-        format!(
-            "{}× ({:.0} vs {:.0})",
-            opt(v.anonymous_vs_ceiling, 2),
-            rps(&results.anonymous_rounds, "portcullis"),
-            rps(&results.anonymous_rounds, "ceiling")
-        ),
+        &results.anonymous_rounds,
+        "ceiling",
     );
-    target(
+    rps_target(
         &mut out,
         "`GET /account` vs ceiling (same page, req/s)",
-        "≥ 0.90×",
+        0.9,
         v.vs_ceiling,
-        |x| x >= 0.9,
-        format!(
-            "{}× ({:.0} vs {:.0})",
-            opt(v.vs_ceiling, 2),
-            rps(&results.hot_rounds, "portcullis"),
-            rps(&results.hot_rounds, "ceiling")
-        ),
+        &results.hot_rounds,
+        "ceiling",
     );
-    target(
+    rps_target(
         &mut out,
         "`GET /api/me` vs ceiling (req/s)",
-        "≥ 0.85×",
+        0.85,
         v.api_vs_ceiling,
-        |x| x >= 0.85,
-        format!(
-            "{}× ({:.0} vs {:.0})",
-            opt(v.api_vs_ceiling, 2),
-            rps(&results.api_rounds, "portcullis"),
-            rps(&results.api_rounds, "ceiling")
-        ),
+        &results.api_rounds,
+        "ceiling",
     );
-    target(
+    rps_target(
         &mut out,
         "`GET /account` vs peer (req/s)",
-        "≥ 1.20×",
+        1.2,
         v.vs_peer,
-        |x| x >= 1.2,
-        format!(
-            "{}× ({:.0} vs {:.0})",
-            opt(v.vs_peer, 2),
-            rps(&results.hot_rounds, "portcullis"),
-            rps(&results.hot_rounds, "peer")
-        ),
+        &results.hot_rounds,
+        "peer",
     );
     target(
         &mut out,
