@@ -65,7 +65,7 @@ pub struct Frame {
 }
 
 /// What the frame hands each request, in one extension (each insert is a box and a hash-map
-/// entry per request): the shared handles, and who the client is.
+/// entry per request): the shared handles, who the client is, the request kind and id.
 #[derive(Clone)]
 pub struct RequestFrame {
     pub frame: Arc<Frame>,
@@ -298,7 +298,7 @@ where
     } else {
         (None, None)
     };
-    // Site, audit log and client travel together: one extension, one Arc clone.
+    // Site, audit log, client, kind and id travel together: one extension, one Arc clone.
     request.extensions_mut().insert(RequestFrame {
         frame: Arc::clone(&frame),
         client,
