@@ -291,18 +291,20 @@ impl Drop for Waiting<'_> {
 /// Hashing threads yield the CPU to page serving: a sign-in flood keeps every worker busy,
 /// and at the same priority they took half the cores from signed-in users' requests
 /// (benchmark scenario 5: hot-path p99 several times worse under a flood). They run at nice
-/// 19, the lowest share a thread may give itself; idle cores they still use fully, so
-/// sign-in throughput without page load is unchanged. They are also `SCHED_BATCH`: the
-/// scheduler treats them as the CPU-bound work they are and does not let them preempt a
-/// page worker when they wake for the next hash. Measured on a two-core machine against
-/// nice 10 (benches/ANALYSIS.md): the page p99 under a sign-in flood 1.55× alone against
-/// 1.93× (medians of eight rounds), sign-ins during it 10 % fewer, and under a page flood
-/// that saturates both cores no fewer sign-ins than at nice 10. `SCHED_IDLE` gave pages
-/// more still, but a page flood then let almost no sign-in through (2.5/s against 20+): a
-/// batch thread still gets its share of a busy machine, so a page flood cannot stop
-/// sign-ins. Best effort: failure only logs.
+/// 10 under `SCHED_BATCH` (the scheduler treats them as the CPU-bound work they are and
+/// does not let them preempt a page worker when they wake for the next hash); idle cores
+/// they still use fully, so sign-in throughput without page load is unchanged.
+///
+/// Why 10 and not 19 (benches/ANALYSIS.md, "Autogroup"): with the kernel's autogroup off,
+/// as docs/DEPLOY.md recommends where PostgreSQL shares the machine, a nice value weighs
+/// against every other program. With two busy processes beside it, a nice-19 thread got
+/// 0.3–0.5 sign-ins per second through (a full line of 64 then waits minutes), nice 10
+/// 2.2–3.6, and the page p99 under the flood stayed under 2× its p99 alone in every round
+/// (1.0–1.7×, twelve rounds). With autogroup on, the database backends' scheduling decides
+/// the tail whatever these threads' priority. `SCHED_IDLE` lets a page flood or a busy
+/// machine stop sign-ins outright. Best effort: failure only logs.
 fn lower_priority() {
-    const HASHING_NICE: libc::c_int = 19;
+    const HASHING_NICE: libc::c_int = 10;
     let batch = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads the parameter we pass and has no other
     // preconditions; on Linux `pid = 0` names the calling thread. The nice value below is
@@ -405,7 +407,7 @@ mod tests {
         Params::new(64, 1, 1, Some(OUTPUT_LEN)).expect("valid")
     }
 
-    /// The hashing threads run at nice 19 under `SCHED_BATCH` (see `lower_priority`), as
+    /// The hashing threads run at nice 10 under `SCHED_BATCH` (see `lower_priority`), as
     /// the kernel reports them in /proc.
     #[tokio::test]
     async fn hashing_threads_are_low_priority_batch_threads() {
@@ -429,7 +431,7 @@ mod tests {
                 .rsplit_once(')')
                 .map(|(_, rest)| rest.split_whitespace().collect())
                 .unwrap_or_default();
-            assert_eq!(fields.get(16), Some(&"19"), "nice of {comm}");
+            assert_eq!(fields.get(16), Some(&"10"), "nice of {comm}");
             assert_eq!(
                 fields.get(38),
                 Some(&libc::SCHED_BATCH.to_string().as_str()),

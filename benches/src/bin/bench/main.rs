@@ -87,6 +87,11 @@ struct Args {
     /// directory (callgrind-<server>/) for `callgrind_annotate`.
     #[arg(long, conflicts_with_all = ["render", "perf"])]
     instructions: bool,
+    /// Only run scenario 5 (the hot path alone and under a sign-in flood) for Portcullis,
+    /// this many rounds, every other one with busy neighbours, and print each round's
+    /// figures; writes no report. For trying a change to the flood's tail in minutes.
+    #[arg(long, value_name = "ROUNDS", conflicts_with_all = ["render", "perf", "instructions"])]
+    isolation: Option<usize>,
     /// The command line as typed, for the report (benches/run sets it).
     #[arg(long, env = "BENCH_COMMAND", hide = true)]
     command: Option<String>,
@@ -204,6 +209,12 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs)?;
     log(format!("{} ({} mode)", db.description, plan.mode));
+    if report::autogroup() == "1" {
+        log(
+            "kernel.sched_autogroup_enabled = 1: every PostgreSQL backend is a scheduling group \
+             of its own, and scenario 5's tail will show it (docs/DEPLOY.md, benches/ANALYSIS.md)",
+        );
+    }
 
     // Seed: the same users (names, roles, password) in each server's database.
     let hasher = PasswordHasher::start(0)?;
@@ -248,6 +259,32 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         }
         for s in [&portcullis, &ceiling] {
             instructions::count(&bins, db, &work, &logs, s, &plan).await?;
+        }
+        return Ok(());
+    }
+    if let Some(rounds) = args.isolation {
+        let flood = scenarios::portcullis_login_load(&work, &portcullis.server, &plan).await?;
+        for round in 0..rounds {
+            let neighbours = if round % 2 == 1 { plan.neighbours } else { 0 };
+            let round = flood_round(&work, &portcullis, &flood, &plan, neighbours).await?;
+            for (condition, load) in [("alone", &round.alone), ("flooded", &round.flooded)] {
+                log(format!(
+                    // wrk corrects for coordinated omission: a stall adds a sample per
+                    // request interval it held up, so latencies outnumber requests.
+                    "  {condition}: {} requests, {:.0}/s, p50 {:.2} p90 {:.2} p99 {:.2} \
+                     p99.9 {:.2} max {:.2} ms, mean {:.2} ms over {} latency samples, {:.1} s",
+                    load.requests,
+                    load.rps,
+                    load.p50_ms,
+                    load.p90_ms,
+                    load.p99_ms,
+                    load.p999_ms,
+                    load.max_ms,
+                    load.mean_ms,
+                    load.latency_us.iter().map(|(_, n)| n).sum::<u64>(),
+                    load.duration_s
+                ));
+            }
         }
         return Ok(());
     }

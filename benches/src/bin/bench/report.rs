@@ -84,7 +84,15 @@ pub fn machine() -> crate::Machine {
         os,
         kernel,
         rustc,
+        autogroup: autogroup(),
     }
+}
+
+/// `kernel.sched_autogroup_enabled`, or empty where the kernel has no such setting.
+pub fn autogroup() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// A signed-in page over all rounds of one server: medians of the rounds' figures, totals
@@ -308,6 +316,17 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
     let _ = writeln!(out, "| Memory | {:.1} GiB |", m.memory_gib);
     let _ = writeln!(out, "| OS | {} (kernel {}) |", m.os, m.kernel);
     let _ = writeln!(out, "| Rust | {} |", m.rustc);
+    let autogroup = match m.autogroup.as_str() {
+        "0" => Some("off (`kernel.sched_autogroup_enabled = 0`, as docs/DEPLOY.md recommends)"),
+        "1" => Some(
+            "**on**: each PostgreSQL backend is a scheduling group of its own, and scenario 5's \
+             tail shows it (benches/ANALYSIS.md, \"Autogroup\")",
+        ),
+        _ => None,
+    };
+    if let Some(autogroup) = autogroup {
+        let _ = writeln!(out, "| Autogroup scheduling | {autogroup} |");
+    }
     if results.load_average.len() == 2 {
         let _ = writeln!(
             out,

@@ -203,6 +203,11 @@ pub struct Machine {
     pub os: String,
     pub kernel: String,
     pub rustc: String,
+    /// `kernel.sched_autogroup_enabled` ("0"/"1"; empty where unknown or in older reports).
+    /// With it on, every PostgreSQL backend is a scheduling group of its own (the
+    /// postmaster's children each start a session), which dominates scenario 5's tail.
+    #[serde(default)]
+    pub autogroup: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
