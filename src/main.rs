@@ -18,7 +18,60 @@ use portcullis::{
 /// cost: about 17 MB more resident memory at rest, reached in the first seconds of load
 /// and flat after that (the soak's samples).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: MiMalloc = MiMalloc;
+
+/// mimalloc as Rust's allocator, asking for alignment only where a block needs more than
+/// mimalloc gives every block (a word). The `mimalloc` crate's allocator passes every
+/// request to `mi_malloc_aligned`, and mimalloc 3 serves that from its fast path only up
+/// to 1 KiB; a larger block (a request's boxed futures, hyper's buffers) went through an
+/// over-allocating fallback and flagged its page as holding interior pointers, which
+/// slowed its free as well (callgrind, benches/ANALYSIS.md). Hand-written because no crate
+/// does this: it is what the `mimalloc` crate did before it changed to always align.
+struct MiMalloc;
+
+/// Every mimalloc block is aligned to a word: its size classes are whole words.
+const WORD: usize = std::mem::size_of::<usize>();
+
+// SAFETY: mimalloc's functions are thread-safe and return null on failure, as
+// `GlobalAlloc` requires; a block from `mi_malloc` of at least `align` bytes with
+// `align <= WORD` is aligned to `align` (see `WORD`), and every other layout goes to the
+// aligned functions. `mi_free` takes blocks from all of them.
+unsafe impl std::alloc::GlobalAlloc for MiMalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
+        if layout.align() <= WORD && layout.align() <= layout.size() {
+            unsafe { mi_malloc(layout.size()).cast() }
+        } else {
+            unsafe { mi_malloc_aligned(layout.size(), layout.align()).cast() }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
+        if layout.align() <= WORD && layout.align() <= layout.size() {
+            unsafe { mi_zalloc(layout.size()).cast() }
+        } else {
+            unsafe { mi_zalloc_aligned(layout.size(), layout.align()).cast() }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        use libmimalloc_sys::{mi_realloc, mi_realloc_aligned};
+        if layout.align() <= WORD && layout.align() <= new_size {
+            unsafe { mi_realloc(ptr.cast(), new_size).cast() }
+        } else {
+            unsafe { mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast() }
+        }
+    }
+}
 
 const SERVE_LOG: &str = "info,sqlx=warn,tower_sessions=error,tower_sessions_core=error";
 
@@ -227,4 +280,59 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = Stop>> 
         tracing::info!(?stop, "shutdown requested");
         stop
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::alloc::{GlobalAlloc, Layout};
+
+    use super::MiMalloc;
+
+    /// A block of `layout` from `alloc` (zeroed or not), checked for its alignment and
+    /// content, filled, then grown or shrunk to `new_size` and checked again, and freed.
+    ///
+    /// # Safety
+    /// `layout` has a non-zero size, and so does `new_size`.
+    unsafe fn round_trip(layout: Layout, zeroed: bool, new_size: usize) {
+        let (size, align) = (layout.size(), layout.align());
+        unsafe {
+            let block = if zeroed {
+                MiMalloc.alloc_zeroed(layout)
+            } else {
+                MiMalloc.alloc(layout)
+            };
+            assert!(!block.is_null());
+            assert_eq!(block as usize % align, 0, "size {size}, align {align}");
+            if zeroed {
+                assert!((0..size).all(|i| *block.add(i) == 0), "{size}, {align}");
+            }
+            block.write_bytes(0xa5, size);
+            let moved = MiMalloc.realloc(block, layout, new_size);
+            assert!(!moved.is_null());
+            assert_eq!(moved as usize % align, 0, "{size} -> {new_size}, {align}");
+            assert!((0..size.min(new_size)).all(|i| *moved.add(i) == 0xa5));
+            MiMalloc.dealloc(moved, Layout::from_size_align_unchecked(new_size, align));
+        }
+    }
+
+    /// Every size and alignment comes back aligned and writable (and zero where asked),
+    /// through `realloc` too: below and above the word size and mimalloc's small-block
+    /// limit (1 KiB), with sizes that are not powers of two.
+    #[test]
+    fn blocks_are_aligned_as_asked_through_alloc_zeroed_and_realloc() {
+        let sizes = [
+            1, 3, 7, 8, 12, 24, 40, 100, 1000, 1024, 1025, 1500, 4096, 70_000,
+        ];
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
+            for size in sizes {
+                let layout = Layout::from_size_align(size, align).expect("layout");
+                for zeroed in [false, true] {
+                    for new_size in [size * 3, size.div_ceil(2)] {
+                        // SAFETY: both sizes are at least 1.
+                        unsafe { round_trip(layout, zeroed, new_size) };
+                    }
+                }
+            }
+        }
+    }
 }

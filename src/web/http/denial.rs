@@ -9,7 +9,6 @@ use std::sync::Arc;
 use askama::Template;
 use axum::{
     Json,
-    extract::MatchedPath,
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -113,7 +112,7 @@ pub fn deny(parts: &Parts, denial: Denial) {
         return;
     };
     let clipped;
-    let path = match parts.extensions.get::<MatchedPath>() {
+    let path = match &framed.route {
         Some(route) => route.as_str(),
         None => {
             clipped = clip(parts.uri.path(), MAX_COUNTED_PATH);

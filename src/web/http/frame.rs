@@ -17,9 +17,11 @@
 //! 5. headers: security policy, `no-store`, `noindex`, `X-Request-Id`; metrics.
 
 use std::{
+    any::Any,
     convert::Infallible,
     future::Future,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    panic::AssertUnwindSafe,
     sync::{Arc, RwLock},
     time::Instant,
 };
@@ -30,18 +32,17 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future::CatchUnwind};
 use http_body_util::Limited;
 use ipnet::IpNet;
 use metrics::{Counter, Histogram};
+use tokio::time::{Timeout, error::Elapsed};
 use tower::Service;
 use tracing::Instrument;
 
 use super::{
-    BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, host,
-    layer::{self, Wrap},
-    negotiate::RequestKind,
-    origin,
+    BODY_LIMIT, REQUEST_ID, Site, client, denial, errors, host, layer::Wrap,
+    negotiate::RequestKind, origin,
 };
 use crate::{audit::AuditLog, telemetry::metric};
 
@@ -76,6 +77,9 @@ pub struct RequestFrame {
     /// Carried here rather than as a request header: no header-map insert and no second
     /// copy of the value per request, and a client's own `x-request-id` is never read.
     pub id: [u8; 16],
+    /// The route's template (`/admin/users/{id}`), where the router matched one: what
+    /// metrics and the denial counts name (never the raw path, whose values are unbounded).
+    pub route: Option<MatchedPath>,
 }
 
 /// The request's client (see [`client::resolve`]), where the frame has run.
@@ -165,13 +169,33 @@ fn announces_too_much(request: &Request) -> bool {
         .is_some_and(|length| length > BODY_LIMIT as u64)
 }
 
-/// Runs the handler with the body limit, the timeout and a panic guard.
-async fn run<S>(request: Request, inner: S, timeout: std::time::Duration) -> Response
+/// The handler's future inside the frame's timeout and panic guard.
+type Guarded<F> = Timeout<CatchUnwind<AssertUnwindSafe<F>>>;
+
+/// What a [`Guarded`] handler ends with: its answer, its panic, or the timeout.
+type Ended = Result<Result<Result<Response, Infallible>, Box<dyn Any + Send>>, Elapsed>;
+
+/// Where a request goes after the frame's checks.
+enum Start<F> {
+    /// To the handler.
+    Run(Guarded<F>),
+    /// Nowhere: this is the answer (413, or a panic while starting the handler).
+    Answer(Response),
+}
+
+/// The handler's future, behind the body limit, the timeout and a panic guard; or the
+/// answer when the request goes no further (413, or a panic while starting it).
+///
+/// A plain function around the inner service's own future rather than an `async fn`
+/// awaiting it: each `async fn` level stores its arguments (the request among them) beside
+/// the future it awaits, and the whole frame future is copied each time it moves (into its
+/// box, into the connection's state), on every request (benches/ANALYSIS.md).
+fn start<S>(request: Request, mut inner: S, timeout: std::time::Duration) -> Start<S::Future>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     if announces_too_much(&request) {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        return Start::Answer(StatusCode::PAYLOAD_TOO_LARGE.into_response());
     }
     let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
         || request.headers().contains_key(header::TRANSFER_ENCODING);
@@ -182,9 +206,23 @@ where
     } else {
         request
     };
-    let handler = std::panic::AssertUnwindSafe(layer::call(inner, request)).catch_unwind();
-    match tokio::time::timeout(timeout, handler).await {
-        Ok(Ok(response)) => response,
+    // `call` only sets up the handler's future (the guard's and the handler's code runs
+    // when it is polled), but a panic there is caught too. The inner service is ready:
+    // see `layer::Wrapped::call`.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(request))) {
+        Ok(handler) => Start::Run(tokio::time::timeout(
+            timeout,
+            AssertUnwindSafe(handler).catch_unwind(),
+        )),
+        Err(panic) => Start::Answer(errors::panic_response(panic)),
+    }
+}
+
+/// The handler's answer, or the 500 for its panic, or the 408 for its timeout.
+fn outcome(finished: Ended, timeout: std::time::Duration) -> Response {
+    match finished {
+        Ok(Ok(Ok(response))) => response,
+        Ok(Ok(Err(never))) => match never {},
         Ok(Err(panic)) => errors::panic_response(panic),
         Err(_) => {
             tracing::warn!(?timeout, "request timed out");
@@ -270,9 +308,15 @@ where
     let id_text = request_id();
     let id = std::str::from_utf8(&id_text).unwrap_or("-");
     let id_header = HeaderValue::from_bytes(&id_text).unwrap_or(HeaderValue::from_static("-"));
+    // The connection's address and axum's matched route are taken out of the request's
+    // extensions, not read: they travel in the frame's own extension. So the extension map
+    // holds at most three entries (axum's path parameters, the frame's, the guard's) and
+    // stays within the room its first insert made, where a fourth grew and rehashed it on
+    // every request (benches/ANALYSIS.md).
+    let route = request.extensions_mut().remove::<MatchedPath>();
     let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
+        .extensions_mut()
+        .remove::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let client = client::resolve(peer, request.headers(), &frame.trusted_proxies);
     let kind = RequestKind::of(request.method(), request.uri(), request.headers());
@@ -287,8 +331,6 @@ where
             host::is_health_check(path) || host::is_own(requested, frame.site.public_url.as_ref());
         (!own).then(|| requested.unwrap_or_default().to_owned())
     };
-    // Route templates, never raw paths: unbounded label values would grow the registry.
-    let route = request.extensions().get::<MatchedPath>().cloned();
     // Only the id in the span (formatting span fields costs on every request); the method
     // and path are on the lines that need them (denials, "finished processing request").
     // A `&str` value is written as it is; `%id` went through `format!` first.
@@ -304,6 +346,7 @@ where
         client,
         kind,
         id: id_text,
+        route: route.clone(),
     });
 
     let response = async {
@@ -316,9 +359,15 @@ where
             StatusCode::MISDIRECTED_REQUEST.into_response()
         } else if origin::is_cross_site(&request) {
             let (parts, _) = request.into_parts();
-            denial::cross_origin(&parts).await
+            // Boxed, as every rare answer on the request path: an `async fn`'s future is as
+            // large as the largest one it awaits, and the frame's and guard's futures are
+            // moved (copied whole) several times on every request (benches/ANALYSIS.md).
+            Box::pin(denial::cross_origin(&parts)).await
         } else {
-            run(request, inner, frame.request_timeout).await
+            match start(request, inner, frame.request_timeout) {
+                Start::Run(handler) => outcome(handler.await, frame.request_timeout),
+                Start::Answer(response) => response,
+            }
         };
         let status = response.status();
         tracing::debug!(

@@ -65,16 +65,28 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let (parts, body) = request.into_parts();
-    let authentication = match authenticate(&gate, &parts).await {
-        Ok(authentication) => authentication,
-        Err(err) => return err.into_response(),
+    // The lookup and the token's re-issue are boxed, only when they happen: this future is
+    // copied whole each time it moves, on every request, and would otherwise be as large
+    // as theirs (`start` in frame.rs; benches/ANALYSIS.md).
+    let cookie = session_cookie(&parts.headers, gate.state.settings.session_cookie_name());
+    let authentication = match cookie {
+        SessionCookie::Absent => Authentication::NotSignedIn(NotSignedIn::NoSession),
+        SessionCookie::Malformed => Authentication::NotSignedIn(NotSignedIn::TamperedCookie),
+        SessionCookie::Id(token) => match Box::pin(authenticate(&gate, &parts, token)).await {
+            Ok(authentication) => authentication,
+            Err(err) => return err.into_response(),
+        },
     };
     let cookie_expires = remembered_cookie_expires(&gate.state, &authentication);
     // Present where the session layer wraps the routes (not on the read-only hot pages).
     let session = parts.extensions.get::<Session>().cloned();
-    let (authentication, reissued) = match reissue(&gate.state, &parts, authentication).await {
-        Ok(kept) => kept,
-        Err(err) => return err.into_response(),
+    let (authentication, reissued) = if reissue_due(&parts, &authentication) {
+        match Box::pin(reissue(&gate.state, authentication)).await {
+            Ok(kept) => kept,
+            Err(err) => return err.into_response(),
+        }
+    } else {
+        (authentication, None)
     };
     let mut response = answer(&gate, parts, body, authentication, inner).await;
     if let Some(cookie) = reissued {
@@ -129,7 +141,8 @@ where
                 && gate.state.settings.require_mfa.covers(user.role)
                 && !user.has_second_factor =>
         {
-            second_factor_required(&parts, &user).await
+            // Rare answers are boxed: see `denial::cross_origin` in `frame.rs`.
+            Box::pin(second_factor_required(&parts, &user)).await
         }
         Authentication::SignedIn(user) if user.role.satisfies(required) => {
             let mut request = Request::from_parts(parts, body);
@@ -139,26 +152,29 @@ where
             layer::call(inner, request).await
         }
         Authentication::SignedIn(user) => {
-            denial::forbidden(&parts, &user, required, &gate.state).await
+            Box::pin(denial::forbidden(&parts, &user, required, &gate.state)).await
         }
         Authentication::NotSignedIn(reason) => denial::unauthenticated(&parts, reason),
     }
 }
 
-/// A remembered session ("keep me signed in") whose token is a day old: a page view
-/// re-issues it (`session::reissue`). Returns the user with the new token (and the CSRF
-/// token that goes with it, for the page's forms) and the `Set-Cookie` header to send.
+/// Whether this request re-issues the session's token: a page view (GET) of a remembered
+/// session ("keep me signed in") whose token is a day old.
+fn reissue_due(parts: &Parts, authentication: &Authentication) -> bool {
+    matches!(authentication, Authentication::SignedIn(user) if user.reissue_due)
+        && parts.method == Method::GET
+}
+
+/// Re-issues the token of a session [`reissue_due`] says is due (`session::reissue`).
+/// Returns the user with the new token (and the CSRF token that goes with it, for the
+/// page's forms) and the `Set-Cookie` header to send.
 async fn reissue(
     state: &AppState,
-    parts: &Parts,
     authentication: Authentication,
 ) -> Result<(Authentication, Option<HeaderValue>), AppError> {
     let Authentication::SignedIn(user) = &authentication else {
         return Ok((authentication, None));
     };
-    if !user.reissue_due || parts.method != Method::GET {
-        return Ok((authentication, None));
-    }
     let cookie_expires = user.absolute_expires_at + state.settings.session_tombstone;
     let Some(token) = session::reissue(&state.pool, user).await? else {
         return Ok((authentication, None));
@@ -183,17 +199,10 @@ async fn reissue(
     Ok((Authentication::SignedIn(Arc::new(renewed)), Some(header)))
 }
 
-/// Who holds this request's session; the first request to see a session expired records
-/// the expiry in the audit trail.
-async fn authenticate(gate: &Gate, parts: &Parts) -> Result<Authentication, AppError> {
+/// Who holds the session `token` (from this request's cookie); the first request to see
+/// a session expired records the expiry in the audit trail.
+async fn authenticate(gate: &Gate, parts: &Parts, token: Id) -> Result<Authentication, AppError> {
     let state = &gate.state;
-    let token = match session_cookie(&parts.headers, state.settings.session_cookie_name()) {
-        SessionCookie::Absent => return Ok(Authentication::NotSignedIn(NotSignedIn::NoSession)),
-        SessionCookie::Malformed => {
-            return Ok(Authentication::NotSignedIn(NotSignedIn::TamperedCookie));
-        }
-        SessionCookie::Id(token) => token,
-    };
     let (authentication, newly_expired) = session::resolve(
         &state.pool,
         &state.csrf,
@@ -203,11 +212,11 @@ async fn authenticate(gate: &Gate, parts: &Parts) -> Result<Authentication, AppE
     )
     .await?;
     if let Some(expired) = newly_expired {
-        denial::record(parts, |meta| {
+        Box::pin(denial::record(parts, |meta| {
             AuditEvent::new("session_expired", meta)
                 .reason(expired.reason.as_str())
                 .username(&expired.username)
-        })
+        }))
         .await;
     }
     Ok(authentication)

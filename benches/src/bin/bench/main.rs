@@ -92,6 +92,13 @@ struct Args {
     /// figures; writes no report. For trying a change to the flood's tail in minutes.
     #[arg(long, value_name = "ROUNDS", conflicts_with_all = ["render", "perf", "instructions"])]
     isolation: Option<usize>,
+    /// Only run scenarios 1 and 2 (anonymous `/account`, signed-in `/account` and
+    /// `/api/me`) for Portcullis and the ceiling, this many rounds in alternating order,
+    /// and print each round's req/s, CPU per request and ratio; writes no report. For
+    /// trying a change to the request path in minutes, where `--instructions` leaves out
+    /// the kernel and PostgreSQL.
+    #[arg(long, value_name = "ROUNDS", conflicts_with_all = ["render", "perf", "instructions", "isolation"])]
+    versus: Option<usize>,
     /// The command line as typed, for the report (benches/run sets it).
     #[arg(long, env = "BENCH_COMMAND", hide = true)]
     command: Option<String>,
@@ -287,6 +294,10 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
             }
         }
         return Ok(());
+    }
+
+    if let Some(rounds) = args.versus {
+        return versus(&work, db, [&portcullis, &ceiling], &plan, rounds).await;
     }
 
     let subjects = [&portcullis, &ceiling, &peer];
@@ -515,4 +526,70 @@ pub fn order(server: &str) -> usize {
         "ceiling" => 1,
         _ => 2,
     }
+}
+
+/// `--versus`: scenarios 1 and 2 for Portcullis against the ceiling, `rounds` rounds (the
+/// order alternating), each round's figures and ratio printed, then the median ratios.
+async fn versus(
+    work: &Path,
+    db: &Db,
+    subjects: [&Subject; 2],
+    plan: &Plan,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let paths = [None, Some("/account"), Some("/api/me")];
+    let load_of = |s: &Subject, path: Option<&str>| match path {
+        Some(path) => page_load(work, s, path),
+        None => anonymous_load(work, s),
+    };
+    for s in subjects {
+        for path in paths {
+            load_of(s, path)?
+                .run(plan.page_connections, Duration::from_secs(plan.warmup_s))
+                .await?;
+        }
+    }
+    let mut ratios = vec![Vec::new(); paths.len()];
+    for round in 0..rounds {
+        for (path, ratios) in paths.iter().zip(&mut ratios) {
+            let mut rps = [0.0; 2];
+            for k in 0..subjects.len() {
+                let i = (k + round) % subjects.len();
+                let s = subjects[i];
+                let m = measure(db, s, &load_of(s, *path)?, plan.page_connections, plan.hot_s)
+                    .await?;
+                rps[i] = m.load.rps;
+                log(format!(
+                    "  round {round} {:<14} {:<10} {:>8.0} req/s, server {:>5.1} µs, \
+                     PostgreSQL {:>5.1} µs per request, {} unexpected",
+                    path.unwrap_or("anonymous"),
+                    s.server.name,
+                    m.load.rps,
+                    m.server_cpu_us_per_request,
+                    m.postgres_cpu_us_per_request.unwrap_or(f64::NAN),
+                    m.load.unexpected,
+                ));
+            }
+            let ratio = rps[0] / rps[1].max(1.0);
+            log(format!(
+                "  round {round} {:<14} ratio {ratio:.3}",
+                path.unwrap_or("anonymous")
+            ));
+            ratios.push(ratio);
+        }
+    }
+    for (path, mut ratios) in paths.iter().zip(ratios) {
+        ratios.sort_by(f64::total_cmp);
+        log(format!(
+            "{:<14} median ratio {:.3} (rounds, sorted: {})",
+            path.unwrap_or("anonymous"),
+            ratios[ratios.len() / 2],
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
 }
