@@ -556,8 +556,14 @@ async fn versus(
             for k in 0..subjects.len() {
                 let i = (k + round) % subjects.len();
                 let s = subjects[i];
-                let m = measure(db, s, &load_of(s, *path)?, plan.page_connections, plan.hot_s)
-                    .await?;
+                let m = measure(
+                    db,
+                    s,
+                    &load_of(s, *path)?,
+                    plan.page_connections,
+                    plan.hot_s,
+                )
+                .await?;
                 rps[i] = m.load.rps;
                 log(format!(
                     "  round {round} {:<14} {:<10} {:>8.0} req/s, server {:>5.1} µs, \
