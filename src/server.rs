@@ -20,17 +20,16 @@ use std::{
 use axum::{Router, extract::ConnectInfo};
 use futures_util::future::join_all;
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
-};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
     task::{AbortHandle, JoinHandle},
 };
 use tower::ServiceExt;
+
+mod header_clock;
+use header_clock::HeaderClock;
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -80,9 +79,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // The header-read timeout runs on a coarse clock of our own (see `header_clock`), one
+    // timer per connection: `connection_builder` below.
+    let clock = HeaderClock::start();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+    http.header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let service_for = |peer: SocketAddr| {
         TowerToHyperService::new(router.clone().map_request(
@@ -103,6 +104,12 @@ pub async fn serve(
     let mut last_calls = Vec::new();
     let mut one_request = http.clone();
     one_request.keep_alive(false);
+    // Each connection gets its own timer (its slot on the clock).
+    let timed = |builder: &hyper::server::conn::http1::Builder| {
+        let mut builder = builder.clone();
+        builder.timer(clock.connection());
+        builder
+    };
     loop {
         let deadline = grace_ends;
         let waiting_for_signal = grace_ends.is_none();
@@ -142,12 +149,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         if grace_ends.is_some() {
-            let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
+            let connection =
+                timed(&one_request).serve_connection(TokioIo::new(stream), service_for(peer));
             last_calls.push(spawn_connection(connection, peer, Some(slot)));
             continue;
         }
         let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(stream), service_for(peer)));
+            graceful.watch(timed(&http).serve_connection(TokioIo::new(stream), service_for(peer)));
         spawn_connection(connection, peer, Some(slot));
     }
 
@@ -159,7 +167,8 @@ pub async fn serve(
     // bounded by the listen backlog, so they may exceed `max_connections` briefly.
     for (stream, peer) in take_queued(listener) {
         let _ = stream.set_nodelay(true);
-        let connection = one_request.serve_connection(TokioIo::new(stream), service_for(peer));
+        let connection =
+            timed(&one_request).serve_connection(TokioIo::new(stream), service_for(peer));
         last_calls.push(spawn_connection(connection, peer, None));
     }
     tracing::info!("draining in-flight requests");
