@@ -192,7 +192,8 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the kernel's accept queue.
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// A client must send its request headers within this time (slow-loris defence).
+    /// A client must send its request headers within this time (slow-loris defence; also
+    /// how long an idle keep-alive connection stays open). Checked four times a second.
     #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: time::Duration,
     /// A request must be answered within this time, else 408.
