@@ -32,6 +32,11 @@ struct MiMalloc;
 /// Every mimalloc block is aligned to a word: its size classes are whole words.
 const WORD: usize = std::mem::size_of::<usize>();
 
+/// Whether a plain mimalloc block of `size` bytes is aligned to `align` (see `WORD`).
+fn word_alignment_will_do(align: usize, size: usize) -> bool {
+    align <= WORD && align <= size
+}
+
 // SAFETY: mimalloc's functions are thread-safe and return null on failure, as
 // `GlobalAlloc` requires; a block from `mi_malloc` of at least `align` bytes with
 // `align <= WORD` is aligned to `align` (see `WORD`), and every other layout goes to the
@@ -40,7 +45,7 @@ unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
-        if layout.align() <= WORD && layout.align() <= layout.size() {
+        if word_alignment_will_do(layout.align(), layout.size()) {
             unsafe { mi_malloc(layout.size()).cast() }
         } else {
             unsafe { mi_malloc_aligned(layout.size(), layout.align()).cast() }
@@ -50,7 +55,7 @@ unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
         use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
-        if layout.align() <= WORD && layout.align() <= layout.size() {
+        if word_alignment_will_do(layout.align(), layout.size()) {
             unsafe { mi_zalloc(layout.size()).cast() }
         } else {
             unsafe { mi_zalloc_aligned(layout.size(), layout.align()).cast() }
@@ -65,7 +70,7 @@ unsafe impl std::alloc::GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         use libmimalloc_sys::{mi_realloc, mi_realloc_aligned};
-        if layout.align() <= WORD && layout.align() <= new_size {
+        if word_alignment_will_do(layout.align(), new_size) {
             unsafe { mi_realloc(ptr.cast(), new_size).cast() }
         } else {
             unsafe { mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast() }

@@ -80,7 +80,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // The header-read timeout runs on a coarse clock of our own (see `header_clock`), one
-    // timer per connection: `connection_builder` below.
+    // timer per connection: `serve_on` below.
     let clock = HeaderClock::start();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(limits.header_timeout)
@@ -104,12 +104,14 @@ pub async fn serve(
     let mut last_calls = Vec::new();
     let mut one_request = http.clone();
     one_request.keep_alive(false);
-    // Each connection gets its own timer (its slot on the clock).
-    let timed = |builder: &hyper::server::conn::http1::Builder| {
-        let mut builder = builder.clone();
-        builder.timer(clock.connection());
-        builder
-    };
+    // Serves one accepted connection with `builder`'s settings and a timer of its own (its
+    // slot on the clock).
+    let serve_on =
+        |builder: &hyper::server::conn::http1::Builder, stream: TcpStream, peer: SocketAddr| {
+            let mut builder = builder.clone();
+            builder.timer(clock.connection());
+            builder.serve_connection(TokioIo::new(stream), service_for(peer))
+        };
     loop {
         let deadline = grace_ends;
         let waiting_for_signal = grace_ends.is_none();
@@ -149,13 +151,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         if grace_ends.is_some() {
-            let connection =
-                timed(&one_request).serve_connection(TokioIo::new(stream), service_for(peer));
+            let connection = serve_on(&one_request, stream, peer);
             last_calls.push(spawn_connection(connection, peer, Some(slot)));
             continue;
         }
-        let connection =
-            graceful.watch(timed(&http).serve_connection(TokioIo::new(stream), service_for(peer)));
+        let connection = graceful.watch(serve_on(&http, stream, peer));
         spawn_connection(connection, peer, Some(slot));
     }
 
@@ -167,8 +167,7 @@ pub async fn serve(
     // bounded by the listen backlog, so they may exceed `max_connections` briefly.
     for (stream, peer) in take_queued(listener) {
         let _ = stream.set_nodelay(true);
-        let connection =
-            timed(&one_request).serve_connection(TokioIo::new(stream), service_for(peer));
+        let connection = serve_on(&one_request, stream, peer);
         last_calls.push(spawn_connection(connection, peer, None));
     }
     tracing::info!("draining in-flight requests");
