@@ -6,16 +6,43 @@
 //! a log search for `status=200` found it. Here every field value that is not a plain word
 //! is quoted and escaped like a Rust string literal (`username="x status=200 reason=ok"`),
 //! whoever recorded it and however, so no call site can forget. JSON escapes by itself.
+//!
+//! Every line logged while a request is served names the request: `request{request_id=…}:`
+//! in text, `"span"` and `"spans"` in JSON, as a tracing span would. It is not a span: the
+//! id is a task-local value ([`in_request`]) that the event formatters here print. A span
+//! per request cost the registry's bookkeeping and the formatting of its field on every
+//! request, and an enter and an exit at every poll, for lines that most requests never
+//! write (about 1,700 of the anonymous redirect's 26,000 instructions and 3,000 of
+//! `/api/me`'s; benches/ANALYSIS.md). Where `RUST_LOG` has span directives
+//! (`[request{request_id=…}]=debug`), the frame makes a real span instead, since only a span
+//! can match them ([`request_spans`]).
 
-use std::{fmt, io::IsTerminal};
+use std::{
+    fmt,
+    future::Future,
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use tracing::field::{Field, Visit};
+use nu_ansi_term::{Color, Style};
+use serde::ser::{SerializeMap, Serializer as _};
+use tracing::{
+    Event, Level, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_log::NormalizeEvent;
+use tracing_serde::AsSerde;
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
     field::RecordFields,
     filter::Targets,
-    fmt::{FormatFields, format::Writer},
+    fmt::{
+        FmtContext, FormatEvent, FormatFields, FormattedFields,
+        format::{JsonFields, Writer},
+        time::{FormatTime, SystemTime},
+    },
     layer::SubscriberExt,
+    registry::LookupSpan,
     util::SubscriberInitExt,
 };
 
@@ -36,7 +63,46 @@ pub fn init(format: LogFormat, default: &str) {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match directives.parse::<Targets>() {
         Ok(targets) => install(targets, format, ansi),
-        Err(_) => install(EnvFilter::new(directives), format, ansi),
+        Err(_) => {
+            REQUEST_SPANS.store(true, Ordering::Relaxed);
+            install(EnvFilter::new(directives), format, ansi);
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The id of the request this task is serving, while it serves one (see the module
+    /// comment).
+    static REQUEST_ID: [u8; 16];
+}
+
+/// Whether requests get a real tracing span (`RUST_LOG` has span directives) rather than
+/// the task-local id alone.
+static REQUEST_SPANS: AtomicBool = AtomicBool::new(false);
+
+/// Whether the frame should make a tracing span per request: only where `RUST_LOG`'s span
+/// directives need one to match (see the module comment).
+pub fn request_spans() -> bool {
+    REQUEST_SPANS.load(Ordering::Relaxed)
+}
+
+/// Runs `serving` with `id` as the request every line it logs names.
+pub fn in_request<F: Future>(id: [u8; 16], serving: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, serving)
+}
+
+/// The request being served on this task, as its id's text.
+fn current_request() -> Option<RequestId> {
+    REQUEST_ID.try_with(|id| RequestId(*id)).ok()
+}
+
+/// A request id (16 hex digits) as text.
+#[derive(Clone, Copy)]
+struct RequestId([u8; 16]);
+
+impl RequestId {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("-")
     }
 }
 
@@ -50,6 +116,7 @@ where
             .with(
                 tracing_subscriber::fmt::layer()
                     .fmt_fields(TextFields)
+                    .event_format(TextEvent)
                     .with_writer(std::io::stderr)
                     .with_ansi(ansi),
             )
@@ -57,13 +124,169 @@ where
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonEvent)
                     .with_writer(std::io::stderr)
                     .with_ansi(ansi),
             )
             .init(),
+    }
+}
+
+/// The text line: what tracing-subscriber's default ("full") format writes, with the
+/// request's id as the outermost span: `<time> <LEVEL> request{request_id=…}: <target>:
+/// <fields>`. Hand-written because the stock formatter prints only real spans.
+pub struct TextEvent;
+
+impl<S, N> FormatEvent<S, N> for TextEvent
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let ansi = writer.has_ansi_escapes();
+        let style = |style: Style| if ansi { style } else { Style::new() };
+        let (dimmed, bold) = (style(Style::new().dimmed()), style(Style::new().bold()));
+
+        write!(writer, "{}", dimmed.prefix())?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "{} ", dimmed.suffix())?;
+        write!(
+            writer,
+            "{} ",
+            style(level_colour(*meta.level())).paint(level_text(*meta.level()))
+        )?;
+
+        let mut spans = false;
+        if let Some(request) = current_request() {
+            write!(
+                writer,
+                "{}{}request_id={}{}{}",
+                bold.paint("request"),
+                bold.paint("{"),
+                request.as_str(),
+                bold.paint("}"),
+                dimmed.paint(":")
+            )?;
+            spans = true;
+        }
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                write!(writer, "{}", bold.paint(span.metadata().name()))?;
+                spans = true;
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{}{}{}", bold.paint("{"), fields, bold.paint("}"))?;
+                }
+                write!(writer, "{}", dimmed.paint(":"))?;
+            }
+        }
+        if spans {
+            writer.write_char(' ')?;
+        }
+        write!(
+            writer,
+            "{}{} ",
+            dimmed.paint(meta.target()),
+            dimmed.paint(":")
+        )?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// The level as the stock format writes it: five characters wide.
+fn level_text(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE",
+        Level::DEBUG => "DEBUG",
+        Level::INFO => " INFO",
+        Level::WARN => " WARN",
+        Level::ERROR => "ERROR",
+    }
+}
+
+/// The level's colour in a terminal, as the stock format paints it.
+fn level_colour(level: Level) -> Style {
+    match level {
+        Level::TRACE => Color::Purple.normal(),
+        Level::DEBUG => Color::Blue.normal(),
+        Level::INFO => Color::Green.normal(),
+        Level::WARN => Color::Yellow.normal(),
+        Level::ERROR => Color::Red.normal(),
+    }
+}
+
+/// The JSON line: what tracing-subscriber's JSON format writes with `flatten_event` and the
+/// current span (timestamp, level, the event's fields, target, `span`, `spans`), with the
+/// request's id as the outermost span. Hand-written for the same reason as [`TextEvent`];
+/// the fields go through the same serializer as the stock format's (tracing-serde's).
+pub struct JsonEvent;
+
+impl<S> FormatEvent<S, JsonFields> for JsonEvent
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+
+        // The request first, then the real spans from the outermost in: each an object of
+        // its fields and its name, as the stock format writes them.
+        let mut spans = Vec::new();
+        if let Some(request) = current_request() {
+            let mut span = serde_json::Map::new();
+            span.insert("request_id".into(), request.as_str().into());
+            span.insert("name".into(), "request".into());
+            spans.push(span);
+        }
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let mut fields = extensions
+                    .get::<FormattedFields<JsonFields>>()
+                    .and_then(|fields| serde_json::from_str(fields.as_str()).ok())
+                    .unwrap_or_else(serde_json::Map::new);
+                fields.insert("name".into(), span.metadata().name().into());
+                spans.push(fields);
+            }
+        }
+
+        let mut line = Vec::with_capacity(256);
+        let mut serializer = serde_json::Serializer::new(&mut line);
+        let written = (|| {
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("timestamp", &timestamp)?;
+            map.serialize_entry("level", &meta.level().as_serde())?;
+            let mut visitor = tracing_serde::SerdeMapVisitor::new(map);
+            event.record(&mut visitor);
+            let mut map = visitor.take_serializer()?;
+            map.serialize_entry("target", meta.target())?;
+            if let Some(current) = spans.last() {
+                map.serialize_entry("span", current)?;
+                map.serialize_entry("spans", &spans)?;
+            }
+            map.end()
+        })();
+        written.map_err(|_| fmt::Error)?;
+        writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)?;
+        writeln!(writer)
     }
 }
 
@@ -238,20 +461,48 @@ mod tests {
         }
     }
 
-    fn logged(event: impl FnOnce()) -> String {
+    /// What `event` logs in `format`, through the server's own formatters, each line
+    /// without its timestamp (the text up to the first space).
+    fn logged(format: LogFormat, event: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
+        let layer = tracing_subscriber::fmt::layer()
             .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .fmt_fields(TextFields)
-            .finish();
-        tracing::subscriber::with_default(subscriber, event);
+            .with_ansi(false);
+        let layer = match format {
+            LogFormat::Text => layer.fmt_fields(TextFields).event_format(TextEvent).boxed(),
+            LogFormat::Json => layer
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonEvent)
+                .boxed(),
+        };
+        tracing::subscriber::with_default(Registry::default().with(layer), event);
         let bytes = captured.0.lock().expect("log").clone();
-        String::from_utf8(bytes).expect("utf-8")
+        let text = String::from_utf8(bytes).expect("utf-8");
+        match format {
+            LogFormat::Text => text
+                .lines()
+                .map(|line| {
+                    line.split_once(' ')
+                        .map_or(line, |(_, rest)| rest)
+                        .to_owned()
+                        + "\n"
+                })
+                .collect(),
+            LogFormat::Json => text,
+        }
     }
+
+    fn text(event: impl FnOnce()) -> String {
+        logged(LogFormat::Text, event)
+    }
+
+    fn json(event: impl FnOnce()) -> serde_json::Value {
+        let line = logged(LogFormat::Json, event);
+        serde_json::from_str(&line).expect("one JSON line")
+    }
+
+    const ID: [u8; 16] = *b"0123456789abcdef";
 
     #[test]
     fn plain_directives_take_the_static_filter_and_span_directives_env_filter() {
@@ -272,23 +523,164 @@ mod tests {
     #[test]
     fn plain_values_stay_bare_and_others_are_quoted() {
         let typed = "x status=200 reason=ok";
-        let line = logged(|| {
-            let span = tracing::info_span!("request", request_id = %"0123abcd");
-            let _entered = span.enter();
+        let line = text(|| {
             tracing::warn!(status = 401, reason = "unknown_user", username = %typed, "sign-in failed");
         });
         assert_eq!(
             line,
-            " WARN request{request_id=0123abcd}: sign-in failed status=401 reason=unknown_user \
+            " WARN portcullis::logs::tests: sign-in failed status=401 reason=unknown_user \
              username=\"x status=200 reason=ok\"\n"
+        );
+    }
+
+    #[test]
+    fn lines_within_a_request_name_it_as_its_outermost_span() {
+        let event = || tracing::warn!(attempts = 3, "too many");
+        let within = || REQUEST_ID.sync_scope(ID, event);
+        assert_eq!(
+            text(within),
+            " WARN request{request_id=0123456789abcdef}: portcullis::logs::tests: too many \
+             attempts=3\n"
+        );
+        assert_eq!(
+            text(event),
+            " WARN portcullis::logs::tests: too many attempts=3\n"
+        );
+
+        let line = json(within);
+        let request = serde_json::json!({"request_id": "0123456789abcdef", "name": "request"});
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["message"], "too many");
+        assert_eq!(line["attempts"], 3);
+        assert_eq!(line["target"], "portcullis::logs::tests");
+        assert_eq!(line["span"], request);
+        assert_eq!(line["spans"], serde_json::json!([request]));
+        let timestamp = line["timestamp"].as_str().expect("a timestamp");
+        assert!(
+            time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{timestamp}"
+        );
+        let outside = json(event);
+        assert!(
+            outside.get("span").is_none() && outside.get("spans").is_none(),
+            "{outside}"
+        );
+    }
+
+    #[test]
+    fn text_lines_are_the_stock_format_with_or_without_colours() {
+        fn capture(stock: bool, ansi: bool) -> String {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(ansi)
+                .fmt_fields(TextFields);
+            let layer = if stock {
+                layer.boxed()
+            } else {
+                layer.event_format(TextEvent).boxed()
+            };
+            tracing::subscriber::with_default(Registry::default().with(layer), || {
+                let span = tracing::info_span!("request", request_id = "0123abcd");
+                let _entered = span.enter();
+                for level in [Level::ERROR, Level::WARN, Level::INFO] {
+                    match level {
+                        Level::ERROR => tracing::error!(n = 1, "one"),
+                        Level::WARN => tracing::warn!(n = 2, "two"),
+                        _ => tracing::info!(n = 3, "three"),
+                    }
+                }
+            });
+            let bytes = captured.0.lock().expect("log").clone();
+            // Without the timestamps, which differ.
+            String::from_utf8(bytes)
+                .expect("utf-8")
+                .lines()
+                .map(|line| {
+                    line.split_once('Z')
+                        .map_or(line, |(_, rest)| rest)
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        for ansi in [false, true] {
+            assert_eq!(capture(false, ansi), capture(true, ansi), "ansi {ansi}");
+        }
+    }
+
+    #[test]
+    fn json_lines_are_the_stock_format() {
+        fn capture(stock: bool) -> serde_json::Value {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let layer = tracing_subscriber::fmt::layer().with_writer(move || writer.clone());
+            let layer = if stock {
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .boxed()
+            } else {
+                layer
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonEvent)
+                    .boxed()
+            };
+            tracing::subscriber::with_default(Registry::default().with(layer), || {
+                let span = tracing::info_span!("request", request_id = "0123abcd");
+                let _entered = span.enter();
+                let error = std::io::Error::other("disk full");
+                tracing::warn!(n = 2, ok = true, error = &error as &dyn std::error::Error, why = ?Some(1), "two");
+            });
+            let bytes = captured.0.lock().expect("log").clone();
+            let mut line: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+            line["timestamp"] = serde_json::Value::Null;
+            line
+        }
+        assert_eq!(capture(false), capture(true));
+    }
+
+    #[test]
+    fn real_spans_follow_the_request_from_the_outermost_in() {
+        // As where `RUST_LOG` has span directives (the frame then makes the request's span),
+        // or a library's span within a request.
+        let event = || {
+            let span = tracing::info_span!("request", request_id = "0123abcd");
+            let _entered = span.enter();
+            let inner = tracing::info_span!("query", rows = 2);
+            let _inner = inner.enter();
+            tracing::info!("done");
+        };
+        assert_eq!(
+            text(event),
+            " INFO request{request_id=0123abcd}:query{rows=2}: portcullis::logs::tests: done\n"
+        );
+        let line = json(|| REQUEST_ID.sync_scope(ID, event));
+        assert_eq!(
+            line["span"],
+            serde_json::json!({"rows": 2, "name": "query"})
+        );
+        assert_eq!(
+            line["spans"],
+            serde_json::json!([
+                {"request_id": "0123456789abcdef", "name": "request"},
+                {"request_id": "0123abcd", "name": "request"},
+                {"rows": 2, "name": "query"},
+            ])
         );
     }
 
     #[test]
     fn values_longer_than_the_stack_buffer_are_written_whole() {
         let long = "a".repeat(100);
-        let line = logged(|| tracing::warn!(value = long.as_str(), short = "b", "x"));
-        assert_eq!(line, format!(" WARN x value={long} short=b\n"));
+        let line = text(|| tracing::warn!(value = long.as_str(), short = "b", "x"));
+        assert_eq!(
+            line,
+            format!(" WARN portcullis::logs::tests: x value={long} short=b\n")
+        );
         assert_eq!(
             Joined::of(["a"; Joined::CAPACITY]).map(|j| j.as_str().len()),
             Some(Joined::CAPACITY)
@@ -309,7 +701,7 @@ mod tests {
         ] {
             assert_eq!(Quoted(value).to_string(), written, "{value:?}");
         }
-        let line = logged(|| tracing::info!("one\nline"));
-        assert_eq!(line, " INFO one\\nline\n");
+        let line = text(|| tracing::info!("one\nline"));
+        assert_eq!(line, " INFO portcullis::logs::tests: one\\nline\n");
     }
 }

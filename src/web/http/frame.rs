@@ -8,7 +8,7 @@
 //! one pass (a [`Wrap`], not even one `from_fn`: see `layer.rs`), in this order:
 //!
 //! 1. a random request id (the client's is never trusted), the client's address (through
-//!    trusted proxies only), the site and audit handles, a tracing span;
+//!    trusted proxies only), the site and audit handles, the id every log line names;
 //! 2. the host check (421 for a name that is not the site's: DNS rebinding, `host.rs`),
 //!    the cross-site check for state-changing requests (CSRF defence in depth) and the
 //!    body limit (413 before reading when `Content-Length` says too much);
@@ -32,7 +32,10 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::{FutureExt, future::CatchUnwind};
+use futures_util::{
+    FutureExt,
+    future::{CatchUnwind, Either},
+};
 use http_body_util::Limited;
 use ipnet::IpNet;
 use metrics::{Counter, Histogram};
@@ -331,10 +334,6 @@ where
             host::is_health_check(path) || host::is_own(requested, frame.site.public_url.as_ref());
         (!own).then(|| requested.unwrap_or_default().to_owned())
     };
-    // Only the id in the span (formatting span fields costs on every request); the method
-    // and path are on the lines that need them (denials, "finished processing request").
-    // A `&str` value is written as it is; `%id` went through `format!` first.
-    let span = tracing::info_span!("request", request_id = id);
     let (method_text, path_text) = if tracing::enabled!(tracing::Level::DEBUG) {
         (Some(request.method().clone()), Some(path.to_owned()))
     } else {
@@ -378,8 +377,15 @@ where
             "finished processing request"
         );
         response
+    };
+    // Every line logged while serving the request names it: a task-local id that the log's
+    // formatters print (see `logs.rs`), or, where `RUST_LOG` has span directives, a real
+    // span (only the id in it; the method and path are on the lines that need them).
+    let response = if crate::logs::request_spans() {
+        Either::Left(response.instrument(tracing::info_span!("request", request_id = id)))
+    } else {
+        Either::Right(crate::logs::in_request(id_text, response))
     }
-    .instrument(span)
     .await;
     let mut response = errors::finish(response, kind, &frame.site, id);
 
