@@ -61,13 +61,21 @@ pub fn init(format: LogFormat, default: &str) {
         .filter(|value| !value.trim().is_empty());
     let directives = directives.as_deref().unwrap_or(default);
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let spans = has_span_directives(directives);
     match directives.parse::<Targets>() {
-        Ok(targets) => install(targets, format, ansi),
-        Err(_) => {
-            REQUEST_SPANS.store(true, Ordering::Relaxed);
+        Ok(targets) if !spans => install(targets, format, ansi),
+        _ => {
+            REQUEST_SPANS.store(spans, Ordering::Relaxed);
             install(EnvFilter::new(directives), format, ansi);
         }
     }
+}
+
+/// Whether `RUST_LOG` names spans (`[request]=debug`, `warn,[request{request_id=…}]=trace`):
+/// a `[` never appears in a target. Not "whether [`Targets`] fails to parse it": it takes
+/// `[request]=debug` as the target `[request]`, which matches nothing.
+fn has_span_directives(directives: &str) -> bool {
+    directives.contains('[')
 }
 
 tokio::task_local! {
@@ -513,11 +521,19 @@ mod tests {
             "portcullis=trace,warn",
         ] {
             assert!(plain.parse::<Targets>().is_ok(), "{plain}");
+            assert!(!has_span_directives(plain), "{plain}");
         }
-        // Span and field directives only EnvFilter understands: it is used for them.
-        let spans = "warn,[request{request_id=0123456789abcdef}]=debug";
-        assert!(spans.parse::<Targets>().is_err());
-        assert!(spans.parse::<EnvFilter>().is_ok());
+        // Span and field directives only EnvFilter understands: it is used for them, also
+        // where `Targets` would take them for a strange target.
+        for spans in [
+            "warn,[request{request_id=0123456789abcdef}]=debug",
+            "[request]=debug",
+            "info,[request{request_id}]=trace",
+        ] {
+            assert!(has_span_directives(spans), "{spans}");
+            assert!(spans.parse::<EnvFilter>().is_ok(), "{spans}");
+        }
+        assert!("[request]=debug".parse::<Targets>().is_ok());
     }
 
     #[test]

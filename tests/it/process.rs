@@ -582,6 +582,62 @@ async fn logs_never_contain_passwords_cookies_or_csrf_tokens() {
     }
 }
 
+/// Span directives in `RUST_LOG` (`[request]=debug`) select what is logged within requests:
+/// the server then gives each request a real span for them to match, and its debug lines
+/// name the request as every line within one does.
+#[tokio::test]
+async fn span_directives_in_rust_log_select_the_lines_within_requests() {
+    let (pool, db) = fresh_database().await;
+    pool.close().await;
+    let url = database_url(&db);
+    let (server, log) = Server::start_with(
+        &["--database-url", &url],
+        &[("RUST_LOG", "info,[request]=debug")],
+    );
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{}/account", server.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // The line is written after the answer: wait for it a little.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let finished = loop {
+        let found = log
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|line| line.contains("finished processing request"))
+            .cloned();
+        match found {
+            Some(line) => break line,
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => panic!(
+                "no request's debug line in:\n{}",
+                log.lock().expect("lock").join("\n")
+            ),
+        }
+    };
+    assert!(
+        finished.contains(" DEBUG request{request_id="),
+        "{finished}"
+    );
+    assert!(finished.contains("status=303"), "{finished}");
+    // Outside requests the level stays `info`: no debug lines there.
+    let lines = log.lock().expect("lock").clone();
+    for line in &lines {
+        assert!(
+            !line.contains(" DEBUG ") || line.contains(" DEBUG request{"),
+            "{line}"
+        );
+    }
+}
+
 /// A first start on an empty database prints a working one-time setup link.
 #[tokio::test]
 async fn a_first_start_prints_a_setup_link() {
