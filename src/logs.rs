@@ -52,9 +52,9 @@ use crate::config::LogFormat;
 ///
 /// Plain `target=level` directives (the defaults, and nearly every `RUST_LOG`) become a
 /// [`Targets`] filter, decided once per call site. `EnvFilter`, which also understands span
-/// and field directives (`[request{request_id=…}]=debug`), is used only for those: it takes
-/// a lock on every span enter and exit, and the request span is entered on each poll of a
-/// request (benches/ANALYSIS.md).
+/// and field directives (`[request{request_id=…}]=debug`), is used only for those (and for
+/// what `Targets` cannot parse): it takes a lock on every span enter and exit, and with span
+/// directives every request gets a real span, entered on each poll (benches/ANALYSIS.md).
 pub fn init(format: LogFormat, default: &str) {
     let directives = std::env::var("RUST_LOG")
         .ok()
