@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use axum::{
     Json, Router,
     extract::State,
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
+    http::{HeaderMap, StatusCode, Uri, header},
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
 };
 use clap::Parser;
+use portcullis::web::http::frame::{NO_STORE, NOINDEX, ROBOTS_TAG, SECURITY_HEADERS};
 use portcullis_bench::{CEILING_COOKIE, page};
 use serde::Serialize;
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -101,37 +102,6 @@ const WHO_WITH_SESSIONS: &str = "SELECT u.username, u.role, t.created_at, t.expi
             ORDER BY created_at DESC LIMIT 10) r) AS requests \
      FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token = $1";
 
-/// The headers Portcullis sends with every page (static values only), built at compile
-/// time as Portcullis' frame builds them: `from_static` at run time checks each name on
-/// every request, work the minimum does not do.
-const PAGE_HEADERS: [(HeaderName, HeaderValue); 7] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
-        ),
-    ),
-    (
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ),
-    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-    (
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    ),
-    (
-        HeaderName::from_static("permissions-policy"),
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
-    ),
-    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-    (
-        HeaderName::from_static("x-robots-tag"),
-        HeaderValue::from_static("noindex, nofollow"),
-    ),
-];
-
 fn token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
@@ -195,11 +165,15 @@ impl Live for AccountRow {
 }
 
 fn with_page_headers(mut response: Response) -> Response {
+    // Portcullis' own constants, so the bytes stay the same; built at compile time, as the
+    // frame builds them (`from_static` at run time checks each name on every request).
     let headers = response.headers_mut();
-    headers.reserve(PAGE_HEADERS.len());
-    for (name, value) in PAGE_HEADERS {
+    headers.reserve(SECURITY_HEADERS.len() + 2);
+    for (name, value) in SECURITY_HEADERS {
         headers.insert(name, value);
     }
+    headers.insert(header::CACHE_CONTROL, NO_STORE);
+    headers.insert(ROBOTS_TAG, NOINDEX);
     response
 }
 

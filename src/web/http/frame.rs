@@ -49,7 +49,7 @@ use super::{
 };
 use crate::{audit::AuditLog, telemetry::metric};
 
-const ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
+pub const ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 
 /// Marks a response as not for search engines.
 fn noindex(response: &mut Response) {
@@ -237,8 +237,8 @@ fn outcome(finished: Ended, timeout: std::time::Duration) -> Response {
 /// Headers on every response: no sniffing, no framing, no referrer leaks, no inline
 /// script or style (the pages need none), a minimal permissions policy. Names and values
 /// are constants, built at compile time (`from_static` at run time parses each name on
-/// every request).
-const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
+/// every request). Public for the bench's ceiling, which sends the same bytes.
+pub const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
     (
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -264,9 +264,9 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); SECURITY_HEADER_COUNT] = [
 /// `no-store`, `noindex`, the request id and `Connection: close`. Answers built with room
 /// for them (`denial::see_other`) never grow their header map here.
 pub const FRAME_HEADERS: usize = SECURITY_HEADER_COUNT + 5;
-const SECURITY_HEADER_COUNT: usize = 5;
-const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-const NOINDEX: HeaderValue = HeaderValue::from_static("noindex, nofollow");
+pub const SECURITY_HEADER_COUNT: usize = 5;
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+pub const NOINDEX: HeaderValue = HeaderValue::from_static("noindex, nofollow");
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 fn method_label(method: &Method) -> &'static str {
