@@ -309,7 +309,7 @@ where
 {
     let started = Instant::now();
     let id_text = request_id();
-    let id = std::str::from_utf8(&id_text).unwrap_or("-");
+    let id = crate::logs::request_id_text(&id_text);
     let id_header = HeaderValue::from_bytes(&id_text).unwrap_or(HeaderValue::from_static("-"));
     // The connection's address and axum's matched route are taken out of the request's
     // extensions, not read: they travel in the frame's own extension. So the extension map

@@ -21,8 +21,7 @@ const MAX_PATH: usize = 512;
 pub fn request_id(extensions: &Extensions) -> &str {
     extensions
         .get::<RequestFrame>()
-        .and_then(|framed| std::str::from_utf8(&framed.id).ok())
-        .unwrap_or("-")
+        .map_or("-", |framed| crate::logs::request_id_text(&framed.id))
 }
 
 /// The client's address as the app sees it (through trusted proxies, the real client).
