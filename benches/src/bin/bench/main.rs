@@ -41,7 +41,8 @@ use crate::{
     scenarios::{anonymous_load, flood_round, measure, page_load, perf_record, raw_hash_rate},
     servers::Server,
     setup::{
-        round_trip_census, seed_ceiling, seed_peer, seed_portcullis, start_app, start_portcullis,
+        Schema, populate, round_trip_census, seed_ceiling, seed_peer, seed_portcullis, start_app,
+        start_portcullis,
     },
 };
 
@@ -99,6 +100,12 @@ struct Args {
     /// the kernel and PostgreSQL.
     #[arg(long, value_name = "ROUNDS", conflicts_with_all = ["render", "perf", "instructions", "isolation"])]
     versus: Option<usize>,
+    /// Leave the benchmark's databases in place at the end (dropped by default), to look
+    /// at what the servers' statements cost on their own: `EXPLAIN`, or pgbench with one
+    /// of the statements. Easiest with `--database-url`: a private cluster is stopped at
+    /// the end, and the next run replaces it.
+    #[arg(long)]
+    keep_databases: bool,
     /// The command line as typed, for the report (benches/run sets it).
     #[arg(long, env = "BENCH_COMMAND", hide = true)]
     command: Option<String>,
@@ -155,8 +162,10 @@ fn run_main(args: Args) -> anyhow::Result<()> {
             result = run(&args, &db, started) => result,
             () = interrupted() => Err(anyhow::anyhow!("interrupted; servers stopped")),
         };
-        for name in DATABASES {
-            db.drop_database(name).await;
+        if !args.keep_databases {
+            for name in DATABASES {
+                db.drop_database(name).await;
+            }
         }
         anyhow::Ok((outcome, db.close().await))
     })?;
@@ -254,6 +263,17 @@ async fn run(args: &Args, db: &Db, started: Instant) -> anyhow::Result<()> {
         sessions::portcullis_sessions(&portcullis.server.base, plan.sessions, plan.users).await?;
     peer.cookies = sessions::peer_sessions(&peer.server.base, plan.sessions, plan.users).await?;
     ceiling.cookies = sessions::ceiling_sessions(&ceiling.pool).await?;
+    log(format!(
+        "adding {} resident accounts and {} sessions to each database",
+        plan.residents, plan.resident_sessions
+    ));
+    for (subject, schema) in [
+        (&portcullis, Schema::Portcullis),
+        (&ceiling, Schema::Ceiling),
+        (&peer, Schema::Peer),
+    ] {
+        populate(&subject.pool, schema, &plan).await?;
+    }
     let page_bytes = vec![
         sessions::preflight(&portcullis.server, &portcullis.cookies[0]).await?,
         sessions::preflight(&ceiling.server, &ceiling.cookies[0]).await?,

@@ -51,6 +51,13 @@ pub struct Plan {
     /// Other users, signed in by the sign-in scenarios (so the page users' session lists,
     /// which the account page shows, do not grow during a measurement).
     pub flood_users: usize,
+    /// Accounts that never sign in during a run, in every server's database, with
+    /// `resident_sessions` live sessions among them: the tables a deployment has, so
+    /// each server's statements are planned as they would be there (`setup::populate`).
+    #[serde(default)]
+    pub residents: usize,
+    #[serde(default)]
+    pub resident_sessions: usize,
 }
 
 impl Plan {
@@ -88,6 +95,8 @@ impl Plan {
             sessions: 64,
             users: 16,
             flood_users: 16,
+            residents: 10_000,
+            resident_sessions: 20_000,
         }
     }
 

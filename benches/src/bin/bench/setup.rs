@@ -91,6 +91,77 @@ pub async fn seed_peer(db: &Db, plan: &Plan) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// Whose tables [`populate`] fills.
+#[derive(Clone, Copy)]
+pub enum Schema {
+    Portcullis,
+    Ceiling,
+    Peer,
+}
+
+/// Gives a server's database the size of a deployment's: `plan.residents` more accounts
+/// and `plan.resident_sessions` live sessions among them (none of them used by a
+/// scenario), then fresh statistics for every table.
+///
+/// With only the benchmark's 32 accounts and 64 sessions, PostgreSQL planned each server's
+/// lookup by what its statistics happened to say about a toy. Portcullis' tables, analysed
+/// by autovacuum after the sign-ins, got a hash join that reads every user on every
+/// request; the ceiling's users table, never analysed, was taken for a larger one and got
+/// an index lookup, which costs PostgreSQL less CPU per statement. The ratios measured
+/// that accident (benches/ANALYSIS.md). In tables of a deployment's size every server's
+/// lookup is an index lookup, in each of the three databases alike.
+pub async fn populate(pool: &PgPool, schema: Schema, plan: &Plan) -> anyhow::Result<()> {
+    let users = i64::try_from(plan.residents)?;
+    let sessions = i64::try_from(plan.resident_sessions)?;
+    if users == 0 {
+        return Ok(());
+    }
+    // Each session belongs to resident `1 + i % users`; tokens derive from `i`, so they are
+    // unique and never collide with a random one of 16 bytes or more.
+    let statements: &[&str] = match schema {
+        Schema::Portcullis => &[
+            "INSERT INTO users (username, username_key, role) \
+             SELECT 'resident' || i, 'resident' || i, 'member' FROM generate_series(1, $1) i",
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, \
+                 idle_expires_at, absolute_expires_at, ip, user_agent, authenticated_at, \
+                 auth_method) \
+             SELECT sha256(convert_to('resident session ' || i, 'UTF8')), u.id, \
+                 now() - interval '1 hour', now() - interval '5 minutes', \
+                 now() + interval '1 day', now() + interval '7 days', '192.0.2.1', \
+                 'Mozilla/5.0 (X11; Linux x86_64)', now() - interval '1 hour', 'password' \
+             FROM generate_series(1, $2) i \
+             JOIN users u ON u.username = 'resident' || (1 + i % $1)",
+        ],
+        Schema::Ceiling => &[
+            "INSERT INTO users (username, role) \
+             SELECT 'resident' || i, 'member' FROM generate_series(1, $1) i",
+            "INSERT INTO tokens (token, user_id, expires_at, ip, user_agent) \
+             SELECT encode(sha256(convert_to('resident session ' || i, 'UTF8')), 'hex'), u.id, \
+                 now() + interval '1 day', '192.0.2.1', 'Mozilla/5.0 (X11; Linux x86_64)' \
+             FROM generate_series(1, $2) i \
+             JOIN users u ON u.username = 'resident' || (1 + i % $1)",
+        ],
+        // The peer never signs residents in: a password that is no hash is never read.
+        Schema::Peer => &[
+            "INSERT INTO users (username, password, role) \
+             SELECT 'resident' || i, 'not-a-hash', 'member' FROM generate_series(1, $1) i",
+            "INSERT INTO tower_sessions.session (id, data, expiry_date) \
+             SELECT encode(sha256(convert_to('resident session ' || i, 'UTF8')), 'base64'), \
+                 '\\x80'::bytea, now() + interval '1 day' \
+             FROM generate_series(1, $2) i",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(users)
+            .bind(sessions)
+            .execute(pool)
+            .await?;
+    }
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
 pub async fn start_portcullis(
     bins: &Path,
     db: &Db,

@@ -20,7 +20,7 @@ use crate::{
     log, report,
     scenarios::page_load,
     servers, sessions,
-    setup::{seed_portcullis, start_portcullis_at},
+    setup::{Schema, populate, seed_portcullis, start_portcullis_at},
 };
 
 pub async fn soak(
@@ -46,6 +46,8 @@ pub async fn soak(
     let server =
         start_portcullis_at(bins, &db.url("bench_soak"), logs, "portcullis-soak", &flags).await?;
     let cookies = sessions::portcullis_sessions(&server.base, plan.sessions, plan.users).await?;
+    // The tables of a deployment's size, as in the other scenarios.
+    populate(&pool, Schema::Portcullis, plan).await?;
     let subject = Subject {
         server,
         db_name: "bench_soak",
