@@ -348,6 +348,13 @@ pub fn markdown(results: &Results, analysis: Option<&str>) -> String {
         "| Sessions | {} signed-in sessions per server over {} member users, cookies rotated per request |",
         plan.sessions, plan.users
     );
+    if plan.residents > 0 {
+        let _ = writeln!(
+            out,
+            "| Tables | each database also holds {} accounts with {} live sessions that no scenario uses, and is analysed before the first measurement (a deployment's table sizes, so that PostgreSQL plans each server's lookup as it would there) |",
+            plan.residents, plan.resident_sessions
+        );
+    }
 
     let _ = writeln!(out, "\n## Targets\n");
     let _ = writeln!(
