@@ -227,16 +227,22 @@ pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
             see_other(login_url(Some(notice), next.as_deref()))
         }
         RequestKind::Api => {
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({
-                    "error": "unauthenticated",
-                    "reason": reason.client_reason(),
-                    "message": notice.message(),
-                    "login_url": "/login",
-                })),
-            )
-                .into_response();
+            // A typed body and a sized answer (`render::json`): every anonymous API call
+            // gets this one. Its fields in the order `json!` wrote them (sorted by name).
+            #[derive(serde::Serialize)]
+            struct Unauthenticated {
+                error: &'static str,
+                login_url: &'static str,
+                message: &'static str,
+                reason: &'static str,
+            }
+            let mut response = super::render::json(&Unauthenticated {
+                error: "unauthenticated",
+                login_url: "/login",
+                message: notice.message(),
+                reason: reason.client_reason(),
+            });
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),

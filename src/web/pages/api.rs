@@ -1,10 +1,13 @@
 //! JSON for programs. Anonymous callers get a real 401 (never a redirect).
 
-use axum::{Json, response::IntoResponse};
+use axum::response::Response;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::{auth::Role, web::http::CurrentUser};
+use crate::{
+    auth::Role,
+    web::http::{CurrentUser, render::json},
+};
 
 #[derive(Serialize)]
 struct Me<'a> {
@@ -23,8 +26,8 @@ struct SessionTimes {
     absolute_expires_at: OffsetDateTime,
 }
 
-pub async fn me(CurrentUser(user): CurrentUser) -> impl IntoResponse {
-    Json(Me {
+pub async fn me(CurrentUser(user): CurrentUser) -> Response {
+    json(&Me {
         username: &user.username,
         role: user.role,
         session: SessionTimes {
@@ -33,5 +36,4 @@ pub async fn me(CurrentUser(user): CurrentUser) -> impl IntoResponse {
             absolute_expires_at: user.absolute_expires_at,
         },
     })
-    .into_response()
 }
