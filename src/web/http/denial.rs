@@ -156,20 +156,17 @@ fn finish(mut response: Response) -> Response {
     response
 }
 
-/// A 303 to `location`, its header map sized up front for the frame's headers. axum's
-/// `Redirect` starts from an empty map that the frame then grows, rehashing it: about 1,400
-/// of an anonymous redirect's 32,800 instructions (benches/ANALYSIS.md).
+/// A 303 to `location`, its header map sized up front for the frame's headers
+/// (`render::sized_response`).
 fn see_other(location: String) -> Response {
     let Ok(location) = HeaderValue::try_from(location) else {
         // `login_url` percent-encodes everything it takes from the request.
         tracing::error!("a sign-in URL that is not a valid header value");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let mut response = Response::new(axum::body::Body::empty());
+    let mut response =
+        super::render::sized_response(header::LOCATION, location, axum::body::Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
-    let headers = response.headers_mut();
-    headers.reserve(super::frame::FRAME_HEADERS + 2);
-    headers.insert(header::LOCATION, location);
     response
 }
 
@@ -228,7 +225,7 @@ pub fn unauthenticated(parts: &Parts, reason: NotSignedIn) -> Response {
         }
         RequestKind::Api => {
             // A typed body and a sized answer (`render::json`): every anonymous API call
-            // gets this one. Its fields in the order `json!` wrote them (sorted by name).
+            // gets this one. Its fields sorted by name, the order clients have always seen.
             #[derive(serde::Serialize)]
             struct Unauthenticated {
                 error: &'static str,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::{
     body::Body,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
 };
@@ -187,7 +187,7 @@ pub fn render(template: &impl Template) -> Response {
 pub fn render_sized<T: Template>(template: &T, capacity: usize) -> Response {
     let mut html = String::with_capacity(capacity.max(T::SIZE_HINT));
     match template.render_into(&mut html) {
-        Ok(()) => sized_response(TEXT_HTML, html.into()),
+        Ok(()) => sized_response(header::CONTENT_TYPE, TEXT_HTML, html.into()),
         Err(err) => crate::error::AppError::Internal(err.into()).into_response(),
     }
 }
@@ -195,14 +195,16 @@ pub fn render_sized<T: Template>(template: &T, capacity: usize) -> Response {
 const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// A 200 with `body` of `content_type`, its header map sized up front for the headers the
-/// frame and the session layer add. axum's `Html` and `Json` answers start from a map
-/// with room for their one header, which the frame then grew and rehashed on every page
-/// and JSON answer (about 1,000 instructions of `/api/me`'s 52,000, benches/ANALYSIS.md).
-fn sized_response(content_type: HeaderValue, body: Body) -> Response {
+/// A 200 with `body` and one header (`name`: `value`), its header map sized up front for
+/// the headers the frame and the session layer add. axum's `Html`, `Json` and `Redirect`
+/// answers start from a map with room for their one header, which the frame then grew and
+/// rehashed on every answer (about 1,000 instructions of `/api/me`'s 52,000 and 1,400 of
+/// the sign-in redirect's, benches/ANALYSIS.md). Every page, JSON answer and sign-in
+/// redirect is built here.
+pub fn sized_response(name: HeaderName, value: HeaderValue, body: Body) -> Response {
     let mut response = Response::new(body);
     let mut headers = HeaderMap::with_capacity(FRAME_HEADERS + 2);
-    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(name, value);
     *response.headers_mut() = headers;
     response
 }
@@ -213,7 +215,7 @@ fn sized_response(content_type: HeaderValue, body: Body) -> Response {
 pub fn json(value: &impl Serialize) -> Response {
     let mut body = Vec::with_capacity(256);
     match serde_json::to_writer(&mut body, value) {
-        Ok(()) => sized_response(APPLICATION_JSON, body.into()),
+        Ok(()) => sized_response(header::CONTENT_TYPE, APPLICATION_JSON, body.into()),
         Err(err) => crate::error::AppError::Internal(err.into()).into_response(),
     }
 }
