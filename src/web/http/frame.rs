@@ -21,6 +21,7 @@ use std::{
     convert::Infallible,
     future::Future,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    ops::ControlFlow,
     panic::AssertUnwindSafe,
     sync::{Arc, RwLock},
     time::Instant,
@@ -294,7 +295,13 @@ fn request_id() -> [u8; 16] {
 }
 
 impl Wrap for Arc<Frame> {
-    fn wrap<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
+    type Checked = ();
+
+    fn check(&self, _: &mut Request) -> ControlFlow<Response, ()> {
+        ControlFlow::Continue(())
+    }
+
+    fn wrap<S>(self, request: Request, (): (), inner: S) -> impl Future<Output = Response> + Send
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,

@@ -3,7 +3,7 @@
 //! enough. It answers the 401 and 403 itself; handlers behind it take [`CurrentUser`] or
 //! [`MaybeUser`].
 
-use std::{convert::Infallible, future::Future, sync::Arc};
+use std::{convert::Infallible, future::Future, ops::ControlFlow, sync::Arc};
 
 use axum::{
     Json,
@@ -46,21 +46,44 @@ pub struct Gate {
 }
 
 impl Wrap for Arc<Gate> {
-    fn wrap<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
+    /// The request's session cookie, read once.
+    type Checked = SessionCookie;
+
+    /// Without a session cookie to look up, a protected route's answer is known at once:
+    /// the 401 that [`gate`] would give, without its future. Every request of a bot for a
+    /// protected page takes this way.
+    fn check(&self, request: &mut Request) -> ControlFlow<Response, SessionCookie> {
+        let cookie = session_cookie(request.headers(), self.state.settings.session_cookie_name());
+        let reason = match cookie {
+            _ if self.required.is_none() => return ControlFlow::Continue(cookie),
+            SessionCookie::Absent => NotSignedIn::NoSession,
+            SessionCookie::Malformed => NotSignedIn::TamperedCookie,
+            SessionCookie::Id(_) => return ControlFlow::Continue(cookie),
+        };
+        let (parts, _) = std::mem::take(request).into_parts();
+        ControlFlow::Break(denial::unauthenticated(&parts, reason))
+    }
+
+    fn wrap<S>(
+        self,
+        request: Request,
+        cookie: SessionCookie,
+        inner: S,
+    ) -> impl Future<Output = Response> + Send
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
     {
-        gate(self, request, inner)
+        gate(self, request, cookie, inner)
     }
 }
 
-/// Middleware: resolves the request's [`Authentication`] (from the session cookie, see
-/// [`session_cookie`]), stores it in the extensions,
+/// Middleware: resolves the request's [`Authentication`] (from the session cookie that
+/// `check` read, see [`session_cookie`]), stores it in the extensions,
 /// and — when the routes need a role — answers the 401 or 403 itself. One layer instead of
 /// two, and a [`Wrap`] rather than axum's `from_fn` (see `layer.rs`): each middleware
 /// layer costs boxes and moves per request.
-async fn gate<S>(gate: Arc<Gate>, request: Request, inner: S) -> Response
+async fn gate<S>(gate: Arc<Gate>, request: Request, cookie: SessionCookie, inner: S) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -68,14 +91,16 @@ where
     // The lookup and the token's re-issue are boxed, only when they happen: this future is
     // copied whole each time it moves, on every request, and would otherwise be as large
     // as theirs (`start` in frame.rs; benches/ANALYSIS.md).
-    let cookie = session_cookie(&parts.headers, gate.state.settings.session_cookie_name());
     let authentication = match cookie {
         SessionCookie::Absent => Authentication::NotSignedIn(NotSignedIn::NoSession),
         SessionCookie::Malformed => Authentication::NotSignedIn(NotSignedIn::TamperedCookie),
-        SessionCookie::Id(token) => match Box::pin(authenticate(&gate, &parts, token)).await {
-            Ok(authentication) => authentication,
-            Err(err) => return err.into_response(),
-        },
+        SessionCookie::Id(token) => {
+            let token = Id(i128::from_le_bytes(token));
+            match Box::pin(authenticate(&gate, &parts, token)).await {
+                Ok(authentication) => authentication,
+                Err(err) => return err.into_response(),
+            }
+        }
     };
     let cookie_expires = remembered_cookie_expires(&gate.state, &authentication);
     // Present where the session layer wraps the routes (not on the read-only hot pages).
@@ -261,11 +286,14 @@ pub const ENROL_REQUIRED: &str = "/account/two-factor?required=1";
 
 /// The session cookie of a request, as the guard sees it.
 #[derive(Debug, PartialEq, Eq)]
-enum SessionCookie {
+pub enum SessionCookie {
     Absent,
     /// Present, but not a well-formed session id.
     Malformed,
-    Id(Id),
+    /// A well-formed session id, as its bytes: the guard's future carries this, and an
+    /// `Id` (an `i128`) would align all 2 KB of it to 16 bytes, which mimalloc serves from
+    /// a slower path than a word's alignment (`main.rs`).
+    Id([u8; 16]),
 }
 
 /// Reads the session id from the `Cookie` header itself. The hot pages (the account page,
@@ -286,9 +314,9 @@ fn session_cookie(headers: &HeaderMap, name: &str) -> SessionCookie {
     let Some(value) = value else {
         return SessionCookie::Absent;
     };
-    value
-        .parse::<Id>()
-        .map_or(SessionCookie::Malformed, SessionCookie::Id)
+    value.parse::<Id>().map_or(SessionCookie::Malformed, |id| {
+        SessionCookie::Id(id.0.to_le_bytes())
+    })
 }
 
 /// Extractor for handlers behind a role guard: the signed-in user.
@@ -350,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("a=1;  {name} = {id} ; b=2")]), name),
-            SessionCookie::Id(id)
+            SessionCookie::Id(id.0.to_le_bytes())
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("{name}=\"{id}\"")]), name),
@@ -363,7 +391,7 @@ mod tests {
                 &cookies(&[&format!("{name}={other}"), &format!("{name}={id}")]),
                 name
             ),
-            SessionCookie::Id(id)
+            SessionCookie::Id(id.0.to_le_bytes())
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("{name}=not-an-id")]), name),

@@ -8,20 +8,39 @@
 //! A [`Wrap`] is the same async function, called with the inner service itself: one box
 //! per layer (the async function's future), nothing else. tower has no ready-made layer
 //! that takes an async function with the inner service, hence these few lines.
+//!
+//! A [`Wrap`] may also answer before its future exists ([`Wrap::check`]): the guard refuses
+//! a request without a session cookie that way, so a bot's request for a protected page
+//! allocates no future for it (the guard's is 2 KB) and runs no state machine.
 
 use std::{
     convert::Infallible,
-    future::Future,
+    future::{Future, Ready, ready},
+    ops::ControlFlow,
     pin::Pin,
     task::{Context, Poll},
 };
 
 use axum::{extract::Request, response::Response};
+use futures_util::future::Either;
 use tower::{Layer, Service};
 
 /// A middleware: what it does to a request, given the rest of the stack (`inner`).
 pub trait Wrap: Clone + Send + Sync + 'static {
-    fn wrap<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
+    /// What [`Wrap::check`] learnt of the request, handed on to [`Wrap::wrap`].
+    type Checked: Send + 'static;
+
+    /// The answer, where it is known before anything is awaited (`Break`, the request
+    /// taken); otherwise the request goes on to [`Wrap::wrap`] with what was learnt. By
+    /// reference, so that neither the request nor the wrap is moved or cloned for it.
+    fn check(&self, request: &mut Request) -> ControlFlow<Response, Self::Checked>;
+
+    fn wrap<S>(
+        self,
+        request: Request,
+        checked: Self::Checked,
+        inner: S,
+    ) -> impl Future<Output = Response> + Send
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send;
@@ -68,18 +87,29 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    /// An answer given at once ([`Wrap::check`]) is not boxed.
+    type Future = Either<
+        Ready<Result<Response, Infallible>>,
+        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let checked = match self.wrap.check(&mut request) {
+            ControlFlow::Break(response) => return Either::Left(ready(Ok(response))),
+            ControlFlow::Continue(checked) => checked,
+        };
         // tower's rule: the service that was made ready is the one called. It goes with
         // the request; a clone takes its place here.
         let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let wrap = self.wrap.clone();
-        Box::pin(async move { Ok(wrap.wrap(request, ready).await) })
+        // The wrap's future is made inside the box, not moved into it: it is kilobytes.
+        Either::Right(Box::pin(async move {
+            Ok(wrap.wrap(request, checked, inner).await)
+        }))
     }
 }

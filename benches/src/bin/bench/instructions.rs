@@ -7,6 +7,13 @@
 //! starts and warms up; it is switched on (`callgrind_control`) for one wrk load per
 //! scenario, then dumped. Only the server's own process is counted: not the kernel (socket
 //! calls, scheduling), not PostgreSQL.
+//!
+//! Callgrind also simulates the CPU's first-level caches and branch predictor on the same
+//! run (`--cache-sim`, `--branch-sim`): the code and data lines a request misses, and the
+//! branches it mispredicts. Those are counts of the server's own code on one simulated core
+//! with nothing else running (no kernel, no wrk, no PostgreSQL evicting its lines), so they
+//! measure its footprint, not the misses a loaded machine sees; the instruction count says
+//! how much work a request is, these say why the same work can take longer.
 
 use std::{
     path::{Path, PathBuf},
@@ -34,11 +41,29 @@ pub struct InstructionCount {
     /// Requests that got another status than expected (the count is then suspect).
     pub unexpected: u64,
     pub instructions: u64,
+    /// Simulated misses and mispredictions (absent in reports from before they were counted).
+    #[serde(default)]
+    pub misses: Option<Misses>,
+}
+
+/// What callgrind's cache and branch simulation counted over the same requests.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Misses {
+    /// First-level instruction cache misses (`I1mr`): 64-byte lines of code fetched.
+    pub code_lines: u64,
+    /// First-level data cache misses, reads and writes (`D1mr` + `D1mw`).
+    pub data_lines: u64,
+    /// Mispredicted conditional and indirect branches (`Bcm` + `Bim`).
+    pub branches: u64,
 }
 
 impl InstructionCount {
     pub fn per_request(&self) -> f64 {
-        self.instructions as f64 / self.requests.max(1) as f64
+        self.per_request_of(self.instructions)
+    }
+
+    fn per_request_of(&self, count: u64) -> f64 {
+        count as f64 / self.requests.max(1) as f64
     }
 }
 
@@ -74,6 +99,8 @@ pub async fn count(
     let mut args = vec![
         "--tool=callgrind".to_owned(),
         "--instr-atstart=no".into(),
+        "--cache-sim=yes".into(),
+        "--branch-sim=yes".into(),
         format!("--callgrind-out-file={}/out", dumps.display()),
         bins.join(name).display().to_string(),
     ];
@@ -102,16 +129,29 @@ pub async fn count(
             .await?;
         control(instance.pid, "--instr=off").await?;
         let dump = dump(instance.pid, &dumps).await?;
-        let instructions = totals(&dump)?;
+        let totals = totals(&dump)?;
         let count = InstructionCount {
             server: name.into(),
             scenario: scenario.into(),
             requests: result.requests,
             unexpected: result.errors(),
-            instructions,
+            instructions: totals.event("Ir")?,
+            misses: Some(Misses {
+                code_lines: totals.event("I1mr")?,
+                data_lines: totals.event("D1mr")? + totals.event("D1mw")?,
+                branches: totals.event("Bcm")? + totals.event("Bim")?,
+            }),
         };
+        let misses = count.misses.map_or_else(String::new, |m| {
+            format!(
+                "; misses/request: {:.0} code lines, {:.0} data lines, {:.0} branches",
+                count.per_request_of(m.code_lines),
+                count.per_request_of(m.data_lines),
+                count.per_request_of(m.branches)
+            )
+        });
         log(format!(
-            "  {:<10} {:<9} {:>9.0} instructions/request over {} requests",
+            "  {:<10} {:<9} {:>9.0} instructions/request over {} requests{misses}",
             name,
             scenario,
             count.per_request(),
@@ -165,13 +205,37 @@ fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The `totals:` line of a callgrind dump (instructions: the only event collected).
-fn totals(file: &Path) -> anyhow::Result<u64> {
+/// A callgrind dump's `totals:` line, by the event names of its `events:` line.
+struct Totals {
+    events: Vec<(String, u64)>,
+}
+
+impl Totals {
+    fn event(&self, name: &str) -> anyhow::Result<u64> {
+        self.events
+            .iter()
+            .find(|(event, _)| event == name)
+            .map(|(_, count)| *count)
+            .with_context(|| format!("callgrind counted no {name}"))
+    }
+}
+
+fn totals(file: &Path) -> anyhow::Result<Totals> {
     let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("totals:"))
-        .and_then(|value| value.trim().parse().ok())
-        .with_context(|| format!("no totals in {}", file.display()))
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .with_context(|| format!("no {prefix} line in {}", file.display()))
+    };
+    let names = line("events:")?.split_whitespace();
+    let counts = line("totals:")?
+        .split_whitespace()
+        .map(str::parse::<u64>)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("unreadable totals in {}", file.display()))?;
+    Ok(Totals {
+        events: names.map(str::to_owned).zip(counts).collect(),
+    })
 }
 
 /// Section 7 of the report.
@@ -188,21 +252,29 @@ pub fn section(out: &mut String, results: &crate::Results) {
          callgrind on a second instance of each server (instrumentation switched on only for \
          the measured load: {} s at {} connections per scenario, after a warm-up). Unlike req/s \
          and CPU time, this does not move with the machine's load. It leaves out the kernel \
-         (socket calls, scheduling) and PostgreSQL, and says nothing of cache misses: a count \
-         at the ceiling's is the most a server's own code can do, not a promise of its rate.\n",
+         (socket calls, scheduling) and PostgreSQL. On the same run callgrind simulates the \
+         CPU's first-level caches (64-byte lines) and its branch predictor, on one core with \
+         nothing else running: the lines of code and data a request misses, and the branches \
+         it mispredicts. Those measure a server's footprint, not the misses of a loaded \
+         machine, where the kernel, wrk and PostgreSQL evict more; a missed line costs as much \
+         as a dozen instructions or more.\n",
         results.plan.callgrind_s, results.plan.callgrind_connections
     );
     let _ = writeln!(
         out,
-        "| Scenario | Server | requests | instructions/request | vs ceiling | unexpected statuses |"
+        "| Scenario | Server | requests | instructions/request | vs ceiling | code lines missed \
+         | vs ceiling | data lines missed | vs ceiling | branches mispredicted | vs ceiling \
+         | unexpected statuses |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for scenario in ["anonymous", "api", "hot"] {
         let ceiling = results
             .instructions
             .iter()
-            .find(|c| c.scenario == scenario && c.server == "ceiling")
-            .map(InstructionCount::per_request);
+            .find(|c| c.scenario == scenario && c.server == "ceiling");
         for count in results
             .instructions
             .iter()
@@ -213,16 +285,26 @@ pub fn section(out: &mut String, results: &crate::Results) {
                 "api" => "`GET /api/me`",
                 _ => "`GET /account`",
             };
-            let versus = ceiling.filter(|c| *c > 0.0).map_or_else(
-                || "n/a".into(),
-                |c| format!("{:.2}×", count.per_request() / c),
-            );
+            // A figure per request, and its ratio to the ceiling's.
+            let figure = |of: &dyn Fn(&InstructionCount) -> Option<u64>| {
+                let Some(mine) = of(count).map(|n| count.per_request_of(n)) else {
+                    return "n/a | n/a".to_owned();
+                };
+                let versus = ceiling
+                    .and_then(|c| Some(c.per_request_of(of(c)?)))
+                    .filter(|c| *c > 0.0)
+                    .map_or_else(|| "n/a".into(), |c| format!("{:.2}×", mine / c));
+                format!("{mine:.0} | {versus}")
+            };
             let _ = writeln!(
                 out,
-                "| {label} | {} | {} | {:.0} | {versus} | {} |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} |",
                 count.server,
                 count.requests,
-                count.per_request(),
+                figure(&|c| Some(c.instructions)),
+                figure(&|c| c.misses.map(|m| m.code_lines)),
+                figure(&|c| c.misses.map(|m| m.data_lines)),
+                figure(&|c| c.misses.map(|m| m.branches)),
                 count.unexpected
             );
         }
