@@ -54,14 +54,13 @@ impl Wrap for Arc<Gate> {
     /// protected page takes this way.
     fn check(&self, request: &mut Request) -> ControlFlow<Response, SessionCookie> {
         let cookie = session_cookie(request.headers(), self.state.settings.session_cookie_name());
-        let reason = match cookie {
-            _ if self.required.is_none() => return ControlFlow::Continue(cookie),
-            SessionCookie::Absent => NotSignedIn::NoSession,
-            SessionCookie::Malformed => NotSignedIn::TamperedCookie,
-            SessionCookie::Id(_) => return ControlFlow::Continue(cookie),
-        };
-        let (parts, _) = std::mem::take(request).into_parts();
-        ControlFlow::Break(denial::unauthenticated(&parts, reason))
+        match cookie {
+            SessionCookie::Missing(reason) if self.required.is_some() => {
+                let (parts, _) = std::mem::take(request).into_parts();
+                ControlFlow::Break(denial::unauthenticated(&parts, reason))
+            }
+            _ => ControlFlow::Continue(cookie),
+        }
     }
 
     fn wrap<S>(
@@ -92,8 +91,7 @@ where
     // copied whole each time it moves, on every request, and would otherwise be as large
     // as theirs (`start` in frame.rs; benches/ANALYSIS.md).
     let authentication = match cookie {
-        SessionCookie::Absent => Authentication::NotSignedIn(NotSignedIn::NoSession),
-        SessionCookie::Malformed => Authentication::NotSignedIn(NotSignedIn::TamperedCookie),
+        SessionCookie::Missing(reason) => Authentication::NotSignedIn(reason),
         SessionCookie::Id(token) => {
             let token = Id(i128::from_le_bytes(token));
             match Box::pin(authenticate(&gate, &parts, token)).await {
@@ -287,9 +285,9 @@ pub const ENROL_REQUIRED: &str = "/account/two-factor?required=1";
 /// The session cookie of a request, as the guard sees it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SessionCookie {
-    Absent,
-    /// Present, but not a well-formed session id.
-    Malformed,
+    /// No session id to look up: no cookie (`NoSession`), or one that is not a well-formed
+    /// id (`TamperedCookie`).
+    Missing(NotSignedIn),
     /// A well-formed session id, as its bytes: the guard's future carries this, and an
     /// `Id` (an `i128`) would align all 2 KB of it to 16 bytes, which mimalloc serves from
     /// a slower path than a word's alignment (`main.rs`).
@@ -312,11 +310,13 @@ fn session_cookie(headers: &HeaderMap, name: &str) -> SessionCookie {
         .map(|(_, value)| value.trim())
         .next_back();
     let Some(value) = value else {
-        return SessionCookie::Absent;
+        return SessionCookie::Missing(NotSignedIn::NoSession);
     };
-    value.parse::<Id>().map_or(SessionCookie::Malformed, |id| {
-        SessionCookie::Id(id.0.to_le_bytes())
-    })
+    value
+        .parse::<Id>()
+        .map_or(SessionCookie::Missing(NotSignedIn::TamperedCookie), |id| {
+            SessionCookie::Id(id.0.to_le_bytes())
+        })
 }
 
 /// Extractor for handlers behind a role guard: the signed-in user.
@@ -371,10 +371,13 @@ mod tests {
     fn the_session_cookie_is_read_like_tower_cookies_reads_it() {
         let id = Id::default();
         let name = "portcullis_session";
-        assert_eq!(session_cookie(&cookies(&[]), name), SessionCookie::Absent);
+        assert_eq!(
+            session_cookie(&cookies(&[]), name),
+            SessionCookie::Missing(NotSignedIn::NoSession)
+        );
         assert_eq!(
             session_cookie(&cookies(&["other=1; portcullis_sessionx=2"]), name),
-            SessionCookie::Absent
+            SessionCookie::Missing(NotSignedIn::NoSession)
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("a=1;  {name} = {id} ; b=2")]), name),
@@ -382,7 +385,7 @@ mod tests {
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("{name}=\"{id}\"")]), name),
-            SessionCookie::Malformed
+            SessionCookie::Missing(NotSignedIn::TamperedCookie)
         );
         // Several: the last one counts (tower-cookies' jar keeps the last of a name).
         let other = Id::default();
@@ -395,11 +398,11 @@ mod tests {
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("{name}=not-an-id")]), name),
-            SessionCookie::Malformed
+            SessionCookie::Missing(NotSignedIn::TamperedCookie)
         );
         assert_eq!(
             session_cookie(&cookies(&[&format!("{name}=")]), name),
-            SessionCookie::Malformed
+            SessionCookie::Missing(NotSignedIn::TamperedCookie)
         );
     }
 }
