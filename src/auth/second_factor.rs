@@ -283,13 +283,16 @@ pub async fn remove(
     user_id: i64,
     target: &str,
 ) -> sqlx::Result<bool> {
+    // The codes first: a code being spent at this moment holds its row and then waits for
+    // the user's row (the triggers of migrations 0015 and 0016 lock it). Removing the app
+    // first would take the user's row and then wait for the code's: a deadlock.
+    sqlx::query!("DELETE FROM recovery_codes WHERE user_id = $1", user_id)
+        .execute(&mut *executor)
+        .await?;
     let removed = sqlx::query!("DELETE FROM totp_credentials WHERE user_id = $1", user_id)
         .execute(&mut *executor)
         .await?
         .rows_affected();
-    sqlx::query!("DELETE FROM recovery_codes WHERE user_id = $1", user_id)
-        .execute(&mut *executor)
-        .await?;
     if removed > 0 {
         let audit_event = actor
             .event(event, target)

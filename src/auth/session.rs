@@ -7,7 +7,14 @@
 
 use std::{sync::Arc, time::Instant};
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{
+    Decode, PgConnection, PgPool, Postgres, Type,
+    error::BoxDynError,
+    postgres::{
+        PgTypeInfo, PgValueRef,
+        types::{PgHasArrayType, PgRecordDecoder},
+    },
+};
 use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
@@ -83,20 +90,34 @@ impl Authentication {
 }
 
 /// One of the user's live sessions, as listed on the account and admin pages.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct SessionSummary {
     pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// How it signed in (`sessions.auth_method`).
-    #[serde(default)]
     pub auth_method: Option<String>,
+}
+
+/// The account statement's `ROW(id, created_at, last_seen_at, ended_at, ip, user_agent,
+/// auth_method)`, field by field in that order (each field's type is checked as it is
+/// read, as `#[derive(sqlx::Type)]` would for a named composite type).
+impl<'r> Decode<'r, Postgres> for SessionSummary {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let mut record = PgRecordDecoder::new(value)?;
+        Ok(Self {
+            id: record.try_decode()?,
+            created_at: record.try_decode()?,
+            last_seen_at: record.try_decode()?,
+            expires_at: record.try_decode()?,
+            ip: record.try_decode()?,
+            user_agent: record.try_decode()?,
+            auth_method: record.try_decode()?,
+        })
+    }
 }
 
 /// The user's recovery codes, as the account page reports them, with which second factors
@@ -110,18 +131,52 @@ pub struct RecoveryStatus {
 }
 
 /// One of the user's access requests, as the account page lists it.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct AccessRequestSummary {
     pub role: String,
     pub path: String,
     pub status: String,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(default, with = "time::serde::rfc3339::option")]
     pub decided_at: Option<OffsetDateTime>,
     pub decided_by: Option<String>,
     pub decision_note: Option<String>,
 }
+
+/// The account statement's `ROW(role, path, status, created_at, decided_at, decided_by,
+/// decision_note)`, in that order, as for [`SessionSummary`].
+impl<'r> Decode<'r, Postgres> for AccessRequestSummary {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let mut record = PgRecordDecoder::new(value)?;
+        Ok(Self {
+            role: record.try_decode()?,
+            path: record.try_decode()?,
+            status: record.try_decode()?,
+            created_at: record.try_decode()?,
+            decided_at: record.try_decode()?,
+            decided_by: record.try_decode()?,
+            decision_note: record.try_decode()?,
+        })
+    }
+}
+
+/// The SQL type of a struct decoded from an anonymous record (`ROW(...)`), so that an
+/// array of them (`array_agg(ROW(...))`) decodes as a `Vec`.
+macro_rules! anonymous_record {
+    ($($name:ty),*) => {$(
+        impl Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                PgTypeInfo::with_name("record")
+            }
+        }
+
+        impl PgHasArrayType for $name {
+            fn array_type_info() -> PgTypeInfo {
+                PgTypeInfo::with_name("_record")
+            }
+        }
+    )*};
+}
+anonymous_record!(SessionSummary, AccessRequestSummary);
 
 /// `sessions.revoked_reason` of a session a newer sign-in displaced (`--max-sessions`).
 pub const SESSION_LIMIT_REASON: &str = "session_limit";
@@ -225,9 +280,12 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
 /// The session behind `token_hash` with everything the account page lists: the user's
 /// live sessions, recent access requests and recovery codes, in the same round trip.
 ///
-/// The recovery codes are one lateral row of plain columns, and nothing is encoded as JSON
-/// only to be decoded again. Which second factors the user has comes from the columns the
-/// database keeps on the user's row (migration 0015): no probe of the factor tables.
+/// The two lists come as arrays of anonymous records, decoded field by field from binary
+/// (see [`SessionSummary`]'s `Decode`): built as JSON, PostgreSQL formatted every
+/// timestamp as text and the app parsed it back, about 10 us of the database's CPU per
+/// page here (benches/ANALYSIS.md). The recovery codes and which second factors the user
+/// has come from columns the database keeps on the user's row (migrations 0015 and 0016):
+/// no aggregate over the factor tables.
 async fn fetch_with_account(
     conn: &mut PgConnection,
     token_hash: &[u8],
@@ -239,39 +297,26 @@ async fn fetch_with_account(
                s.prev_sign_in_at, s.prev_sign_in_ip, s.expiry_noticed_at,
                coalesce(s.authenticated_at, s.created_at) AS "authenticated_at!",
                s.auth_method, s.remembered, s.token_issued_at, s.revoked_reason, u.time_zone,
-               u.has_second_factor,
-               f.codes_left AS "codes_left!", f.codes_last_used_at, u.totp_enabled,
-               u.passkey_count::int8 AS "passkeys!",
-               u.username, u.role AS "role: Role", u.disabled_at, now() AS "now!",
-               (SELECT coalesce(json_agg(json_build_object(
-                           'id', o.id, 'created_at', o.created_at,
-                           'last_seen_at', o.last_seen_at, 'expires_at', o.ended_at,
-                           'ip', o.ip, 'user_agent', o.user_agent,
-                           'auth_method', o.auth_method)
-                       ORDER BY o.last_seen_at DESC), '[]'::json)
+               u.has_second_factor, u.recovery_codes_left, u.recovery_code_used_at,
+               u.totp_enabled, u.passkey_count, u.username, u.role AS "role: Role",
+               u.disabled_at, now() AS "now!",
+               (SELECT array_agg(ROW(o.id, o.created_at, o.last_seen_at, o.ended_at, o.ip,
+                                     o.user_agent, o.auth_method))
                 FROM (SELECT id, created_at, last_seen_at, ended_at, ip, user_agent,
                              auth_method
                       FROM sessions
                       WHERE user_id = s.user_id AND ended_at > now()
                       ORDER BY last_seen_at DESC LIMIT 50) o)
-                   AS "sessions!: sqlx::types::Json<Vec<SessionSummary>>",
-               (SELECT coalesce(json_agg(json_build_object(
-                           'role', r.role, 'path', r.path, 'status', r.status,
-                           'created_at', r.created_at, 'decided_at', r.decided_at,
-                           'decided_by', r.decided_by, 'decision_note', r.decision_note)
-                       ORDER BY r.created_at DESC), '[]'::json)
+                   AS "sessions: Vec<SessionSummary>",
+               (SELECT array_agg(ROW(r.role, r.path, r.status, r.created_at, r.decided_at,
+                                     r.decided_by, r.decision_note))
                 FROM (SELECT role, path, status, created_at, decided_at, decided_by,
                              decision_note
                       FROM access_requests WHERE user_id = s.user_id
                       ORDER BY created_at DESC LIMIT 10) r)
-                   AS "access_requests!: sqlx::types::Json<Vec<AccessRequestSummary>>"
+                   AS "access_requests: Vec<AccessRequestSummary>"
         FROM sessions s
         JOIN users u ON u.id = s.user_id
-        CROSS JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE c.used_at IS NULL) AS codes_left,
-                   max(c.used_at) AS codes_last_used_at
-            FROM recovery_codes c WHERE c.user_id = s.user_id
-        ) f
         WHERE s.token_hash = $1
         "#,
         token_hash,
@@ -279,6 +324,12 @@ async fn fetch_with_account(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|row| {
+        // The subqueries pick the newest by their ORDER BY; `array_agg` is not bound to
+        // keep that order, so the lists are put in it here (a few elements, a stable sort).
+        let mut sessions = row.sessions.unwrap_or_default();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_seen_at));
+        let mut access_requests = row.access_requests.unwrap_or_default();
+        access_requests.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         let facts = AccountFacts {
             ip: row.ip,
             user_agent: row.user_agent,
@@ -286,13 +337,13 @@ async fn fetch_with_account(
             prev_sign_in_ip: row.prev_sign_in_ip,
             auth_method: row.auth_method,
             recovery: Some(RecoveryStatus {
-                codes_left: row.codes_left,
-                last_used_at: row.codes_last_used_at,
+                codes_left: i64::from(row.recovery_codes_left),
+                last_used_at: row.recovery_code_used_at,
                 totp: row.totp_enabled,
-                passkeys: row.passkeys,
+                passkeys: i64::from(row.passkey_count),
             }),
-            sessions: row.sessions.0,
-            access_requests: row.access_requests.0,
+            sessions,
+            access_requests,
         };
         (core_of!(row), facts)
     }))

@@ -573,3 +573,130 @@ async fn simultaneous_passkeys_for_one_user_both_land() {
         2
     );
 }
+
+/// The recovery-code summary the account page reads from the user's row (migration 0016)
+/// and what `recovery_codes` says: codes left, and the last use.
+async fn codes_summary(app: &TestApp, user_id: i64) -> (i64, Option<time::OffsetDateTime>) {
+    let (left, used, left_truth, used_truth): (i32, Option<time::OffsetDateTime>, i64, _) =
+        sqlx::query_as(
+            "SELECT recovery_codes_left, recovery_code_used_at, \
+                    (SELECT count(*) FROM recovery_codes \
+                     WHERE user_id = $1 AND used_at IS NULL), \
+                    (SELECT max(used_at) FROM recovery_codes WHERE user_id = $1) \
+             FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("summary");
+    assert_eq!((i64::from(left), used), (left_truth, used_truth));
+    (left_truth, used_truth)
+}
+
+/// Enrolment, a code spent, new codes, turning the factor off, and statements typed by
+/// hand all keep the summary equal to the table; a statement that changes neither figure
+/// writes no users row.
+#[tokio::test]
+async fn the_recovery_code_summary_follows_the_codes() {
+    let app = TestApp::spawn().await;
+    let client = app.user_client("una", Role::Member).await;
+    let una = app.user_id("una").await;
+    assert_eq!(codes_summary(&app, una).await, (0, None));
+    let (_, codes) = enrol(&app, &client).await;
+    assert_eq!(codes_summary(&app, una).await, (10, None));
+
+    let browser = app.client();
+    let response = second_step(&app, &browser, "una", &codes[0]).await;
+    assert_eq!(app.landing(&browser, response).await, "/account");
+    let (left, used) = codes_summary(&app, una).await;
+    assert_eq!(left, 9);
+    assert!(used.is_some(), "the use is recorded");
+    let before = row_version(&app, una).await;
+    sqlx::query("UPDATE recovery_codes SET created_at = created_at WHERE user_id = $1")
+        .bind(una)
+        .execute(&app.pool)
+        .await
+        .expect("touch");
+    assert_eq!(row_version(&app, una).await, before, "no users row written");
+
+    // New codes: ten unused, and the old codes' use is forgotten with them.
+    let csrf = app.session_csrf(&browser).await;
+    let fresh = app
+        .post_form_with_csrf(&browser, "/account/two-factor/recovery-codes", &[], &csrf)
+        .await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    assert_eq!(codes_summary(&app, una).await, (10, None));
+    let page = app
+        .get(&browser, "/account")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(!page.contains("A recovery code was used"), "{page}");
+
+    let off = app
+        .post_form_with_csrf(&browser, "/account/two-factor/disable", &[], &csrf)
+        .await;
+    assert_eq!(location(&off), "/account/two-factor?done=disabled");
+    assert_eq!(codes_summary(&app, una).await, (0, None));
+
+    // A user with codes can still be deleted (the cascade's trigger finds no row to update).
+    sqlx::query(
+        "INSERT INTO recovery_codes (user_id, code_hash) \
+         SELECT $1, int8send(g) FROM generate_series(1, 3) g",
+    )
+    .bind(una)
+    .execute(&app.pool)
+    .await
+    .expect("codes");
+    assert_eq!(codes_summary(&app, una).await, (3, None));
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(una)
+        .execute(&app.pool)
+        .await
+        .expect("delete user");
+}
+
+/// Two codes spent at once in separate transactions: each statement's snapshot misses the
+/// other's, and without the trigger's lock both counted 9 left of 10. With it, the second
+/// waits for the first and counts 8.
+#[tokio::test]
+async fn simultaneous_code_uses_leave_the_right_count() {
+    let app = TestApp::spawn().await;
+    app.create_user("vic", Role::Member).await;
+    let vic = app.user_id("vic").await;
+    sqlx::query(
+        "INSERT INTO recovery_codes (user_id, code_hash) \
+         SELECT $1, int8send(g) FROM generate_series(1, 10) g",
+    )
+    .bind(vic)
+    .execute(&app.pool)
+    .await
+    .expect("codes");
+    let spend = "UPDATE recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2";
+    let mut first = app.pool.begin().await.expect("begin");
+    sqlx::query(spend)
+        .bind(vic)
+        .bind(1_i64.to_be_bytes().to_vec())
+        .execute(&mut *first)
+        .await
+        .expect("first use");
+    let pool = app.pool.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query(spend)
+            .bind(vic)
+            .bind(2_i64.to_be_bytes().to_vec())
+            .execute(&mut *tx)
+            .await
+            .expect("second use");
+        tx.commit().await.expect("commit");
+    });
+    sleep(200).await;
+    assert!(!second.is_finished(), "the second use waits for the first");
+    first.commit().await.expect("commit");
+    second.await.expect("second use");
+    let (left, used) = codes_summary(&app, vic).await;
+    assert_eq!(left, 8);
+    assert!(used.is_some());
+}
