@@ -102,24 +102,6 @@ pub struct SessionSummary {
     pub auth_method: Option<String>,
 }
 
-/// The account statement's `ROW(id, created_at, last_seen_at, ended_at, ip, user_agent,
-/// auth_method)`, field by field in that order (each field's type is checked as it is
-/// read, as `#[derive(sqlx::Type)]` would for a named composite type).
-impl<'r> Decode<'r, Postgres> for SessionSummary {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        let mut record = PgRecordDecoder::new(value)?;
-        Ok(Self {
-            id: record.try_decode()?,
-            created_at: record.try_decode()?,
-            last_seen_at: record.try_decode()?,
-            expires_at: record.try_decode()?,
-            ip: record.try_decode()?,
-            user_agent: record.try_decode()?,
-            auth_method: record.try_decode()?,
-        })
-    }
-}
-
 /// The user's recovery codes, as the account page reports them, with which second factors
 /// they have (an authenticator app, how many passkeys): loaded by the same single query.
 #[derive(Debug, Clone)]
@@ -142,27 +124,20 @@ pub struct AccessRequestSummary {
     pub decision_note: Option<String>,
 }
 
-/// The account statement's `ROW(role, path, status, created_at, decided_at, decided_by,
-/// decision_note)`, in that order, as for [`SessionSummary`].
-impl<'r> Decode<'r, Postgres> for AccessRequestSummary {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        let mut record = PgRecordDecoder::new(value)?;
-        Ok(Self {
-            role: record.try_decode()?,
-            path: record.try_decode()?,
-            status: record.try_decode()?,
-            created_at: record.try_decode()?,
-            decided_at: record.try_decode()?,
-            decided_by: record.try_decode()?,
-            decision_note: record.try_decode()?,
-        })
-    }
-}
+/// A struct read from an anonymous record (`ROW(a, b, …)` in SQL): the record's fields in
+/// the order listed, each field's type checked as it is read (as `#[derive(sqlx::Type)]`
+/// does for a named composite type); and its SQL type, so that an array of them
+/// (`array_agg(ROW(…))`) decodes as a `Vec`. A named composite type would need a
+/// migration and a type lookup per connection, for the same decoding.
+macro_rules! from_anonymous_record {
+    ($name:ty { $($field:ident),* $(,)? }) => {
+        impl<'r> Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                let mut record = PgRecordDecoder::new(value)?;
+                Ok(Self { $($field: record.try_decode()?),* })
+            }
+        }
 
-/// The SQL type of a struct decoded from an anonymous record (`ROW(...)`), so that an
-/// array of them (`array_agg(ROW(...))`) decodes as a `Vec`.
-macro_rules! anonymous_record {
-    ($($name:ty),*) => {$(
         impl Type<Postgres> for $name {
             fn type_info() -> PgTypeInfo {
                 PgTypeInfo::with_name("record")
@@ -174,9 +149,28 @@ macro_rules! anonymous_record {
                 PgTypeInfo::with_name("_record")
             }
         }
-    )*};
+    };
 }
-anonymous_record!(SessionSummary, AccessRequestSummary);
+
+// The account statement's `ROW(…)`s (`fetch_with_account`), field for field.
+from_anonymous_record!(SessionSummary {
+    id,
+    created_at,
+    last_seen_at,
+    expires_at,
+    ip,
+    user_agent,
+    auth_method,
+});
+from_anonymous_record!(AccessRequestSummary {
+    role,
+    path,
+    status,
+    created_at,
+    decided_at,
+    decided_by,
+    decision_note,
+});
 
 /// `sessions.revoked_reason` of a session a newer sign-in displaced (`--max-sessions`).
 pub const SESSION_LIMIT_REASON: &str = "session_limit";
@@ -281,7 +275,7 @@ async fn fetch_core(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<
 /// live sessions, recent access requests and recovery codes, in the same round trip.
 ///
 /// The two lists come as arrays of anonymous records, decoded field by field from binary
-/// (see [`SessionSummary`]'s `Decode`): built as JSON, PostgreSQL formatted every
+/// (`from_anonymous_record!`): built as JSON, PostgreSQL formatted every
 /// timestamp as text and the app parsed it back, about 10 us of the database's CPU per
 /// page here (benches/ANALYSIS.md). The recovery codes and which second factors the user
 /// has come from columns the database keeps on the user's row (migrations 0015 and 0016):
